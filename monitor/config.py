@@ -1,0 +1,469 @@
+"""Loading and validating ``config.yaml``.
+
+The file is read with ruamel.yaml's round-trip loader because it remembers where every
+key and item sits: a pydantic validation error is turned back into *file:line: field*,
+which is what a user needs to fix a typo at 3 a.m. (and the same loader later lets the
+CLI edit watchlists in place without losing comments).
+
+``${VAR}`` in any string is replaced from the environment before validation, so
+secrets live in the environment (systemd ``EnvironmentFile=``), never in the file; a
+missing variable is an error naming the variable and the line. ``$${`` writes a
+literal ``${``.
+
+Durations accept ``30s``, ``10m``, ``2h``, ``1d`` or a number of seconds; sizes accept
+``512KB``, ``10MB`` or a number of bytes.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Annotated, Any, Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+from ruamel.yaml import YAML
+from ruamel.yaml.comments import CommentedMap, CommentedSeq
+from ruamel.yaml.error import MarkedYAMLError, YAMLError
+
+from .errors import ConfigError, QuerySyntaxError
+
+DEFAULT_CONFIG = "config.yaml"
+
+_DURATION_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d|w)?\s*$", re.IGNORECASE)
+_DURATION_UNITS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+_SIZE_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(b|kb|kib|mb|mib|gb|gib)?\s*$", re.IGNORECASE)
+_SIZE_UNITS = {
+    "b": 1,
+    "kb": 1000,
+    "kib": 1024,
+    "mb": 1000**2,
+    "mib": 1024**2,
+    "gb": 1000**3,
+    "gib": 1024**3,
+}
+_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+_ENV_RE = re.compile(r"\$\$\{|\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
+
+
+def parse_duration(value: Any) -> float:
+    """Seconds from ``30s`` / ``10m`` / ``2h`` / ``1d`` / a bare number."""
+    if isinstance(value, bool):
+        raise ValueError("expected a duration such as 30s, 10m, 2h")
+    if isinstance(value, int | float):
+        seconds = float(value)
+    elif isinstance(value, str):
+        m = _DURATION_RE.match(value)
+        if not m:
+            raise ValueError(f"{value!r} is not a duration (use e.g. 30s, 10m, 2h, 1d)")
+        seconds = float(m.group(1)) * _DURATION_UNITS[(m.group(2) or "s").lower()]
+    else:
+        raise ValueError("expected a duration such as 30s, 10m, 2h")
+    if seconds < 0:
+        raise ValueError("a duration cannot be negative")
+    return seconds
+
+
+def parse_size(value: Any) -> int:
+    """Bytes from ``512KB`` / ``10MB`` / a bare number."""
+    if isinstance(value, bool):
+        raise ValueError("expected a size such as 10MB")
+    if isinstance(value, int):
+        size = value
+    elif isinstance(value, str):
+        m = _SIZE_RE.match(value)
+        if not m:
+            raise ValueError(f"{value!r} is not a size (use e.g. 512KB, 10MB)")
+        size = int(float(m.group(1)) * _SIZE_UNITS[(m.group(2) or "b").lower()])
+    else:
+        raise ValueError("expected a size such as 10MB")
+    if size <= 0:
+        raise ValueError("a size must be positive")
+    return size
+
+
+Duration = Annotated[float, BeforeValidator(parse_duration)]
+Size = Annotated[int, BeforeValidator(parse_size)]
+
+
+def _check_name(value: str) -> str:
+    if not _NAME_RE.match(value):
+        raise ValueError(
+            f"{value!r} is not a valid name (letters, digits, '-', '_', '.'; at most 64 characters)"
+        )
+    return value
+
+
+Name = Annotated[str, BeforeValidator(lambda v: _check_name(str(v)) if isinstance(v, str) else v)]
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class PollSettings(_Model):
+    """How feeds are polled. Every value can be overridden per feed where it makes sense."""
+
+    interval: Duration = 600.0
+    jitter: Duration = 30.0
+    timeout: Duration = 20.0
+    deadline: Duration = 60.0
+    max_bytes: Size = 10_000_000
+    concurrency: int = Field(default=16, ge=1, le=256)
+    per_host: int = Field(default=2, ge=1, le=32)
+    catchup_new_feeds: bool = True
+    backoff_max: Duration = 86400.0
+    tick: Duration = 5.0
+    parse_workers: int = Field(default=0, ge=0, le=64)
+
+    @model_validator(mode="after")
+    def _sane(self) -> PollSettings:
+        if self.interval < 10:
+            raise ValueError("poll.interval must be at least 10s (be polite to publishers)")
+        if self.deadline < self.timeout:
+            raise ValueError("poll.deadline must be at least poll.timeout")
+        return self
+
+
+class DeliverySettings(_Model):
+    """How the outbox is drained: retries back off exponentially up to ``give_up_after``."""
+
+    retry_base: Duration = 30.0
+    retry_max: Duration = 3600.0
+    give_up_after: Duration = 172800.0
+    lease: Duration = 120.0
+    timeout: Duration = 30.0
+    interval: Duration = 5.0
+    batch: int = Field(default=100, ge=1, le=10_000)
+
+
+class FeedConfig(_Model):
+    name: Name
+    url: str
+    interval: Duration | None = None
+    language: str | None = None
+    enabled: bool = True
+
+    @field_validator("url")
+    @classmethod
+    def _url(cls, value: str) -> str:
+        value = value.strip()
+        if not re.match(r"^https?://[^\s/?#]+[^\s]*$", value, re.IGNORECASE):
+            raise ValueError(f"{value!r} is not an http(s) URL")
+        return value
+
+    @field_validator("interval")
+    @classmethod
+    def _interval(cls, value: float | None) -> float | None:
+        if value is not None and value < 10:
+            raise ValueError("a feed's interval must be at least 10s")
+        return value
+
+
+class WatchlistConfig(_Model):
+    name: Name
+    query: str
+    notify: list[str] = Field(default_factory=list)
+    enabled: bool = True
+    stem: list[Literal["en", "fr"]] = Field(default_factory=list)
+    description: str | None = None
+
+
+class Config(_Model):
+    """The whole validated configuration."""
+
+    database: str = "sqlite:///data/monitor.db"
+    timezone: str = "UTC"
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    poll: PollSettings = PollSettings()
+    delivery: DeliverySettings = DeliverySettings()
+    feeds: list[FeedConfig] = Field(default_factory=list)
+    targets: dict[Name, str] = Field(default_factory=dict)
+    aliases: dict[Name, str] = Field(default_factory=dict)
+    watchlists: list[WatchlistConfig] = Field(default_factory=list)
+
+    @field_validator("timezone")
+    @classmethod
+    def _tz(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError) as exc:
+            raise ValueError(f"unknown time zone {value!r} (use e.g. Europe/Paris)") from exc
+        return value
+
+    def feed(self, name: str) -> FeedConfig:
+        for feed in self.feeds:
+            if feed.name == name:
+                return feed
+        raise KeyError(name)
+
+    def watchlist(self, name: str) -> WatchlistConfig:
+        for wl in self.watchlists:
+            if wl.name == name:
+                return wl
+        raise KeyError(name)
+
+
+@dataclass(frozen=True)
+class LoadedConfig:
+    """A validated config and where it came from."""
+
+    config: Config
+    path: Path
+    database_url: str  # relative SQLite paths resolved against the config file's folder
+
+    def line_of(self, *field: str | int) -> int | None:
+        """Line of a field in the file, for messages that point back at it."""
+        return _line_of(_load_yaml_tree(self.path.read_text(encoding="utf-8")), tuple(field))
+
+
+# --- the loader -------------------------------------------------------------------------
+
+
+def _yaml() -> YAML:
+    yaml = YAML(typ="rt")
+    yaml.preserve_quotes = True
+    return yaml
+
+
+def _load_yaml_tree(text: str) -> Any:
+    return _yaml().load(text)
+
+
+def _line_of(tree: Any, loc: tuple[str | int, ...]) -> int | None:
+    """1-based line of the deepest node of ``loc`` that exists in the YAML tree."""
+    node = tree
+    line: int | None = None
+    for part in loc:
+        if isinstance(node, CommentedMap) and isinstance(part, str) and part in node:
+            line = node.lc.key(part)[0] + 1
+            node = node[part]
+        elif isinstance(node, CommentedSeq) and isinstance(part, int) and 0 <= part < len(node):
+            line = node.lc.item(part)[0] + 1
+            node = node[part]
+        else:
+            break
+    return line
+
+
+def _field_path(loc: tuple[str | int, ...]) -> str:
+    out = ""
+    for part in loc:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        else:
+            out += ("." if out else "") + str(part)
+    return out
+
+
+def _expand_env(node: Any, env: Mapping[str, str], loc: tuple[str | int, ...]) -> Iterator[
+    tuple[tuple[str | int, ...], str]
+]:
+    """Replace ``${VAR}`` in place in every string; yield (loc, name) of missing variables."""
+    if isinstance(node, CommentedMap):
+        for key in list(node.keys()):
+            value = node[key]
+            if isinstance(value, str):
+                new, missing = _substitute(value, env)
+                for name in missing:
+                    yield (*loc, key), name
+                node[key] = new
+            else:
+                yield from _expand_env(value, env, (*loc, key))
+    elif isinstance(node, CommentedSeq):
+        for i, value in enumerate(node):
+            if isinstance(value, str):
+                new, missing = _substitute(value, env)
+                for name in missing:
+                    yield (*loc, i), name
+                node[i] = new
+            else:
+                yield from _expand_env(value, env, (*loc, i))
+
+
+def _substitute(value: str, env: Mapping[str, str]) -> tuple[str, list[str]]:
+    missing: list[str] = []
+
+    def repl(m: re.Match[str]) -> str:
+        if m.group(0) == "$${":
+            return "${"
+        name = m.group(1)
+        if name not in env:
+            missing.append(name)
+            return m.group(0)
+        return env[name]
+
+    return _ENV_RE.sub(repl, value), missing
+
+
+def _plain(node: Any) -> Any:
+    """ruamel's commented containers -> plain dicts/lists/str for pydantic."""
+    if isinstance(node, dict):
+        return {str(k): _plain(v) for k, v in node.items()}
+    if isinstance(node, list):
+        return [_plain(v) for v in node]
+    if isinstance(node, str):
+        return str(node)
+    return node
+
+
+def _duplicates(tree: Any, file: str) -> None:
+    """Duplicate feed names/URLs and watchlist names are errors, pointed at the second one."""
+    for section, keys in (("feeds", ("name", "url")), ("watchlists", ("name",))):
+        items = tree.get(section) if isinstance(tree, CommentedMap) else None
+        if not isinstance(items, CommentedSeq):
+            continue
+        for key in keys:
+            seen: dict[str, int] = {}
+            for i, item in enumerate(items):
+                if not isinstance(item, CommentedMap) or not isinstance(item.get(key), str):
+                    continue
+                value = str(item[key]).strip()
+                if key == "url":
+                    value = value.rstrip("/").lower()
+                if value in seen:
+                    raise ConfigError(
+                        f"duplicate {section[:-1]} {key} {item[key]!r}",
+                        file=file,
+                        line=_line_of(tree, (section, i, key)),
+                        field=f"{section}[{i}].{key}",
+                        hint=f"already used by {section}[{seen[value]}]",
+                    )
+                seen[value] = i
+
+
+def _cross_checks(config: Config, tree: Any, file: str) -> None:
+    """Checks that need the whole config: target names, query syntax, aliases."""
+    from .matcher import Matcher, WatchlistQuery  # the pure matcher; imported late to keep start-up light
+    from .query import validate_aliases
+
+    for i, wl in enumerate(config.watchlists):
+        if wl.enabled and not wl.notify:
+            raise ConfigError(
+                "a watchlist needs at least one target to notify",
+                file=file,
+                line=_line_of(tree, ("watchlists", i)),
+                field=f"watchlists[{i}].notify",
+                hint=f"known targets: {', '.join(config.targets) or 'none defined'}",
+            )
+        for j, target in enumerate(wl.notify):
+            if target not in config.targets:
+                raise ConfigError(
+                    f"unknown target {target!r}",
+                    file=file,
+                    line=_line_of(tree, ("watchlists", i, "notify", j)),
+                    field=f"watchlists[{i}].notify[{j}]",
+                    hint=f"known targets: {', '.join(config.targets) or 'none defined'}",
+                )
+    try:
+        validate_aliases(config.aliases)
+    except QuerySyntaxError as exc:
+        name = (exc.watchlist or "").lstrip("@")
+        raise exc.with_context(
+            file=file,
+            line=_line_of(tree, ("aliases", name)),
+            field=f"aliases.{name}" if name else "aliases",
+        ) from None
+    for i, wl in enumerate(config.watchlists):
+        try:
+            Matcher([WatchlistQuery(wl.name, wl.query, tuple(wl.stem))], config.aliases)
+        except QuerySyntaxError as exc:
+            raise exc.with_context(
+                watchlist=wl.name,
+                file=file,
+                line=_line_of(tree, ("watchlists", i, "query")),
+                field=f"watchlists[{i}].query",
+            ) from None
+
+
+def resolve_database_url(url: str, base: Path) -> str:
+    """Make a relative SQLite path relative to the config file, not to the working directory.
+
+    A systemd unit and ``make run`` start in different folders; resolving against the
+    config file means the same file always finds the same database.
+    """
+    prefix = "sqlite:///"
+    if url.startswith(prefix) and not url.startswith("sqlite:////") and url != "sqlite:///:memory:":
+        rest = url[len(prefix) :]
+        path_part, sep, query = rest.partition("?")
+        if path_part and not path_part.startswith(":"):
+            path = (base / path_part).resolve()
+            return f"sqlite:///{path}" + (sep + query if sep else "")
+    return url
+
+
+def parse_config(
+    text: str, *, file: str = DEFAULT_CONFIG, env: Mapping[str, str] | None = None
+) -> tuple[Config, Any]:
+    """Validate config text; returns the Config and the YAML tree (for line look-ups)."""
+    env = os.environ if env is None else env
+    try:
+        tree = _load_yaml_tree(text)
+    except MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        line = mark.line + 1 if mark is not None else None
+        problem = exc.problem or exc.context or "invalid YAML"
+        raise ConfigError(f"invalid YAML: {problem}", file=file, line=line) from None
+    except YAMLError as exc:
+        raise ConfigError(f"invalid YAML: {exc}", file=file) from None
+    if tree is None:
+        tree = CommentedMap()
+    if not isinstance(tree, CommentedMap):
+        raise ConfigError("the top level must be a mapping of settings", file=file, line=1)
+    for loc, name in _expand_env(tree, env, ()):
+        raise ConfigError(
+            f"environment variable {name} is not set",
+            file=file,
+            line=_line_of(tree, loc),
+            field=_field_path(loc),
+            hint=f"export {name}=... or put it in the service's EnvironmentFile; write $${{ for a literal ${{",
+        )
+    _duplicates(tree, file)
+    try:
+        config = Config.model_validate(_plain(tree))
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        loc = tuple(err["loc"])
+        msg = err["msg"].removeprefix("Value error, ")
+        hint = None
+        if err["type"] == "extra_forbidden":
+            msg = f"unknown setting {loc[-1]!r}"
+            hint = "check the spelling against README.md's configuration reference"
+        elif err["type"] == "missing":
+            msg = "this setting is required"
+        more = len(exc.errors()) - 1
+        if more:
+            msg += f" (and {more} more error{'s' if more > 1 else ''})"
+        raise ConfigError(
+            msg, file=file, line=_line_of(tree, loc), field=_field_path(loc) or None, hint=hint
+        ) from None
+    _cross_checks(config, tree, file)
+    return config, tree
+
+
+def load_config(path: str | os.PathLike[str], *, env: Mapping[str, str] | None = None) -> LoadedConfig:
+    """Read, expand and validate a config file. Raises ConfigError naming file, line and field."""
+    p = Path(path)
+    try:
+        text = p.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError("config file not found", file=str(p)) from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"cannot read config file: {exc}", file=str(p)) from None
+    config, _ = parse_config(text, file=str(p), env=env)
+    return LoadedConfig(
+        config=config,
+        path=p.resolve(),
+        database_url=resolve_database_url(config.database, p.resolve().parent),
+    )

@@ -1,0 +1,128 @@
+"""The pure polling policy: backoff, Retry-After, 410, redirect adoption, scheduling."""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+
+import pytest
+
+from monitor.backoff import backoff_delay
+from monitor.feedstate import FeedSnapshot, PollPolicy, after_failure, after_success, after_unchanged
+
+NOW = dt.datetime(2026, 11, 26, 12, 0, tzinfo=dt.UTC)
+POLICY = PollPolicy(jitter=30.0, backoff_max=86400.0)
+
+
+def feed(**kw: object) -> FeedSnapshot:
+    base = FeedSnapshot(
+        id=1, name="f", url="http://a/feed", fetch_url="http://a/feed", language=None, interval_s=600.0,
+        enabled=True, state="ok", title=None, etag=None, last_modified=None, body_hash=None, redirect_to=None,
+        redirect_seen=0, initialized=True, consecutive_failures=0, failing_since=None, last_poll_at=None,
+        last_success_at=None, last_error_at=None, last_status=None, last_error=None, last_error_reason=None,
+        total_polls=0, total_failures=0, entries_seen=0, learned_interval_s=None, next_poll_at=NOW,
+        health_alerted_at=None,
+    )
+    return dataclasses.replace(base, **kw)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    ("attempt", "rand", "expected"),
+    [
+        (0, 0.5, 0.0),
+        (1, 0.0, 30.0),  # half of base
+        (1, 1.0, 60.0),  # full base
+        (2, 1.0, 120.0),
+        (3, 0.0, 120.0),
+        (30, 1.0, 3600.0),  # capped
+        (10_000, 1.0, 3600.0),  # no overflow
+    ],
+)
+def test_backoff_delay(attempt: int, rand: float, expected: float) -> None:
+    assert backoff_delay(attempt, base=60, cap=3600, rand=lambda: rand) == pytest.approx(expected)
+
+
+def test_success_schedules_interval_plus_jitter_and_resets_failures() -> None:
+    f = feed(consecutive_failures=4, failing_since=NOW - dt.timedelta(hours=3), state="backoff")
+    ch = after_success(
+        f, now=NOW, http_status=200, etag='"x"', last_modified=None, body_hash="h", permanent_redirect=None,
+        title="T", new_entries=3, policy=POLICY, rand=lambda: 0.5,
+    )
+    assert ch["state"] == "ok"
+    assert ch["consecutive_failures"] == 0
+    assert ch["failing_since"] is None
+    assert ch["next_poll_at"] == NOW + dt.timedelta(seconds=615)
+    assert ch["entries_seen"] == 3
+    assert ch["initialized"] is True
+    assert ch["claim_until"] is None
+
+
+@pytest.mark.parametrize(
+    ("failures", "rand", "retry_after", "expected_delay"),
+    [
+        (0, 1.0, None, 600),  # first failure: one interval
+        (1, 1.0, None, 1200),
+        (5, 1.0, None, 19200),
+        (20, 1.0, None, 86400),  # capped at 24 h: never stops polling for good
+        (0, 1.0, 3600, 3600),  # Retry-After longer than the backoff wins
+        (3, 1.0, 10, 4800),  # shorter Retry-After does not shorten the backoff
+        (0, 1.0, 10**9, 86400),  # absurd Retry-After is capped too
+    ],
+)
+def test_failure_backs_off(failures: int, rand: float, retry_after: float | None, expected_delay: float) -> None:
+    f = feed(consecutive_failures=failures)
+    ch = after_failure(
+        f, now=NOW, reason="http_500", message="boom", http_status=500, retry_after=retry_after,
+        policy=POLICY, rand=lambda: rand,
+    )
+    assert ch["state"] == "backoff"
+    assert ch["consecutive_failures"] == failures + 1
+    assert ch["next_poll_at"] == NOW + dt.timedelta(seconds=expected_delay)
+    assert ch["failing_since"] == NOW
+
+
+def test_failing_since_is_kept_across_failures() -> None:
+    since = NOW - dt.timedelta(hours=5)
+    ch = after_failure(
+        feed(consecutive_failures=3, failing_since=since), now=NOW, reason="timeout", message="t",
+        http_status=None, retry_after=None, policy=POLICY,
+    )
+    assert ch["failing_since"] == since
+
+
+def test_gone_disables() -> None:
+    ch = after_failure(
+        feed(), now=NOW, reason="gone", message="410", http_status=410, retry_after=None, policy=POLICY
+    )
+    assert ch["state"] == "disabled"
+
+
+@pytest.mark.parametrize(
+    ("redirect_to", "seen", "new", "expected"),
+    [
+        (None, 0, "http://b/feed", {"redirect_to": "http://b/feed", "redirect_seen": 1}),
+        ("http://b/feed", 1, "http://b/feed", {"fetch_url": "http://b/feed", "redirect_to": None, "redirect_seen": 0}),
+        ("http://c/feed", 1, "http://b/feed", {"redirect_to": "http://b/feed", "redirect_seen": 1}),
+        ("http://b/feed", 1, None, {"redirect_to": None, "redirect_seen": 0}),  # not twice IN A ROW
+    ],
+)
+def test_permanent_redirect_adopted_after_two_polls_in_a_row(
+    redirect_to: str | None, seen: int, new: str | None, expected: dict[str, object]
+) -> None:
+    ch = after_unchanged(
+        feed(redirect_to=redirect_to, redirect_seen=seen), now=NOW, http_status=304, etag=None,
+        last_modified=None, permanent_redirect=new, policy=POLICY,
+    )
+    for key, value in expected.items():
+        assert ch[key] == value
+    if "fetch_url" not in expected:
+        assert "fetch_url" not in ch
+
+
+def test_unchanged_keeps_validators_when_304_has_none() -> None:
+    ch = after_unchanged(
+        feed(etag='"e1"', last_modified="Wed, 01 Jan 2025 00:00:00 GMT", body_hash="h"), now=NOW,
+        http_status=304, etag=None, last_modified=None, permanent_redirect=None, policy=POLICY,
+    )
+    assert ch["etag"] == '"e1"'
+    assert ch["last_modified"] == "Wed, 01 Jan 2025 00:00:00 GMT"

@@ -1,0 +1,201 @@
+"""The store against real databases: SQLite always, PostgreSQL when MONITOR_TEST_POSTGRES_URL is set."""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import threading
+
+import pytest
+from alembic.autogenerate import compare_metadata
+from alembic.migration import MigrationContext
+from sqlalchemy import func, select
+
+from monitor.entries import Entry
+from monitor.matcher import Hit, MatchResult
+from monitor.schema import Alert, Base, Match, Story
+from monitor.store import FeedConfigRow, Store, migrate, safe_url
+
+NOW = dt.datetime(2026, 11, 26, 12, 0, tzinfo=dt.UTC)
+
+
+def entry(n: int, *, link: str | None = "auto", guid: str | None = "auto", title: str | None = None) -> Entry:
+    link_v = f"https://news.example.org/story/{n}" if link == "auto" else link
+    guid_v = f"urn:story:{n}" if guid == "auto" else guid
+    lk = f"lk{hash(link_v) & 0xFFFFFFFF:08x}" if link_v else None
+    gk = f"gk{hash(guid_v) & 0xFFFFFFFF:08x}" if guid_v else None
+    return Entry(
+        guid=guid_v, link=link_v, canonical_url=link_v, title=title or f"Story {n}", summary=f"Summary {n}",
+        published_at=NOW, date_from_feed=True, language="en", author=None,
+        story_key=lk or gk or f"tk{n}", link_key=lk, guid_key=gk, title_key=f"tt{n}",
+    )
+
+
+def result(watchlist: str, term: str = "Kursk") -> MatchResult:
+    return MatchResult(watchlist=watchlist, hits=(Hit(term=term, field="title", start=0, end=5, text=term),))
+
+
+def feeds_of(store: Store, *names: str) -> dict[str, int]:
+    store.sync_feeds([FeedConfigRow(name=n, url=f"http://127.0.0.1/{n}.xml", interval_s=600, language="en") for n in names], now=NOW)
+    return {f.name: f.id for f in store.feeds()}
+
+
+def claim(store: Store, name: str, worker: str = "w1"):  # type: ignore[no-untyped-def]
+    (snap,) = store.claim_due_feeds(worker=worker, lease=60, now=NOW, names=[name])
+    return snap
+
+
+def test_migrations_match_models_and_are_idempotent(store: Store) -> None:
+    migrate(store.engine)  # second run: nothing to do, no error
+    with store.engine.connect() as conn:
+        diff = compare_metadata(MigrationContext.configure(conn), Base.metadata)
+    assert diff == []
+
+
+def test_sync_feeds_add_update_remove(store: Store) -> None:
+    rep = store.sync_feeds([FeedConfigRow("a", "http://x/a", 600, "en"), FeedConfigRow("b", "http://x/b", 600, None)], now=NOW)
+    assert sorted(rep.added) == ["a", "b"]
+    rep = store.sync_feeds([FeedConfigRow("a", "http://x/a2", 600, "en")], now=NOW)
+    assert rep.updated == ("a",) and rep.removed == ("b",)
+    (a,) = store.feeds()
+    assert a.fetch_url == "http://x/a2" and a.etag is None
+    assert [f.name for f in store.feeds(include_removed=True)] == ["a", "b"]
+
+
+def test_claims_are_leases(store: Store) -> None:
+    feeds_of(store, "a", "b")
+    first = store.claim_due_feeds(worker="w1", lease=60, now=NOW)
+    assert sorted(f.name for f in first) == ["a", "b"]
+    assert store.claim_due_feeds(worker="w2", lease=60, now=NOW) == []  # held by w1
+    later = NOW + dt.timedelta(seconds=61)  # w1 died: its lease expired
+    assert sorted(f.name for f in store.claim_due_feeds(worker="w2", lease=60, now=later)) == ["a", "b"]
+
+
+def test_not_due_feeds_are_not_claimed_unless_forced(store: Store) -> None:
+    ids = feeds_of(store, "a")
+    store.update_feed(ids["a"], {"next_poll_at": NOW + dt.timedelta(hours=1)})
+    assert store.claim_due_feeds(worker="w", lease=60, now=NOW) == []
+    assert [f.name for f in store.claim_due_feeds(worker="w", lease=60, now=NOW, force=True)] == ["a"]
+
+
+def test_record_and_dedupe(store: Store) -> None:
+    ids = feeds_of(store, "a", "b")
+    fa = claim(store, "a")
+    e1, e2 = entry(1), entry(2)
+    assert store.unseen(fa.id, [e1, e2]) == [e1, e2]
+    rep = store.record_entries(
+        fa, [e1, e2], {0: [result("kursk")]}, targets={"kursk": ["mail", "slack"]}, alert=True,
+        feed_changes={"initialized": True}, now=NOW,
+    )
+    assert (rep.new_stories, rep.matches, rep.alerts) == (2, 1, 2)
+    # Seen again: nothing new.
+    assert store.unseen(fa.id, [e1, e2]) == []
+    # GUIDs change every poll while links stay: still not new.
+    assert store.unseen(fa.id, [dataclasses.replace(e1, guid="urn:new", guid_key="gk-new")]) == []
+    # Same GUID, link changed (slug edited): not new either.
+    assert store.unseen(fa.id, [dataclasses.replace(e2, link="https://x/other", link_key="lk-other")]) == []
+    # The same link in another feed is the same story: a sighting, not a new story.
+    assert store.unseen(ids["b"], [e1]) == []
+    claimed = store.claim_alerts(worker="d", lease=60, now=NOW)
+    assert {a.target for a in claimed} == {"mail", "slack"}
+    assert all(a.also_reported_by == ("b",) for a in claimed)
+    assert all(a.terms == ("Kursk",) for a in claimed)
+
+
+def test_recording_twice_is_idempotent(store: Store) -> None:
+    feeds_of(store, "a")
+    fa = claim(store, "a")
+    e1 = entry(1)
+    for _ in range(2):  # a second daemon, or a retry after a crash, inserts the same story
+        store.record_entries(fa, [e1], {0: [result("kursk")]}, targets={"kursk": ["mail"]}, alert=True,
+                             feed_changes={}, now=NOW)
+    with store.engine.connect() as conn:
+        assert conn.execute(select(func.count()).select_from(Story)).scalar_one() == 1
+        assert conn.execute(select(func.count()).select_from(Match)).scalar_one() == 1
+        assert conn.execute(select(func.count()).select_from(Alert)).scalar_one() == 1
+
+
+def test_catchup_records_matches_without_alerts(store: Store) -> None:
+    feeds_of(store, "a")
+    fa = claim(store, "a")
+    rep = store.record_entries(fa, [entry(1)], {0: [result("kursk")]}, targets={"kursk": ["mail"]}, alert=False,
+                               feed_changes={}, now=NOW)
+    assert (rep.new_stories, rep.matches, rep.alerts) == (1, 1, 0)
+    assert store.claim_alerts(worker="d", lease=60, now=NOW) == []
+
+
+def test_entries_without_link_or_guid_get_stable_identity(store: Store) -> None:
+    feeds_of(store, "a")
+    fa = claim(store, "a")
+    e = entry(7, link=None, guid=None)
+    store.record_entries(fa, [e], {}, targets={}, alert=True, feed_changes={}, now=NOW)
+    assert store.unseen(fa.id, [e]) == []
+
+
+def test_outbox_lease_retry_and_give_up(store: Store) -> None:
+    feeds_of(store, "a")
+    fa = claim(store, "a")
+    store.record_entries(fa, [entry(1)], {0: [result("kursk")]}, targets={"kursk": ["mail"]}, alert=True,
+                         feed_changes={}, now=NOW)
+    (a,) = store.claim_alerts(worker="d1", lease=60, now=NOW)
+    assert a.attempts == 1
+    # While leased, nobody else gets it.
+    assert store.claim_alerts(worker="d2", lease=60, now=NOW) == []
+    # d1 died between claim and mark: after the lease, d2 retries it.
+    (again,) = store.claim_alerts(worker="d2", lease=60, now=NOW + dt.timedelta(seconds=61))
+    assert again.id == a.id and again.attempts == 2
+    # d1 wakes up late: its mark is refused, the row is d2's now.
+    assert store.mark_sent([a.id], worker="d1", now=NOW) == 0
+    # d2 fails: back to pending with a retry time.
+    retry_at = NOW + dt.timedelta(minutes=5)
+    assert store.mark_failed([a.id], worker="d2", error="smtp down", next_attempt_at=retry_at, give_up=False) == 1
+    assert store.claim_alerts(worker="d2", lease=60, now=NOW + dt.timedelta(minutes=4)) == []
+    (third,) = store.claim_alerts(worker="d2", lease=60, now=retry_at)
+    assert store.mark_failed([third.id], worker="d2", error="still down", next_attempt_at=retry_at, give_up=True) == 1
+    assert store.alert_counts() == {"failed": 1}
+    assert store.failed_alerts()[0][3] == "still down"
+
+
+def test_mark_sent(store: Store) -> None:
+    feeds_of(store, "a")
+    fa = claim(store, "a")
+    store.record_entries(fa, [entry(1)], {0: [result("kursk"), result("pact", "Lavrov")]},
+                         targets={"kursk": ["mail"], "pact": ["mail"]}, alert=True, feed_changes={}, now=NOW)
+    rows = store.claim_alerts(worker="d", lease=60, now=NOW)
+    assert sorted(r.watchlist for r in rows) == ["kursk", "pact"]
+    assert store.mark_sent([r.id for r in rows], worker="d", now=NOW) == 2
+    assert store.alert_counts() == {"sent": 2}
+    assert store.claim_alerts(worker="d", lease=60, now=NOW + dt.timedelta(days=1)) == []
+
+
+def test_concurrent_claims_never_overlap(store: Store) -> None:
+    """Several daemons (threads here) claiming at once each get disjoint feeds."""
+    names = [f"f{i}" for i in range(40)]
+    feeds_of(store, *names)
+    got: dict[str, list[str]] = {}
+    barrier = threading.Barrier(4)
+
+    def worker(w: str) -> None:
+        barrier.wait()
+        got[w] = [f.name for f in store.claim_due_feeds(worker=w, lease=60, now=NOW, limit=15)]
+
+    threads = [threading.Thread(target=worker, args=(f"w{i}",)) for i in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    claimed = [n for lst in got.values() for n in lst]
+    assert len(claimed) == len(set(claimed)) == 40
+
+
+def test_safe_url_hides_password() -> None:
+    assert "hunter2" not in safe_url("postgresql+psycopg://u:hunter2@db/x")
+
+
+def test_unreachable_database_is_a_store_error() -> None:
+    from monitor.errors import StoreError
+
+    with pytest.raises(StoreError) as info:
+        Store("postgresql+psycopg://u:hunter2@127.0.0.1:1/x")
+    assert "hunter2" not in str(info.value)
+    assert "127.0.0.1" in str(info.value)

@@ -308,7 +308,8 @@ def _print_feeds(rows: list[Any], alerts: dict[str, int]) -> None:
             str(f.consecutive_failures), str(f.entries_seen), _ago(f.next_poll_at, now),
             f"{f.last_error_reason}: {f.last_error}" if f.last_error and f.state != "ok" else "",
         )
-    console = Console()
+    # Piped into a file or a script, do not fold columns to 80 characters.
+    console = Console() if sys.stdout.isatty() else Console(width=200)
     console.print(table)
     pending = alerts.get("pending", 0) + alerts.get("sending", 0)
     console.print(

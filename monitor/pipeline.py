@@ -24,9 +24,9 @@ from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import Executor, Future, ProcessPoolExecutor
 from dataclasses import dataclass, field
 
-from .errors import FetchError, MonitorError, ParseError
+from .errors import MonitorError, ParseError
 from .feedstate import FeedSnapshot, PollPolicy, after_failure, after_success, after_unchanged
-from .fetch import Fetcher, FetchRequest, FetchResult
+from .fetch import FeedFetchError, Fetcher, FetchRequest, FetchResult
 from .matcher import Matcher, MatchResult
 from .parse import ParsedFeed, parse_feed
 from .store import Store, utcnow
@@ -169,7 +169,7 @@ class Pipeline:
         executor = self._executor(len(feeds))
         try:
             for outcome in self.fetcher.fetch_many(requests):
-                if isinstance(outcome, FetchError):
+                if isinstance(outcome, FeedFetchError):
                     feed = by_id[outcome.request.key]
                     report.outcomes.append(self._failed(feed, outcome.reason, str(outcome), outcome.status,
                                                         outcome.retry_after, started[feed.id]))

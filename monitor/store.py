@@ -211,7 +211,7 @@ def story_ident(feed_id: int, entry: Entry) -> str:
 _SNAPSHOT_FIELDS = tuple(f.name for f in fields(FeedSnapshot))
 
 
-def _snapshot(row: Feed) -> FeedSnapshot:
+def _snapshot(row: Any) -> FeedSnapshot:
     return FeedSnapshot(**{name: getattr(row, name) for name in _SNAPSHOT_FIELDS})
 
 
@@ -343,7 +343,7 @@ class Store:
             until = now + dt.timedelta(seconds=lease)
             for chunk in _chunks(ids, 500):
                 conn.execute(update(Feed).where(Feed.id.in_(chunk)).values(claimed_by=worker, claim_until=until))
-            rows = [r for chunk in _chunks(ids, 500) for r in conn.execute(select(Feed).where(Feed.id.in_(chunk))).scalars()]
+            rows = [r for chunk in _chunks(ids, 500) for r in conn.execute(select(Feed.__table__).where(Feed.id.in_(chunk)))]
             snaps = [_snapshot(r) for r in rows]
         snaps.sort(key=lambda s: s.next_poll_at)
         return snaps
@@ -362,10 +362,10 @@ class Store:
 
     def feeds(self, *, include_removed: bool = False) -> list[FeedSnapshot]:
         with self._tx() as conn:
-            stmt = select(Feed).order_by(Feed.name)
+            stmt = select(Feed.__table__).order_by(Feed.name)
             if not include_removed:
                 stmt = stmt.where(Feed.enabled.is_(True))
-            return [_snapshot(r) for r in conn.execute(stmt).scalars()]
+            return [_snapshot(r) for r in conn.execute(stmt)]
 
     def next_due(self) -> dt.datetime | None:
         with self._tx() as conn:
@@ -478,7 +478,8 @@ class Store:
                             .on_conflict_do_nothing()
                         )
                         n_alerts += 1
-            conn.execute(update(Feed).where(Feed.id == feed.id).values(**feed_changes))
+            if feed_changes:
+                conn.execute(update(Feed).where(Feed.id == feed.id).values(**feed_changes))
         return RecordReport(len(new_ids), n_matches, n_alerts, tuple(new_ids))
 
     def stories_since(self, since: dt.datetime, *, limit: int | None = None) -> list[StoredStory]:

@@ -1,0 +1,359 @@
+"""Text folding and tokenisation shared by the query parser and the matcher (pure).
+
+Queries and stories go through the *same* two steps, so a query term and a story
+word compare equal exactly when an analyst would expect them to:
+
+1. :func:`fold` normalises a string: Unicode compatibility forms are unified (NFKC:
+   ``ﬁ`` -> ``fi``, full-width ``Ｋ`` -> ``K``, no-break spaces -> spaces), case is
+   folded (``KOURSK`` -> ``koursk``, ``Курск`` -> ``курск``, ``ß`` -> ``ss``), accents are
+   removed from *Latin* letters (``Corée`` -> ``coree``, ``Koursk`` stays) but kept on
+   Cyrillic and Greek letters (``й`` is a letter of its own, not an accented ``и``; the
+   one exception is Russian ``ё`` -> ``е``, which Russian writing itself treats as
+   optional), the ligatures ``œ æ`` become ``oe ae`` and ``ø đ ł ı ð þ`` their plain
+   letters, every apostrophe (``’ ‘ ʼ ʻ ′ ` ＇``) becomes ``'``, every dash
+   (``‐ ‑ ‒ – — ― − ﹣ －``) becomes ``-``, and soft hyphens and zero-width
+   joiners-of-nothing vanish. Hangul stays Hangul.
+
+2. :func:`words` splits folded text into words: maximal runs of letters, digits and
+   combining marks. Everything else (spaces, punctuation, dashes, apostrophes) separates
+   words, so ``nord-coréen``, ``nord coréen`` and ``nord–coréen`` are all the two words
+   ``nord coreen``. Around apostrophes two rules apply: French elided articles and
+   pronouns (``l' d' j' m' n' s' t' c' qu' jusqu' lorsqu' puisqu' quoiqu'``) in front
+   of a word are dropped, so ``l’OTAN`` is the single word ``otan``; an English
+   possessive ``'s`` at the end of a word is dropped, so ``Russia's`` is ``russia``.
+   Any other apostrophe just separates (``aujourd'hui`` -> ``aujourd hui``).
+
+Offsets: matching runs on folded words, but explanations must point into the original
+title or summary. :func:`fold_with_offsets` gives, for every folded character, the
+span of original characters it came from, and :func:`word_spans` gives the folded span
+of every word; :func:`tokenize` combines both into :class:`Token` objects whose
+``start``/``end`` index the original string (``text[t.start:t.end]`` is the word as
+published, e.g. ``OTAN`` inside ``l’OTAN``).
+
+Speed matters here (every story of every feed goes through it), so :func:`fold` runs
+whole-string C-level operations (``isascii``/``lower`` for ASCII text; NFKD, casefold,
+one regular-expression pass, NFC otherwise) and only the explanation path, which runs
+for the rare stories that match, walks the text character by character.
+"""
+
+from __future__ import annotations
+
+import functools
+import re
+import unicodedata
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+__all__ = [
+    "ELISIONS",
+    "Token",
+    "fold",
+    "fold_offsets",
+    "fold_with_offsets",
+    "is_hangul",
+    "pattern_words",
+    "tokenize",
+    "word_spans",
+    "words",
+]
+
+#: French elided words: dropped when written in front of another word with an apostrophe.
+ELISIONS: frozenset[str] = frozenset(
+    {"l", "d", "j", "m", "n", "s", "t", "c", "qu", "jusqu", "lorsqu", "puisqu", "quoiqu"}
+)
+
+# Characters that survive NFKD + casefold + NFC but must still change. Apostrophes and
+# dashes are unified so that fold() output is predictable for callers (and the word
+# splitter only has to know "'"), letters without a canonical decomposition get their
+# usual plain spelling, and invisible characters go away.
+_APOSTROPHES = "\u2019\u2018\u201b\u02bc\u02bb\u2032`"
+_DASHES = "\u2010\u2012\u2013\u2014\u2015\u2212\u2043\u2e3a\u2e3b\u058a\u05be"
+_SPECIAL: dict[str, str] = {c: "'" for c in _APOSTROPHES}
+_SPECIAL.update({c: "-" for c in _DASHES})
+_SPECIAL.update(
+    {
+        "\u0153": "oe",  # œ
+        "\u00e6": "ae",  # æ
+        "\u00f8": "o",  # ø
+        "\u0111": "d",  # đ
+        "\u0142": "l",  # ł
+        "\u0131": "i",  # ı (dotless i)
+        "\u00f0": "d",  # ð
+        "\u00fe": "th",  # þ
+        "\u0451": "\u0435",  # ё -> е
+        "\u00ad": "",  # soft hyphen: an invisible line-break hint inside a word
+        "\u200b": " ",  # zero-width space: a word break that is not shown
+        "\u2060": "",  # word joiner
+        "\ufeff": "",  # byte-order mark / zero-width no-break space
+    }
+)
+_SPECIAL_RE = re.compile("[" + re.escape("".join(_SPECIAL)) + "]")
+# Combining diacritical marks: removed from Latin letters. The fast path removes all of
+# them, which is right as long as the text has no Greek or Cyrillic letter; otherwise the
+# slower expression keeps the marks that sit on those letters (й, ї, Greek tonos).
+_MARKS_RE = re.compile("[\u0300-\u036f]+")
+_GREEK_CYRILLIC_RE = re.compile("[\u0370-\u03ff\u0400-\u052f\u1f00-\u1fff\u2de0-\u2dff\ua640-\ua69f]")
+_MARKS_NOT_ON_GREEK_CYRILLIC_RE = re.compile(
+    "(?<![\u0370-\u03ff\u0400-\u052f\u1f00-\u1fff\u2de0-\u2dff\ua640-\ua69f])[\u0300-\u036f]+"
+)
+
+
+def _special(m: re.Match[str]) -> str:
+    return _SPECIAL[m.group()]
+
+
+def fold(text: str) -> str:
+    """Fold *text* for matching: NFKC, casefold, Latin accents off, one apostrophe, one dash.
+
+    See the module docstring for the exact rules. ``fold`` is idempotent, and it is
+    the only normalisation used on both sides of a match, so a query and a story can
+    never disagree about what a word is.
+    """
+    if text.isascii():
+        folded = text.lower()
+        return folded.replace("`", "'") if "`" in folded else folded
+    t = unicodedata.normalize("NFKD", text).casefold()
+    if _GREEK_CYRILLIC_RE.search(t) is None:
+        t = _MARKS_RE.sub("", t)
+    else:
+        t = _MARKS_NOT_ON_GREEK_CYRILLIC_RE.sub("", t)
+    t = unicodedata.normalize("NFC", t)
+    if not t.isascii():
+        t = _SPECIAL_RE.sub(_special, t)
+    return t
+
+
+def _mark_ranges() -> str:
+    """Character-class ranges of the combining marks of the BMP, except U+0300-U+036F.
+
+    ``\\w`` in Python excludes combining marks, which would cut Hindi, Thai or Arabic
+    words at every vowel sign; Latin diacritics are gone after :func:`fold` anyway.
+    (The BMP only: scanning all of Unicode would cost 0.2 s at import.)
+    """
+    ranges: list[tuple[int, int]] = []
+    for cp in (*range(0x0370, 0xD800), *range(0xF900, 0x10000)):
+        if unicodedata.category(chr(cp)) in ("Mn", "Mc", "Me"):
+            if ranges and ranges[-1][1] == cp - 1:
+                ranges[-1] = (ranges[-1][0], cp)
+            else:
+                ranges.append((cp, cp))
+    return "".join(
+        re.escape(chr(a)) if a == b else f"{re.escape(chr(a))}-{re.escape(chr(b))}" for a, b in ranges
+    )
+
+
+_MARKS_CLASS = _mark_ranges()
+_WORD_RE = re.compile(rf"[\w{_MARKS_CLASS}]+")
+_WORD_APOS_RE = re.compile(rf"[\w{_MARKS_CLASS}']+")
+# Query patterns: like words, plus the wildcards '?' (one character) and '*' (suffix).
+_PATTERN_RE = re.compile(rf"[\w{_MARKS_CLASS}'?*]+")
+
+
+def _split_apostrophes(chunk: str) -> list[tuple[int, str]]:
+    """Words of a chunk that contains apostrophes, with their offsets in the chunk.
+
+    Elided French words in front of a word are dropped (``l'otan`` -> ``otan``), as is
+    an English possessive ``'s`` at the end (``russia's`` -> ``russia``).
+    """
+    parts = chunk.split("'")
+    out: list[tuple[int, str]] = []
+    pos = 0
+    last = len(parts) - 1
+    for i, part in enumerate(parts):
+        if part:
+            elided = i < last and part in ELISIONS and parts[i + 1] != ""
+            possessive = i == last and i > 0 and part == "s" and parts[i - 1] != ""
+            if not (elided or possessive):
+                out.append((pos, part))
+        pos += len(part) + 1
+    return out
+
+
+def words(folded: str) -> list[str]:
+    """The words of already-folded text, in order (see the module docstring)."""
+    if "'" not in folded:
+        return _WORD_RE.findall(folded)
+    out: list[str] = []
+    for chunk in _WORD_APOS_RE.findall(folded):
+        if "'" in chunk:
+            out.extend(w for _, w in _split_apostrophes(chunk))
+        else:
+            out.append(chunk)
+    return out
+
+
+def word_spans(folded: str, known: Sequence[str] | None = None) -> list[tuple[int, int]]:
+    """``(start, end)`` of every word of :func:`words` within *folded*, same order and count.
+
+    Pass ``known=words(folded)`` if you have it: without apostrophes, every word is then
+    simply the next occurrence of itself (only non-word characters lie between words),
+    which ``str.find`` locates faster than a second regular-expression pass.
+    """
+    spans: list[tuple[int, int]] = []
+    if known is not None and "'" not in folded:
+        find = folded.find
+        pos = 0
+        for w in known:
+            i = find(w, pos)
+            pos = i + len(w)
+            spans.append((i, pos))
+        return spans
+    for m in _WORD_APOS_RE.finditer(folded):
+        chunk = m.group()
+        if "'" in chunk:
+            base = m.start()
+            spans.extend((base + off, base + off + len(w)) for off, w in _split_apostrophes(chunk))
+        else:
+            spans.append(m.span())
+    return spans
+
+
+def pattern_words(folded_pattern: str) -> list[str]:
+    """Words of a folded query term or phrase, keeping the wildcards ``?`` and ``*``.
+
+    Same splitting and apostrophe rules as :func:`words`, so ``l'OTAN`` in a query is the
+    word ``otan`` and ``nord-coréen*`` is ``nord`` followed by ``coreen*``.
+    """
+    out: list[str] = []
+    for chunk in _PATTERN_RE.findall(folded_pattern):
+        if "'" in chunk:
+            out.extend(w for _, w in _split_apostrophes(chunk))
+        else:
+            out.append(chunk)
+    return out
+
+
+def _is_cluster_continuation(ch: str) -> bool:
+    cp = ord(ch)
+    # Combining marks, and Hangul vowel/final jamo which NFC composes with what precedes.
+    return unicodedata.combining(ch) != 0 or 0x1160 <= cp <= 0x11FF or 0xD7B0 <= cp <= 0xD7FF
+
+
+def _irregular_class() -> tuple[str, str]:
+    """Character classes: characters that do not fold to exactly one character, and
+    cluster continuations (which fold together with the character before them).
+
+    Text without any of them folds character by character, one to one, so its offset map
+    is the identity and :func:`fold_with_offsets` needs no per-character work. Computed
+    for the BMP on first use (about 60 ms, once per process, so that importing the module
+    stays cheap for processes that never explain a match).
+    """
+    irregular: list[int] = []
+    continuation: list[int] = []
+    for cp in range(0x80, 0x10000):
+        if 0xD800 <= cp <= 0xDFFF:
+            continue
+        c = chr(cp)
+        if _is_cluster_continuation(c):
+            continuation.append(cp)
+        elif 0x3130 <= cp <= 0x318F or 0xFFA0 <= cp <= 0xFFDC:
+            irregular.append(cp)  # compatibility jamo: NFKC may compose them with neighbours
+        elif c in _SPECIAL or unicodedata.decomposition(c) or len(c.casefold()) != 1:
+            if len(fold(c)) != 1:
+                irregular.append(cp)
+    return _ranges_class(irregular), _ranges_class(continuation)
+
+
+def _ranges_class(cps: list[int]) -> str:
+    ranges: list[tuple[int, int]] = []
+    for cp in cps:
+        if ranges and ranges[-1][1] == cp - 1:
+            ranges[-1] = (ranges[-1][0], cp)
+        else:
+            ranges.append((cp, cp))
+    return "".join(
+        re.escape(chr(a)) if a == b else f"{re.escape(chr(a))}-{re.escape(chr(b))}" for a, b in ranges
+    )
+
+
+@functools.cache
+def _irregular_res() -> tuple[re.Pattern[str], re.Pattern[str]]:
+    """(any irregular character, one unit to fold on its own): an irregular character
+    with its marks, or any character followed by marks."""
+    irregular, continuation = _irregular_class()
+    return (
+        re.compile(f"[{irregular}{continuation}]"),
+        re.compile(f"[{irregular}][{continuation}]*|[^{continuation}]?[{continuation}]+", re.DOTALL),
+    )
+
+
+def fold_with_offsets(text: str) -> tuple[str, Sequence[int], Sequence[int]]:
+    """Fold *text* and say where every folded character came from.
+
+    Returns ``(folded, starts, ends)``: folded character ``i`` comes from
+    ``text[starts[i]:ends[i]]``. ``folded`` is always ``fold(text)``. Most text folds one
+    to one (accented letters, curly apostrophes and dashes all do), and then the maps are
+    cheap ``range`` objects; otherwise the characters that expand, vanish or combine
+    (``œ``, ``ß``, ``…``, soft hyphens, combining marks) are folded one unit at a time.
+    In the pathological case where that does not reproduce ``fold(text)``, the offsets
+    fall back to a proportional estimate, still inside the text.
+    """
+    folded = fold(text)
+    starts, ends = fold_offsets(text, folded)
+    return folded, starts, ends
+
+
+def fold_offsets(text: str, folded: str) -> tuple[Sequence[int], Sequence[int]]:
+    """The ``(starts, ends)`` of :func:`fold_with_offsets`, when ``folded == fold(text)``
+    is already at hand (the matcher folded every story once already)."""
+    n = len(text)
+    if text.isascii():
+        return range(n), range(1, n + 1)
+    any_irregular, cluster = _irregular_res()
+    if any_irregular.search(text) is None:
+        return range(n), range(1, n + 1)
+    starts: list[int] = []
+    ends: list[int] = []
+    pieces: list[str] = []
+    prev = 0
+    for m in cluster.finditer(text):
+        a, b = m.span()
+        if a > prev:
+            pieces.append(fold(text[prev:a]))
+            starts.extend(range(prev, a))
+            ends.extend(range(prev + 1, a + 1))
+        piece = fold(text[a:b])
+        pieces.append(piece)
+        starts.extend([a] * len(piece))
+        ends.extend([b] * len(piece))
+        prev = b
+    if prev < n:
+        pieces.append(fold(text[prev:]))
+        starts.extend(range(prev, n))
+        ends.extend(range(prev + 1, n + 1))
+    if "".join(pieces) != folded or len(starts) != len(folded):
+        m_ = len(folded) or 1
+        starts = [min(n - 1, k * n // m_) for k in range(len(folded))]
+        ends = [min(n, max(s + 1, (k + 1) * n // m_)) for k, s in enumerate(starts)]
+    return starts, ends
+
+
+@dataclass(frozen=True, slots=True)
+class Token:
+    """One word of a text: its folded form and where it sits in the original string."""
+
+    text: str
+    start: int
+    end: int
+
+
+def tokenize(text: str) -> list[Token]:
+    """Words of the original *text*, folded, with offsets into *text* (not the folded copy)."""
+    folded, starts, ends = fold_with_offsets(text)
+    return [Token(folded[a:b], starts[a], ends[b - 1]) for a, b in word_spans(folded)]
+
+
+def is_hangul(ch: str) -> bool:
+    """True for Hangul syllables and jamo.
+
+    Korean attaches particles to the noun without a space (``북한은``, ``북한이``), so the
+    matcher treats a query word that ends in Hangul as a prefix of a story word.
+    """
+    cp = ord(ch)
+    return (
+        0xAC00 <= cp <= 0xD7A3
+        or 0x1100 <= cp <= 0x11FF
+        or 0x3130 <= cp <= 0x318F
+        or 0xA960 <= cp <= 0xA97F
+        or 0xD7B0 <= cp <= 0xD7FF
+    )

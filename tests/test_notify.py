@@ -1,0 +1,420 @@
+"""Sending alerts through Apprise to real local servers: SMTP, a JSON webhook, Slack.
+
+Slack's host is fixed (hooks.slack.com), so its request is re-routed at the transport
+(tests/support/webhook.py: redirect_host) after Apprise and requests have built it.
+"""
+
+from __future__ import annotations
+
+import importlib
+import logging
+import re
+import socket
+import time
+from collections.abc import Iterator
+from dataclasses import replace
+from datetime import UTC, datetime
+from typing import Any
+
+import pytest
+
+import monitor.notify
+from monitor.errors import ConfigError, NotifyError
+from monitor.notify import Notifier
+from monitor.render import AlertStory, ChannelKind, Renderer
+from tests.support.smtpserver import SMTPTestServer
+from tests.support.webhook import WebhookReceiver, redirect_host
+
+SLACK_TOKENS = ("T04ABCDEFGH", "B07ZYXWVUTS", "pQ9rS8tU7vW6xY5zA4bC3dE2")
+SLACK_URL = "slack://{}/{}/{}/#dprk-russia".format(*SLACK_TOKENS)
+SLACK_HOOK = "https://hooks.slack.com/services/{}/{}/{}".format(*SLACK_TOKENS)
+SMTP_PASSWORD = "Corr3ct-Horse-Battery"
+
+
+@pytest.fixture(autouse=True)
+def _no_proxy(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Local servers only: a developer's HTTP(S)_PROXY must not capture 127.0.0.1."""
+    monkeypatch.setenv("NO_PROXY", "127.0.0.1,localhost")
+    monkeypatch.setenv("no_proxy", "127.0.0.1,localhost")
+
+
+@pytest.fixture
+def smtp() -> Iterator[SMTPTestServer]:
+    with SMTPTestServer() as server:
+        yield server
+
+
+@pytest.fixture
+def hook() -> Iterator[WebhookReceiver]:
+    with WebhookReceiver() as receiver:
+        yield receiver
+
+
+@pytest.fixture
+def renderer() -> Renderer:
+    return Renderer(timezone="Europe/Paris")
+
+
+def debug_logging(caplog: pytest.LogCaptureFixture) -> None:
+    """Capture debug records of Apprise and urllib3, whatever levels other code has set."""
+    for name in (None, "apprise", "urllib3"):
+        caplog.set_level(logging.DEBUG, logger=name)
+
+
+def closed_port() -> int:
+    """A port on 127.0.0.1 where nothing listens (connections are refused)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def story(**changes: object) -> AlertStory:
+    title = "Putin and Kim sign mutual defence pact in Pyongyang"
+    summary = "Russia and North Korea agreed to help each other if attacked, the Kremlin said."
+    base = AlertStory(
+        story_id=7,
+        title=title,
+        link="https://www.bbc.co.uk/news/articles/c1ww4gll8ppo?at_medium=RSS&at_campaign=rss",
+        source="bbc-world",
+        published_at=datetime(2024, 6, 19, 5, 5, tzinfo=UTC),
+        summary=summary,
+        watchlists=("dprk-russia-pact",),
+        matched_terms=('"North Korea"', "pact"),
+        highlights=(("title", 34, 38), ("summary", 11, 22)),
+        also_reported_by=("guardian-world",),
+    )
+    return replace(base, **changes)  # type: ignore[arg-type]
+
+
+# -- e-mail ---------------------------------------------------------------------------
+
+
+def test_email_arrives_as_multipart_text_and_html(smtp: SMTPTestServer, renderer: Renderer) -> None:
+    notifier = Notifier({"desk": smtp.apprise_url(to="desk@example.org")}, renderer=renderer)
+    assert notifier.kind("desk") == "email"
+    message = renderer.alert(story(), "email")
+
+    notifier.send("desk", message)
+
+    [mail] = smtp.wait_for(1)
+    assert mail["Subject"] == "[dprk-russia-pact] Putin and Kim sign mutual defence pact in Pyongyang"
+    assert mail["To"] == "desk@example.org" and mail["From"] == "alerts@example.org"
+    assert mail.get_content_type() == "multipart/alternative"
+    assert [part.get_content_type() for part in mail.iter_parts()] == ["text/plain", "text/html"]
+    plain = mail.get_body(("plain",))
+    html = mail.get_body(("html",))
+    assert plain is not None and html is not None
+    text, markup = plain.get_content(), html.get_content()
+    link = "https://www.bbc.co.uk/news/articles/c1ww4gll8ppo?at_medium=RSS&at_campaign=rss"
+    # The plain-text part (derived by Apprise from the HTML) still has the link.
+    for fragment in ("Putin and Kim sign mutual defence pact", "bbc-world · 2024-06-19 07:05 CEST", link):
+        assert fragment in text, fragment
+    assert f'href="{link.replace("&", "&amp;")}"' in markup
+    assert "mutual defence <mark>pact</mark>" in markup
+    assert "Russia and <mark>North Korea</mark> agreed" in markup
+    assert '<mark>"North Korea"</mark>, <mark>pact</mark>' in markup
+
+
+def test_email_digest_arrives_in_one_message(smtp: SMTPTestServer, renderer: Renderer) -> None:
+    notifier = Notifier({"desk": smtp.apprise_url()}, renderer=renderer)
+    stories = [
+        story(story_id=1),
+        story(story_id=2, title="Troops seen in Kursk", watchlists=("kursk-troops",)),
+    ]
+    notifier.send("desk", renderer.digest(stories, "email", title="news-monitor digest: 2 stories"))
+    [mail] = smtp.wait_for(1)
+    assert mail["Subject"] == "news-monitor digest: 2 stories"
+    html = mail.get_body(("html",))
+    assert html is not None
+    markup = html.get_content()
+    assert markup.index(">dprk-russia-pact</h2>") < markup.index(">kursk-troops</h2>")
+    assert "Troops seen in Kursk" in markup
+
+
+# -- Slack ----------------------------------------------------------------------------
+
+
+def send_to_slack(
+    hook: WebhookReceiver, renderer: Renderer, url: str, s: AlertStory
+) -> tuple[dict[str, Any], list[str]]:
+    notifier = Notifier({"slack": url}, renderer=renderer)
+    assert notifier.kind("slack") == "slack"
+    with redirect_host("hooks.slack.com", hook) as redirected:
+        notifier.send("slack", renderer.alert(s, notifier.kind("slack")))
+    [request] = hook.wait_for(1)
+    assert request.method == "POST" and request.headers["content-type"].startswith("application/json")
+    assert isinstance(request.json, dict)
+    return request.json, redirected
+
+
+def test_slack_payload_is_exactly_mrkdwn(hook: WebhookReceiver, renderer: Renderer) -> None:
+    payload, redirected = send_to_slack(hook, renderer, SLACK_URL + "?image=no&footer=no", story())
+    assert redirected == [SLACK_HOOK]
+    assert payload == {
+        "mrkdwn": True,
+        "channel": "#dprk-russia",
+        "attachments": [
+            {
+                "title": "Watchlist: dprk-russia-pact",
+                "color": "#3AA3E3",
+                "text": (
+                    "*<https://www.bbc.co.uk/news/articles/c1ww4gll8ppo?at_medium=RSS&amp;at_campaign=rss"
+                    "|Putin and Kim sign mutual defence pact in Pyongyang>*\n"
+                    "bbc-world · 2024-06-19 07:05 CEST\n"
+                    'Matched: *"North Korea"*, *pact*\n'
+                    "\n"
+                    "Russia and *North Korea* agreed to help each other if attacked, the Kremlin said.\n"
+                    "\n"
+                    "Watchlist: dprk-russia-pact\n"
+                    "Also reported by: guardian-world"
+                ),
+            }
+        ],
+    }
+
+
+def test_slack_default_url_adds_footer_and_timestamp(hook: WebhookReceiver, renderer: Renderer) -> None:
+    before = time.time()
+    payload, _ = send_to_slack(hook, renderer, SLACK_URL, story())
+    [attachment] = payload["attachments"]
+    assert attachment["footer"] == "news-monitor"
+    assert before - 1 <= attachment["ts"] <= time.time() + 1
+    assert attachment["text"].startswith("*<https://www.bbc.co.uk/news/articles/")
+
+
+def test_hostile_feed_title_is_inert_in_slack(hook: WebhookReceiver, renderer: Renderer) -> None:
+    hostile = story(
+        title="<!channel> & <http://evil|x>",
+        summary="Ping <!here> and <@U123ABC>, see <https://evil.example|here>",
+        highlights=(),
+        link="https://example.org/a",
+    )
+    payload, _ = send_to_slack(hook, renderer, SLACK_URL + "?image=no&footer=no", hostile)
+    text = payload["attachments"][0]["text"]
+    assert text.startswith("*<https://example.org/a|&lt;!channel&gt; &amp; &lt;http://evil|x&gt;>*\n")
+    assert "Ping &lt;!here&gt; and &lt;@U123ABC&gt;, see &lt;https://evil.example|here&gt;" in text
+    # The only angle brackets Slack will parse are our own story link.
+    assert re.findall(r"<[^<>]*>", text) == [
+        "<https://example.org/a|&lt;!channel&gt; &amp; &lt;http://evil|x&gt;>"
+    ]
+
+
+# -- JSON webhook and console ----------------------------------------------------------
+
+
+def test_json_webhook_payload(hook: WebhookReceiver, renderer: Renderer) -> None:
+    notifier = Notifier({"ops": hook.apprise_json_url("/alerts")}, renderer=renderer)
+    assert notifier.kind("ops") == "text"
+    message = renderer.alert(story(), "text")
+    notifier.send("ops", message)
+    [request] = hook.wait_for(1)
+    assert (request.method, request.path) == ("POST", "/alerts")
+    assert request.json == {
+        "version": "1.0",
+        "title": message.title,
+        "message": message.body.rstrip("\n"),
+        "attachments": [],
+        "type": "info",
+    }
+    assert 'Matched: "North Korea", pact' in request.json["message"]
+
+
+def test_console_target_prints_one_block_per_alert(
+    capsys: pytest.CaptureFixture[str], renderer: Renderer
+) -> None:
+    notifier = Notifier({"console": "console://"}, renderer=renderer)
+    assert notifier.kind("console") == "text"
+    first = renderer.alert(story(), "text")
+    second = renderer.alert(story(title="Second story"), "text")
+    notifier.send("console", first)
+    notifier.send("console", second)
+    out = capsys.readouterr().out
+
+    def block(title: str, body: str) -> str:
+        return f"{title}\n{'-' * min(len(title), 78)}\n{body.rstrip()}\n\n"
+
+    assert out == block(first.title, first.body) + block(second.title, second.body)
+
+
+def test_console_registration_is_idempotent(
+    capsys: pytest.CaptureFixture[str], caplog: pytest.LogCaptureFixture, renderer: Renderer
+) -> None:
+    caplog.set_level(logging.WARNING, logger="apprise")
+    reloaded = importlib.reload(monitor.notify)
+    notifiers = [reloaded.Notifier({"c": "console://"}, renderer=renderer) for _ in range(2)]
+    notifiers.append(Notifier({"c": "console://"}, renderer=renderer))
+    for n in notifiers:
+        n.send("c", renderer.alert(story(), "text"))
+    assert capsys.readouterr().out.count("[dprk-russia-pact] Putin and Kim") == 3
+    assert "already defined" not in caplog.text
+    scrubbers = [
+        f for f in logging.getLogger("apprise").filters if getattr(f, "news_monitor_scrubber", False)
+    ]
+    assert len(scrubbers) == 1
+
+
+# -- failures -------------------------------------------------------------------------
+
+
+def test_smtp_outage_raises_notify_error_then_recovers(smtp: SMTPTestServer, renderer: Renderer) -> None:
+    notifier = Notifier({"desk": smtp.apprise_url()}, renderer=renderer)
+    message = renderer.alert(story(), "email")
+    smtp.stop()
+    with pytest.raises(NotifyError) as info:
+        notifier.send("desk", message)
+    assert info.value.target == "desk"
+    assert str(info.value).startswith(
+        f"target 'desk' ({notifier.describe('desk')}): delivery failed (failure): "
+    )
+    assert 'Connection error while submitting email to "127.0.0.1"' in str(info.value)
+    smtp.start()  # same port: the target URL is still right
+    fresh = Notifier({"desk": smtp.apprise_url()}, renderer=renderer)  # no 5.5 s Apprise throttle
+    fresh.send("desk", message)
+    assert smtp.wait_for(1)[0]["Subject"] == message.title
+
+
+@pytest.mark.parametrize(
+    ("status", "reason"),
+    [
+        (500, "Failed to send JSON POST notification: Internal server error., error=500."),
+        (404, "Failed to send JSON POST notification: Page not found., error=404."),
+    ],
+)
+def test_webhook_error_status_raises_notify_error(
+    hook: WebhookReceiver, renderer: Renderer, status: int, reason: str
+) -> None:
+    hook.status = status
+    notifier = Notifier({"ops": hook.apprise_json_url("/alerts")}, renderer=renderer)
+    with pytest.raises(NotifyError, match="target 'ops'") as info:
+        notifier.send("ops", renderer.alert(story(), "text"))
+    assert str(info.value).endswith(reason)
+    assert len(hook.hooks) == 1  # one attempt: Apprise does not retry behind the outbox
+
+
+def test_hung_smtp_server_times_out(renderer: Renderer) -> None:
+    # Accepts TCP connections (the kernel does) but never sends the SMTP greeting.
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(4)
+        port = listener.getsockname()[1]
+        url = f"mailto://127.0.0.1:{port}?from=a@example.org&to=b@example.org&mode=insecure"
+        notifier = Notifier({"desk": url}, renderer=renderer, timeout=1.0)
+        started = time.monotonic()
+        with pytest.raises(NotifyError, match=r"delivery failed \(timeout\): no answer within 1s"):
+            notifier.send("desk", renderer.alert(story(), "email"))
+        assert time.monotonic() - started < 5
+
+
+# -- secrets ----------------------------------------------------------------------------
+
+
+def test_smtp_password_is_in_no_error_and_no_log(
+    caplog: pytest.LogCaptureFixture, renderer: Renderer
+) -> None:
+    debug_logging(caplog)
+    url = f"mailto://alerts:{SMTP_PASSWORD}@127.0.0.1:{closed_port()}?from=a@example.org&to=b@example.org"
+    notifier = Notifier({"mail": url}, renderer=renderer)
+    with pytest.raises(NotifyError) as info:
+        notifier.send("mail", renderer.alert(story(), "email"))
+    assert "Connection error" in str(info.value)
+    assert "alerts:****@127.0.0.1" in str(info.value)
+    assert SMTP_PASSWORD not in str(info.value)
+    assert "Socket Exception" in caplog.text  # Apprise's debug output was captured...
+    assert SMTP_PASSWORD not in caplog.text  # ...and holds no password
+
+
+def test_slack_tokens_are_scrubbed_from_apprise_debug_log(
+    hook: WebhookReceiver, caplog: pytest.LogCaptureFixture, renderer: Renderer
+) -> None:
+    # Apprise's Slack plugin logs its POST URL, tokens included, at debug level; the
+    # filter news-monitor puts on the apprise logger must mask them.
+    debug_logging(caplog)
+    hook.status = 500
+    notifier = Notifier({"slack": SLACK_URL}, renderer=renderer)
+    with redirect_host("hooks.slack.com", hook), pytest.raises(NotifyError) as info:
+        notifier.send("slack", renderer.alert(story(), "slack"))
+    assert "Failed to send to Slack: Internal server error., error=500." in str(info.value)
+    assert "Slack POST URL: https://hooks.slack.com/services/****/****/****" in caplog.text
+    for token in SLACK_TOKENS:
+        assert token not in str(info.value)
+        assert token not in caplog.text
+
+
+@pytest.mark.parametrize(
+    ("url", "shown", "secret"),
+    [
+        (
+            f"mailtos://alerts:{SMTP_PASSWORD}@smtp.example.org?to=desk@example.org",
+            "mailtos://alerts:****@smtp.example.org",
+            SMTP_PASSWORD,
+        ),
+        (SLACK_URL, "slack://T...H/B...S/p...2/%23dprk-russia", SLACK_TOKENS[2]),
+        ("json://user:hunter22@127.0.0.1:9/hook", "json://user:****@127.0.0.1:9/hook", "hunter22"),
+    ],
+)
+def test_describe_masks_secrets(renderer: Renderer, url: str, shown: str, secret: str) -> None:
+    described = Notifier({"t": url}, renderer=renderer).describe("t")
+    assert described.startswith(shown)
+    assert secret not in described
+
+
+# -- configuration -------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("url", "kind"),
+    [
+        ("mailto://127.0.0.1:2525?from=a@example.org&to=b@example.org", "email"),
+        ("mailtos://user:pw@smtp.example.org?to=desk@example.org", "email"),
+        (SLACK_URL, "slack"),
+        (SLACK_HOOK, "slack"),  # Apprise also takes the native webhook URL
+        ("json://127.0.0.1:8080/hook", "text"),
+        ("console://", "text"),
+    ],
+)
+def test_kind_follows_the_apprise_plugin(renderer: Renderer, url: str, kind: ChannelKind) -> None:
+    assert Notifier({"t": url}, renderer=renderer).kind("t") == kind
+
+
+@pytest.mark.parametrize(
+    ("url", "message", "secret"),
+    [
+        (
+            "bogus://user:VerySecret1@host/tokenabcdefgh",
+            "Apprise cannot use the URL bogus://…: Unparseable URL",
+            "VerySecret1",
+        ),
+        (
+            "slack://T04ABCDEFGH/B07ZYXWVUTS",
+            "Apprise cannot use the URL slack://…: An invalid Slack (third) Token",
+            "T04ABCDEFGH",
+        ),
+        (
+            f"mailtos://alerts:{SMTP_PASSWORD}@?to=desk@example.org",
+            "Apprise cannot use the URL mailtos://…",
+            SMTP_PASSWORD,
+        ),
+        ("not a url", "Apprise cannot use the URL (not a URL): Unsupported URL", None),
+        ("json://127.0.0.1:8080/hook?retry=3", "remove 'retry=' from the URL", None),
+        ("   ", "target 'bad' has no URL", None),
+    ],
+)
+def test_unusable_url_is_a_config_error(
+    caplog: pytest.LogCaptureFixture, renderer: Renderer, url: str, message: str, secret: str | None
+) -> None:
+    debug_logging(caplog)
+    with pytest.raises(ConfigError, match=message.replace("(", r"\(").replace(")", r"\)")) as info:
+        Notifier({"good": "console://", "bad": url}, renderer=renderer)
+    assert info.value.field == "targets.bad"
+    assert "target 'bad'" in str(info.value)
+    if secret is not None:
+        assert secret not in str(info.value)
+        assert secret not in caplog.text
+
+
+def test_names_and_unknown_target(renderer: Renderer) -> None:
+    notifier = Notifier({"b": "console://", "a": "json://127.0.0.1:9/x"}, renderer=renderer)
+    assert notifier.names == ("b", "a")
+    assert notifier.renderer is renderer
+    with pytest.raises(ConfigError, match=r"unknown target 'c' \(known: b, a\)"):
+        notifier.send("c", renderer.alert(story(), "text"))

@@ -65,12 +65,20 @@ def errors_as_click() -> Iterator[None]:
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.option(
-    "--config", "-c", "config_path", default=DEFAULT_CONFIG, show_default=True, envvar="NEWS_MONITOR_CONFIG",
-    type=click.Path(dir_okay=False), help="Config file (env NEWS_MONITOR_CONFIG).",
+    "--config",
+    "-c",
+    "config_path",
+    default=DEFAULT_CONFIG,
+    show_default=True,
+    envvar="NEWS_MONITOR_CONFIG",
+    type=click.Path(dir_okay=False),
+    help="Config file (env NEWS_MONITOR_CONFIG).",
 )
 @click.option(
-    "--log-level", type=click.Choice(["DEBUG", "INFO", "WARNING", "ERROR"], case_sensitive=False),
-    default=None, help="Override the config's log_level.",
+    "--log-level",
+    type=click.Choice(["DEBUG", "INFO", "WARNING", "ERROR"], case_sensitive=False),
+    default=None,
+    help="Override the config's log_level.",
 )
 @click.version_option(__version__, prog_name="news-monitor")
 @click.pass_context
@@ -189,7 +197,8 @@ def test_notify(ctx: Context, target: str) -> None:
         notifier = Notifier(cfg.targets, renderer=renderer, timeout=cfg.delivery.timeout)
         if target not in notifier.names:
             raise click.BadParameter(
-                f"unknown target {target!r} (known: {', '.join(notifier.names) or 'none'})", param_hint="TARGET"
+                f"unknown target {target!r} (known: {', '.join(notifier.names) or 'none'})",
+                param_hint="TARGET",
             )
         notifier.send(target, renderer.alert(renderer.sample(), notifier.kind(target)))
     click.echo(f"sample alert sent to {target} ({notifier.describe(target)})")
@@ -288,7 +297,15 @@ def _ago(v: dt.datetime | None, now: dt.datetime) -> str:
     s = int((now - v).total_seconds())
     future = s < 0
     s = abs(s)
-    text = f"{s}s" if s < 120 else f"{s // 60}m" if s < 7200 else f"{s // 3600}h" if s < 172800 else f"{s // 86400}d"
+    text = (
+        f"{s}s"
+        if s < 120
+        else f"{s // 60}m"
+        if s < 7200
+        else f"{s // 3600}h"
+        if s < 172800
+        else f"{s // 86400}d"
+    )
     return f"in {text}" if future else f"{text} ago"
 
 
@@ -304,8 +321,13 @@ def _print_feeds(rows: list[Any], alerts: dict[str, int]) -> None:
     for f in rows:
         state = "backing off" if f.state == "backoff" else f.state
         table.add_row(
-            f.name, f"[{styles.get(f.state, '')}]{state}[/]", _ago(f.last_poll_at, now), _ago(f.last_success_at, now),
-            str(f.consecutive_failures), str(f.entries_seen), _ago(f.next_poll_at, now),
+            f.name,
+            f"[{styles.get(f.state, '')}]{state}[/]",
+            _ago(f.last_poll_at, now),
+            _ago(f.last_success_at, now),
+            str(f.consecutive_failures),
+            str(f.entries_seen),
+            _ago(f.next_poll_at, now),
             f"{f.last_error_reason}: {f.last_error}" if f.last_error and f.state != "ok" else "",
         )
     # Piped into a file or a script, do not fold columns to 80 characters.

@@ -127,10 +127,15 @@ class PollSettings(_Model):
     tick: Duration = 5.0
     parse_workers: int = Field(default=0, ge=0, le=64)
 
+    @field_validator("interval")
+    @classmethod
+    def _polite(cls, value: float) -> float:
+        if value < 10:
+            raise ValueError("must be at least 10s (be polite to publishers)")
+        return value
+
     @model_validator(mode="after")
     def _sane(self) -> PollSettings:
-        if self.interval < 10:
-            raise ValueError("poll.interval must be at least 10s (be polite to publishers)")
         if self.deadline < self.timeout:
             raise ValueError("poll.deadline must be at least poll.timeout")
         return self
@@ -267,9 +272,9 @@ def _field_path(loc: tuple[str | int, ...]) -> str:
     return out
 
 
-def _expand_env(node: Any, env: Mapping[str, str], loc: tuple[str | int, ...]) -> Iterator[
-    tuple[tuple[str | int, ...], str]
-]:
+def _expand_env(
+    node: Any, env: Mapping[str, str], loc: tuple[str | int, ...]
+) -> Iterator[tuple[tuple[str | int, ...], str]]:
     """Replace ``${VAR}`` in place in every string; yield (loc, name) of missing variables."""
     if isinstance(node, CommentedMap):
         for key in list(node.keys()):
@@ -427,7 +432,7 @@ def parse_config(
             file=file,
             line=_line_of(tree, loc),
             field=_field_path(loc),
-            hint=f"export {name}=... or put it in the service's EnvironmentFile; write $${{ for a literal ${{",
+            hint=f"export {name}=... or set it in the service's EnvironmentFile ($${{ is a literal ${{)",
         )
     _duplicates(tree, file)
     try:

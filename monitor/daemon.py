@@ -62,7 +62,10 @@ def build_watch(config: Config) -> Watch:
 def feed_rows(config: Config) -> list[FeedConfigRow]:
     return [
         FeedConfigRow(
-            name=f.name, url=f.url, interval_s=f.interval or config.poll.interval, language=f.language,
+            name=f.name,
+            url=f.url,
+            interval_s=f.interval or config.poll.interval,
+            language=f.language,
             enabled=f.enabled,
         )
         for f in config.feeds
@@ -72,8 +75,12 @@ def feed_rows(config: Config) -> list[FeedConfigRow]:
 def fetch_settings(config: Config) -> FetchSettings:
     p = config.poll
     return FetchSettings(
-        timeout=p.timeout, deadline=p.deadline, max_bytes=p.max_bytes, concurrency=p.concurrency,
-        per_host=p.per_host, user_agent=f"news-monitor/{__version__} (+https://github.com/news-monitor/news-monitor)",
+        timeout=p.timeout,
+        deadline=p.deadline,
+        max_bytes=p.max_bytes,
+        concurrency=p.concurrency,
+        per_host=p.per_host,
+        user_agent=f"news-monitor/{__version__} (+https://github.com/news-monitor/news-monitor)",
     )
 
 
@@ -108,8 +115,13 @@ class Runtime:
             store.close()
             raise
         pipeline = Pipeline(
-            store, fetcher, build_watch(config), policy=poll_policy(config),
-            lease=config.poll.deadline * 3 + 60, worker=worker, parse_workers=config.poll.parse_workers,
+            store,
+            fetcher,
+            build_watch(config),
+            policy=poll_policy(config),
+            lease=config.poll.deadline * 3 + 60,
+            worker=worker,
+            parse_workers=config.poll.parse_workers,
         )
         deliverer = Deliverer(store, notifier, renderer, config.delivery, worker=worker)
         return cls(loaded, store, fetcher, pipeline, notifier, renderer, deliverer, worker)
@@ -118,7 +130,9 @@ class Runtime:
         """Swap in a new, already validated config without restarting anything."""
         config = loaded.config
         if loaded.database_url != self.loaded.database_url:
-            log.warning("database changed in the config: restart the daemon to use it (keeping the current one)")
+            log.warning(
+                "database changed in the config: restart the daemon to use it (keeping the current one)"
+            )
         renderer = Renderer(timezone=config.timezone)
         notifier = Notifier(config.targets, renderer=renderer, timeout=config.delivery.timeout)
         watch = build_watch(config)
@@ -128,8 +142,12 @@ class Runtime:
         self.notifier, self.renderer, self.loaded = notifier, renderer, loaded
         log.info(
             "config reloaded: %d feeds (%d added, %d changed, %d removed), %d watchlists, %d targets",
-            len(config.feeds), len(report.added), len(report.updated), len(report.removed),
-            len(watch.targets), len(config.targets),
+            len(config.feeds),
+            len(report.added),
+            len(report.updated),
+            len(report.removed),
+            len(watch.targets),
+            len(config.targets),
         )
 
     def close(self) -> None:
@@ -179,7 +197,10 @@ class Daemon:
         if result.messages or result.given_up or result.retrying:
             log.info(
                 "delivery: %d alerts sent in %d messages, %d to retry, %d given up",
-                result.sent, result.messages, result.retrying, result.given_up,
+                result.sent,
+                result.messages,
+                result.retrying,
+                result.given_up,
             )
 
     def _deliver_soon(self) -> None:
@@ -229,7 +250,11 @@ class Daemon:
         )
         log.info(
             "news-monitor %s started (worker %s): %d feeds, %d watchlists, %d targets, database %s",
-            __version__, self.runtime.worker, len(config.feeds), len(config.watchlists), len(config.targets),
+            __version__,
+            self.runtime.worker,
+            len(config.feeds),
+            len(config.watchlists),
+            len(config.targets),
             self.runtime.store.engine.url.render_as_string(hide_password=True),
         )
         self.scheduler.start()

@@ -130,8 +130,12 @@ def after_success(
 ) -> dict[str, Any]:
     """Column changes after a 200 whose body was parsed."""
     changes = _healthy(
-        feed, now=now, http_status=http_status, permanent_redirect=permanent_redirect,
-        policy=policy, rand=rand,
+        feed,
+        now=now,
+        http_status=http_status,
+        permanent_redirect=permanent_redirect,
+        policy=policy,
+        rand=rand,
     )
     changes.update(
         etag=etag,
@@ -158,8 +162,12 @@ def after_unchanged(
 ) -> dict[str, Any]:
     """Column changes after a 304 (or a 200 with the same validators or body)."""
     changes = _healthy(
-        feed, now=now, http_status=http_status, permanent_redirect=permanent_redirect,
-        policy=policy, rand=rand,
+        feed,
+        now=now,
+        http_status=http_status,
+        permanent_redirect=permanent_redirect,
+        policy=policy,
+        rand=rand,
     )
     # A 304 may carry refreshed validators; keep the old ones when it does not.
     changes["etag"] = etag or feed.etag

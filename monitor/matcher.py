@@ -358,7 +358,7 @@ class _Story:
                 found = stems.intersection(map(smap.__getitem__, all_words))
                 if found:
                     self.present.update(map(vocab.__getitem__, found))
-        self._stems: dict[int, list[str]] = {}
+        self._stems: dict[int, tuple[list[str], dict[str, list[int]]]] = {}
         self._near: dict[int, list[tuple[int, int, int]]] = {}
         self._by_kid: dict[int, list[int]] | None = None
         self._occ: dict[int, list[tuple[int, int]]] = {}
@@ -432,19 +432,18 @@ class _Story:
         starts = self._word_starts()
         found: set[tuple[int, int]] = set()
         for li, seq in atom.stems:
-            stems = self._stems.get(li)
-            if stems is None:
+            got = self._stems.get(li)
+            if got is None:
                 smap = self.m._stem_vocab[li][0]
-                stems = self._stems[li] = list(map(smap.__getitem__, tt + st))
-            first = seq[0]
-            i = -1
-            while True:
-                try:
-                    i = stems.index(first, i + 1)
-                except ValueError:
-                    break
+                stems = list(map(smap.__getitem__, tt + st))
+                where: dict[str, list[int]] = {}
+                for i, x in enumerate(stems):
+                    where.setdefault(x, []).append(i)
+                got = self._stems[li] = (stems, where)
+            stems, where = got
+            for i in where.get(seq[0], ()):
                 j = i + n - 1
-                if (i < nt) != (j < nt) or j >= len(stems) or tuple(stems[i : j + 1]) != seq:
+                if n > 1 and ((i < nt) != (j < nt) or j >= len(stems) or tuple(stems[i : j + 1]) != seq):
                     continue
                 word = tt[j] if j < nt else st[j - nt]
                 found.add((starts[i], starts[j] + len(word)))
@@ -535,24 +534,34 @@ class _Story:
             got = self._maps[field] = (spans, starts, ends)
         return got
 
-    def hit(self, aid: int, s: int, e: int) -> Hit:
-        field = 0 if s < self.tlen else 1
-        first = self.word_index(s)
-        last = self.word_index(e - 1)
-        starts = self._word_starts()
-        offset = 0 if field == 0 else len(self.tt)
-        spans, ostarts, oends = self._field_maps(field)
-        fs = spans[first - offset][0] + (s - starts[first])
-        fe = spans[last - offset][0] + (e - starts[last])
-        start, end = ostarts[fs], oends[fe - 1]
-        original = self.title if field == 0 else self.summary
-        return Hit(self.m._atoms[aid].raw, _FIELD_NAMES[field], start, end, original[start:end])
-
     def result(self, wl: _Watchlist) -> MatchResult:
+        """The explanation: map every contributing occurrence back to the original text.
+
+        Stream position -> word (bisect) -> folded offset (word spans) -> original
+        offset (fold offsets); the maps are built once per story and field.
+        """
         occs: list[tuple[int, int, int]] = []
         self.collect(wl.root, occs)
-        ordered = sorted(set(occs), key=lambda o: (o[1], o[2], o[0]))
-        return MatchResult(wl.name, tuple(dict.fromkeys(self.hit(aid, s, e) for aid, s, e in ordered)))
+        starts = self._word_starts()
+        tlen = self.tlen
+        nt = len(self.tt)
+        atoms = self.m._atoms
+        hits: dict[Hit, None] = {}
+        for aid, s, e in sorted(set(occs), key=_by_position):
+            field = 0 if s < tlen else 1
+            first = bisect_right(starts, s) - 1
+            last = bisect_right(starts, e - 1) - 1
+            spans, ostarts, oends = self._field_maps(field)
+            offset = 0 if field == 0 else nt
+            start = ostarts[spans[first - offset][0] + (s - starts[first])]
+            end = oends[spans[last - offset][0] + (e - starts[last]) - 1]
+            original = self.title if field == 0 else self.summary
+            hits[Hit(atoms[aid].raw, _FIELD_NAMES[field], start, end, original[start:end])] = None
+        return MatchResult(wl.name, tuple(hits))
+
+
+def _by_position(occ: tuple[int, int, int]) -> tuple[int, int, int]:
+    return (occ[1], occ[2], occ[0])
 
 
 # --------------------------------------------------------------------------- the matcher

@@ -138,29 +138,49 @@ class Deliverer:
         self.store.mark_sent(ids, worker=self.worker, now=self.clock())
         log.info(
             "alert sent target=%s story=%d watchlists=%s feed=%s title=%r",
-            target, story.story_id, ",".join(story.watchlists), story.source, story.title[:120],
+            target,
+            story.story_id,
+            ",".join(story.watchlists),
+            story.source,
+            story.title[:120],
         )
         return DeliveryReport(sent=len(rows), messages=1)
 
-    def _failed(self, target: str, rows: list[ClaimedAlert], error: str, *, permanent: bool) -> DeliveryReport:
+    def _failed(
+        self, target: str, rows: list[ClaimedAlert], error: str, *, permanent: bool
+    ) -> DeliveryReport:
         now = self.clock()
         ids = [r.id for r in rows]
         attempts = max(r.attempts for r in rows)
         oldest = min(r.created_at for r in rows)
         give_up = permanent or (now - oldest).total_seconds() >= self.settings.give_up_after
-        delay = backoff_delay(attempts, base=self.settings.retry_base, cap=self.settings.retry_max, rand=self.rand)
+        delay = backoff_delay(
+            attempts, base=self.settings.retry_base, cap=self.settings.retry_max, rand=self.rand
+        )
         self.store.mark_failed(
-            ids, worker=self.worker, error=error, next_attempt_at=now + dt.timedelta(seconds=delay), give_up=give_up
+            ids,
+            worker=self.worker,
+            error=error,
+            next_attempt_at=now + dt.timedelta(seconds=delay),
+            give_up=give_up,
         )
         if give_up:
             log.error(
                 "GAVE UP on alert target=%s story=%d watchlists=%s after %d attempts since %s: %s",
-                target, rows[0].story_id, ",".join(r.watchlist for r in rows), attempts,
-                oldest.isoformat(timespec="seconds"), error,
+                target,
+                rows[0].story_id,
+                ",".join(r.watchlist for r in rows),
+                attempts,
+                oldest.isoformat(timespec="seconds"),
+                error,
             )
             return DeliveryReport(given_up=len(rows))
         log.warning(
             "alert delivery failed target=%s story=%d attempt=%d, retry in %ds: %s",
-            target, rows[0].story_id, attempts, int(delay), error,
+            target,
+            rows[0].story_id,
+            attempts,
+            int(delay),
+            error,
         )
         return DeliveryReport(retrying=len(rows))

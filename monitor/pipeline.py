@@ -80,11 +80,13 @@ class Watch:
     catchup_new_feeds: bool = True
 
 
-def _parse_job(body: bytes, url: str, content_type: str | None, fetched_at: dt.datetime,
-               language: str | None) -> ParsedFeed:
+def _parse_job(
+    body: bytes, url: str, content_type: str | None, fetched_at: dt.datetime, language: str | None
+) -> ParsedFeed:
     """Top-level (picklable) so a process pool can run it."""
-    return parse_feed(body, url=url, content_type=content_type, fetched_at=fetched_at,
-                      default_language=language)
+    return parse_feed(
+        body, url=url, content_type=content_type, fetched_at=fetched_at, default_language=language
+    )
 
 
 class Pipeline:
@@ -154,7 +156,9 @@ class Pipeline:
         """
         start = time.monotonic()
         report = CycleReport(started_at=now or utcnow())
-        feeds = self.store.claim_due_feeds(worker=self.worker, lease=self.lease, force=force, names=names, now=now)
+        feeds = self.store.claim_due_feeds(
+            worker=self.worker, lease=self.lease, force=force, names=names, now=now
+        )
         if not feeds:
             return report
         watch = self.watch
@@ -162,7 +166,9 @@ class Pipeline:
         started = {f.id: time.monotonic() for f in feeds}
         done: set[int] = set()
         requests = [
-            FetchRequest(key=f.id, url=f.fetch_url, etag=f.etag, last_modified=f.last_modified, body_hash=f.body_hash)
+            FetchRequest(
+                key=f.id, url=f.fetch_url, etag=f.etag, last_modified=f.last_modified, body_hash=f.body_hash
+            )
             for f in feeds
         ]
         pending: list[tuple[FeedSnapshot, FetchResult, dt.datetime, Future[ParsedFeed] | None]] = []
@@ -171,8 +177,16 @@ class Pipeline:
             for outcome in self.fetcher.fetch_many(requests):
                 if isinstance(outcome, FeedFetchError):
                     feed = by_id[outcome.request.key]
-                    report.outcomes.append(self._failed(feed, outcome.reason, str(outcome), outcome.status,
-                                                        outcome.retry_after, started[feed.id]))
+                    report.outcomes.append(
+                        self._failed(
+                            feed,
+                            outcome.reason,
+                            str(outcome),
+                            outcome.status,
+                            outcome.retry_after,
+                            started[feed.id],
+                        )
+                    )
                     done.add(feed.id)
                     continue
                 feed = by_id[outcome.request.key]
@@ -182,8 +196,9 @@ class Pipeline:
                     continue
                 fetched_at = utcnow()
                 fut = (
-                    executor.submit(_parse_job, outcome.body, outcome.url, outcome.content_type, fetched_at,
-                                    feed.language)
+                    executor.submit(
+                        _parse_job, outcome.body, outcome.url, outcome.content_type, fetched_at, feed.language
+                    )
                     if executor is not None
                     else None
                 )
@@ -191,8 +206,11 @@ class Pipeline:
                 if executor is None:
                     # In-process: parse and store now, so the body is freed before the next one.
                     feed, outcome, fetched_at, _ = pending.pop()
-                    report.outcomes.append(self._parse_and_store(feed, outcome, fetched_at, None, watch,
-                                                                 catchup, started[feed.id]))
+                    report.outcomes.append(
+                        self._parse_and_store(
+                            feed, outcome, fetched_at, None, watch, catchup, started[feed.id]
+                        )
+                    )
                     done.add(feed.id)
                 else:
                     report.outcomes.extend(self._drain(pending, watch, catchup, started, done, block=False))
@@ -247,8 +265,14 @@ class Pipeline:
             return self._failed(feed, exc.reason, str(exc), result.http_status, None, t0)
         except Exception as exc:  # a crashed worker process must not take the cycle down
             log.exception("feed=%s parse worker failed", feed.name)
-            return self._failed(feed, "parser_crash", f"parser crashed: {type(exc).__name__}: {exc}",
-                                result.http_status, None, t0)
+            return self._failed(
+                feed,
+                "parser_crash",
+                f"parser crashed: {type(exc).__name__}: {exc}",
+                result.http_status,
+                None,
+                t0,
+            )
         for warning in parsed.warnings:
             log.debug("feed=%s parse warning: %s", feed.name, warning)
         try:
@@ -260,22 +284,38 @@ class Pipeline:
                     matches[i] = found
             alert = not catchup and (feed.initialized or not watch.catchup_new_feeds)
             changes = after_success(
-                feed, now=utcnow(), http_status=result.http_status, etag=result.etag,
-                last_modified=result.last_modified, body_hash=result.body_hash,
-                permanent_redirect=result.permanent_redirect, title=parsed.title, new_entries=len(new),
-                policy=self.policy, rand=self.rand,
+                feed,
+                now=utcnow(),
+                http_status=result.http_status,
+                etag=result.etag,
+                last_modified=result.last_modified,
+                body_hash=result.body_hash,
+                permanent_redirect=result.permanent_redirect,
+                title=parsed.title,
+                new_entries=len(new),
+                policy=self.policy,
+                rand=self.rand,
             )
-            rec = self.store.record_entries(feed, new, matches, targets=watch.targets, alert=alert,
-                                            feed_changes=changes)
+            rec = self.store.record_entries(
+                feed, new, matches, targets=watch.targets, alert=alert, feed_changes=changes
+            )
         except MonitorError as exc:
             log.error("feed=%s could not be stored: %s", feed.name, exc)
-            return FeedOutcome(feed.name, "error", reason="store", error=str(exc), elapsed=time.monotonic() - t0)
+            return FeedOutcome(
+                feed.name, "error", reason="store", error=str(exc), elapsed=time.monotonic() - t0
+            )
         elapsed = time.monotonic() - t0
         note = "" if alert else " (first poll: recorded without alerting)" if not catchup else " (catch-up)"
         log.info(
             "feed=%s fetched status=%s entries=%d new=%d matched=%d alerts=%d in %.2fs%s",
-            feed.name, result.http_status, len(parsed.entries), rec.new_stories, rec.matches, rec.alerts,
-            elapsed, note,
+            feed.name,
+            result.http_status,
+            len(parsed.entries),
+            rec.new_stories,
+            rec.matches,
+            rec.alerts,
+            elapsed,
+            note,
         )
         if "fetch_url" in changes:
             log.warning("feed=%s moved permanently: now polling %s", feed.name, changes["fetch_url"])
@@ -283,9 +323,14 @@ class Pipeline:
 
     def _unchanged(self, feed: FeedSnapshot, result: FetchResult, t0: float) -> FeedOutcome:
         changes = after_unchanged(
-            feed, now=utcnow(), http_status=result.http_status, etag=result.etag,
-            last_modified=result.last_modified, permanent_redirect=result.permanent_redirect,
-            policy=self.policy, rand=self.rand,
+            feed,
+            now=utcnow(),
+            http_status=result.http_status,
+            etag=result.etag,
+            last_modified=result.last_modified,
+            permanent_redirect=result.permanent_redirect,
+            policy=self.policy,
+            rand=self.rand,
         )
         self.store.update_feed(feed.id, changes)
         elapsed = time.monotonic() - t0
@@ -302,8 +347,14 @@ class Pipeline:
         t0: float,
     ) -> FeedOutcome:
         changes = after_failure(
-            feed, now=utcnow(), reason=reason, message=message, http_status=status, retry_after=retry_after,
-            policy=self.policy, rand=self.rand,
+            feed,
+            now=utcnow(),
+            reason=reason,
+            message=message,
+            http_status=status,
+            retry_after=retry_after,
+            policy=self.policy,
+            rand=self.rand,
         )
         self.store.update_feed(feed.id, changes)
         wait = (changes["next_poll_at"] - utcnow()).total_seconds()
@@ -312,7 +363,11 @@ class Pipeline:
         else:
             log.warning(
                 "feed=%s failed (%s): %s; failure %d in a row, next try in %s",
-                feed.name, reason, message, changes["consecutive_failures"], _human(wait),
+                feed.name,
+                reason,
+                message,
+                changes["consecutive_failures"],
+                _human(wait),
             )
         return FeedOutcome(feed.name, "error", reason=reason, error=message, elapsed=time.monotonic() - t0)
 

@@ -34,6 +34,7 @@ from sqlalchemy import (
     create_engine,
     event,
     func,
+    insert,
     or_,
     select,
     text,
@@ -274,12 +275,22 @@ class Store:
                 row = rows.get(name)
                 if row is None:
                     conn.execute(
-                        Feed.__table__.insert().values(
-                            name=name, url=cfg.url, fetch_url=cfg.url, language=cfg.language,
-                            interval_s=cfg.interval_s, enabled=cfg.enabled, state="new",
-                            redirect_seen=0, initialized=False, created_at=now,
-                            consecutive_failures=0, total_polls=0, total_failures=0,
-                            entries_seen=0, next_poll_at=now,
+                        insert(Feed).values(
+                            name=name,
+                            url=cfg.url,
+                            fetch_url=cfg.url,
+                            language=cfg.language,
+                            interval_s=cfg.interval_s,
+                            enabled=cfg.enabled,
+                            state="new",
+                            redirect_seen=0,
+                            initialized=False,
+                            created_at=now,
+                            consecutive_failures=0,
+                            total_polls=0,
+                            total_failures=0,
+                            entries_seen=0,
+                            next_poll_at=now,
                         )
                     )
                     added.append(name)
@@ -287,9 +298,16 @@ class Store:
                 changes: dict[str, Any] = {}
                 if row.url != cfg.url:
                     changes.update(
-                        url=cfg.url, fetch_url=cfg.url, etag=None, last_modified=None,
-                        body_hash=None, redirect_to=None, redirect_seen=0, next_poll_at=now,
-                        consecutive_failures=0, failing_since=None,
+                        url=cfg.url,
+                        fetch_url=cfg.url,
+                        etag=None,
+                        last_modified=None,
+                        body_hash=None,
+                        redirect_to=None,
+                        redirect_seen=0,
+                        next_poll_at=now,
+                        consecutive_failures=0,
+                        failing_since=None,
                     )
                     if row.state == "disabled":
                         changes["state"] = "backoff" if row.initialized else "new"
@@ -342,8 +360,14 @@ class Store:
                 return []
             until = now + dt.timedelta(seconds=lease)
             for chunk in _chunks(ids, 500):
-                conn.execute(update(Feed).where(Feed.id.in_(chunk)).values(claimed_by=worker, claim_until=until))
-            rows = [r for chunk in _chunks(ids, 500) for r in conn.execute(select(Feed.__table__).where(Feed.id.in_(chunk)))]
+                conn.execute(
+                    update(Feed).where(Feed.id.in_(chunk)).values(claimed_by=worker, claim_until=until)
+                )
+            rows = [
+                r
+                for chunk in _chunks(ids, 500)
+                for r in conn.execute(select(Feed.__table__).where(Feed.id.in_(chunk)))
+            ]
             snaps = [_snapshot(r) for r in rows]
         snaps.sort(key=lambda s: s.next_poll_at)
         return snaps
@@ -392,15 +416,17 @@ class Store:
                     known[ident] = sid
             known_guids: set[str] = set()
             for chunk in _chunks(list(guid_keys), 500):
-                known_guids.update(
-                    g for (g,) in conn.execute(
-                        select(Story.guid_key).where(Story.feed_id == feed_id, Story.guid_key.in_(chunk))
-                    )
-                )
+                stmt = select(Story.guid_key).where(Story.feed_id == feed_id, Story.guid_key.in_(chunk))
+                known_guids.update(g for (g,) in conn.execute(stmt) if g is not None)
             if known:
                 conn.execute(
                     self._insert(StoryFeed.__table__)
-                    .values([{"story_id": sid, "feed_id": feed_id, "first_seen_at": utcnow()} for sid in known.values()])
+                    .values(
+                        [
+                            {"story_id": sid, "feed_id": feed_id, "first_seen_at": utcnow()}
+                            for sid in known.values()
+                        ]
+                    )
                     .on_conflict_do_nothing()
                 )
         out: list[Entry] = []
@@ -436,10 +462,20 @@ class Store:
                 stmt = (
                     self._insert(Story.__table__)
                     .values(
-                        ident=story_ident(feed.id, e), feed_id=feed.id, guid=e.guid, guid_key=e.guid_key,
-                        link=e.link, link_key=e.link_key, title_key=e.title_key, title=e.title,
-                        summary=e.summary, language=e.language, author=e.author,
-                        published_at=e.published_at, date_from_feed=e.date_from_feed, first_seen_at=now,
+                        ident=story_ident(feed.id, e),
+                        feed_id=feed.id,
+                        guid=e.guid,
+                        guid_key=e.guid_key,
+                        link=e.link,
+                        link_key=e.link_key,
+                        title_key=e.title_key,
+                        title=e.title,
+                        summary=e.summary,
+                        language=e.language,
+                        author=e.author,
+                        published_at=e.published_at,
+                        date_from_feed=e.date_from_feed,
+                        first_seen_at=now,
                     )
                     .on_conflict_do_nothing()
                     .returning(Story.__table__.c.id)
@@ -459,9 +495,12 @@ class Store:
                     conn.execute(
                         self._insert(Match.__table__)
                         .values(
-                            story_id=sid, watchlist=m.watchlist, terms=list(m.terms),
+                            story_id=sid,
+                            watchlist=m.watchlist,
+                            terms=list(m.terms),
                             hits=[[h.term, h.field, h.start, h.end, h.text] for h in m.hits],
-                            matched_at=now, alerted=alert and bool(wl_targets),
+                            matched_at=now,
+                            alerted=alert and bool(wl_targets),
                         )
                         .on_conflict_do_nothing()
                     )
@@ -472,8 +511,14 @@ class Store:
                         conn.execute(
                             self._insert(Alert.__table__)
                             .values(
-                                story_id=sid, cluster_id=sid, watchlist=m.watchlist, target=target,
-                                status="pending", attempts=0, created_at=now, next_attempt_at=now,
+                                story_id=sid,
+                                cluster_id=sid,
+                                watchlist=m.watchlist,
+                                target=target,
+                                status="pending",
+                                attempts=0,
+                                created_at=now,
+                                next_attempt_at=now,
                             )
                             .on_conflict_do_nothing()
                         )
@@ -485,8 +530,15 @@ class Store:
     def stories_since(self, since: dt.datetime, *, limit: int | None = None) -> list[StoredStory]:
         with self._tx() as conn:
             stmt = (
-                select(Story.id, Feed.name, Story.title, Story.summary, Story.link, Story.published_at,
-                       Story.first_seen_at)
+                select(
+                    Story.id,
+                    Feed.name,
+                    Story.title,
+                    Story.summary,
+                    Story.link,
+                    Story.published_at,
+                    Story.first_seen_at,
+                )
                 .join(Feed, Feed.id == Story.feed_id)
                 .where(Story.first_seen_at >= since)
                 .order_by(Story.first_seen_at.desc(), Story.id.desc())
@@ -509,19 +561,41 @@ class Store:
                 and_(Alert.status == "pending", Alert.next_attempt_at <= now),
                 and_(Alert.status == "sending", Alert.lease_until < now),
             )
-            ids = [r[0] for r in conn.execute(self._locking(select(Alert.id).where(due).order_by(Alert.id).limit(limit)))]
+            ids = [
+                r[0]
+                for r in conn.execute(
+                    self._locking(select(Alert.id).where(due).order_by(Alert.id).limit(limit))
+                )
+            ]
             if not ids:
                 return []
             conn.execute(
                 update(Alert)
                 .where(Alert.id.in_(ids))
-                .values(status="sending", claimed_by=worker, lease_until=now + dt.timedelta(seconds=lease),
-                        attempts=Alert.attempts + 1)
+                .values(
+                    status="sending",
+                    claimed_by=worker,
+                    lease_until=now + dt.timedelta(seconds=lease),
+                    attempts=Alert.attempts + 1,
+                )
             )
             rows = conn.execute(
-                select(Alert.id, Alert.story_id, Alert.cluster_id, Alert.watchlist, Alert.target, Alert.attempts,
-                       Alert.created_at, Story.title, Story.link, Story.summary, Story.published_at, Feed.name,
-                       Match.terms, Match.hits)
+                select(
+                    Alert.id,
+                    Alert.story_id,
+                    Alert.cluster_id,
+                    Alert.watchlist,
+                    Alert.target,
+                    Alert.attempts,
+                    Alert.created_at,
+                    Story.title,
+                    Story.link,
+                    Story.summary,
+                    Story.published_at,
+                    Feed.name,
+                    Match.terms,
+                    Match.hits,
+                )
                 .join(Story, Story.id == Alert.story_id)
                 .join(Feed, Feed.id == Story.feed_id)
                 .outerjoin(Match, and_(Match.story_id == Alert.story_id, Match.watchlist == Alert.watchlist))
@@ -541,9 +615,18 @@ class Store:
         for r in rows:
             out.append(
                 ClaimedAlert(
-                    id=r.id, story_id=r.story_id, cluster_id=r.cluster_id, watchlist=r.watchlist,
-                    target=r.target, attempts=r.attempts, created_at=r.created_at, title=r.title,
-                    link=r.link, summary=r.summary, published_at=r.published_at, source=r.name,
+                    id=r.id,
+                    story_id=r.story_id,
+                    cluster_id=r.cluster_id,
+                    watchlist=r.watchlist,
+                    target=r.target,
+                    attempts=r.attempts,
+                    created_at=r.created_at,
+                    title=r.title,
+                    link=r.link,
+                    summary=r.summary,
+                    published_at=r.published_at,
+                    source=r.name,
                     terms=tuple(r.terms or ()),
                     hits=tuple((h[0], h[1], int(h[2]), int(h[3]), h[4]) for h in (r.hits or ())),
                     also_reported_by=tuple(n for n in others.get(r.story_id, ()) if n != r.name),
@@ -587,7 +670,9 @@ class Store:
     def alert_counts(self) -> dict[str, int]:
         """Outbox rows by status (pending, sending, sent, failed)."""
         with self._tx() as conn:
-            return {s: int(n) for s, n in conn.execute(select(Alert.status, func.count()).group_by(Alert.status))}
+            return {
+                s: int(n) for s, n in conn.execute(select(Alert.status, func.count()).group_by(Alert.status))
+            }
 
     def failed_alerts(self, limit: int = 20) -> list[tuple[int, str, str, str | None]]:
         with self._tx() as conn:
@@ -595,7 +680,9 @@ class Store:
                 (r.id, r.watchlist, r.target, r.last_error)
                 for r in conn.execute(
                     select(Alert.id, Alert.watchlist, Alert.target, Alert.last_error)
-                    .where(Alert.status == "failed").order_by(Alert.id.desc()).limit(limit)
+                    .where(Alert.status == "failed")
+                    .order_by(Alert.id.desc())
+                    .limit(limit)
                 )
             ]
 

@@ -11,8 +11,10 @@ word compare equal exactly when an analyst would expect them to:
    one exception is Russian ``ё`` -> ``е``, which Russian writing itself treats as
    optional), the ligatures ``œ æ`` become ``oe ae`` and ``ø đ ł ı ð þ`` their plain
    letters, every apostrophe (``’ ‘ ʼ ʻ ′ ` ＇``) becomes ``'``, every dash
-   (``‐ ‑ ‒ – — ― − ﹣ －``) becomes ``-``, and soft hyphens and zero-width
-   joiners-of-nothing vanish. Hangul stays Hangul.
+   (``‐ ‑ ‒ – — ― − ﹣ －``) becomes ``-``, every double quote (``“ ” „ « » ‹ ›``)
+   becomes ``"``, and soft hyphens and zero-width joiners-of-nothing vanish. Hangul
+   stays Hangul. (Unifying punctuation also keeps most folded Latin text pure ASCII,
+   which :func:`words` splits several times faster.)
 
 2. :func:`words` splits folded text into words: maximal runs of letters, digits and
    combining marks. Everything else (spaces, punctuation, dashes, apostrophes) separates
@@ -68,8 +70,10 @@ ELISIONS: frozenset[str] = frozenset(
 # usual plain spelling, and invisible characters go away.
 _APOSTROPHES = "\u2019\u2018\u201b\u02bc\u02bb\u2032`"
 _DASHES = "\u2010\u2012\u2013\u2014\u2015\u2212\u2043\u2e3a\u2e3b\u058a\u05be"
+_QUOTES = "\u201c\u201d\u201e\u201f\u00ab\u00bb\u2039\u203a\u201a"
 _SPECIAL: dict[str, str] = {c: "'" for c in _APOSTROPHES}
 _SPECIAL.update({c: "-" for c in _DASHES})
+_SPECIAL.update({c: '"' for c in _QUOTES})
 _SPECIAL.update(
     {
         "\u0153": "oe",  # œ
@@ -169,11 +173,31 @@ def _split_apostrophes(chunk: str) -> list[tuple[int, str]]:
     return out
 
 
+# ASCII fast path of words(): in ASCII, "[\w']+" is exactly "letters, digits, '_' and
+# the apostrophe", so mapping every other character to a space and splitting on
+# whitespace gives the same chunks as the regular expression, four times faster
+# (str.translate has an ASCII-to-ASCII fast path; the regex engine costs ~30 ns a char).
+_ASCII_WORDS = str.maketrans(
+    {chr(i): (chr(i) if chr(i).isalnum() or chr(i) in "_'" else " ") for i in range(128)}
+)
+
+
 def words(folded: str) -> list[str]:
     """The words of already-folded text, in order (see the module docstring)."""
+    if folded.isascii():
+        chunks = folded.translate(_ASCII_WORDS).split()
+        if "'" not in folded:
+            return chunks
+        out: list[str] = []
+        for chunk in chunks:
+            if "'" in chunk:
+                out.extend(w for _, w in _split_apostrophes(chunk))
+            else:
+                out.append(chunk)
+        return out
     if "'" not in folded:
         return _WORD_RE.findall(folded)
-    out: list[str] = []
+    out = []
     for chunk in _WORD_APOS_RE.findall(folded):
         if "'" in chunk:
             out.extend(w for _, w in _split_apostrophes(chunk))
@@ -302,26 +326,24 @@ def fold_offsets(text: str, folded: str) -> tuple[Sequence[int], Sequence[int]]:
     any_irregular, cluster = _irregular_res()
     if any_irregular.search(text) is None:
         return range(n), range(1, n + 1)
+    # Between irregular units every character folds to exactly one character, so only the
+    # units themselves need folding; the total length double-checks the result.
     starts: list[int] = []
     ends: list[int] = []
-    pieces: list[str] = []
     prev = 0
     for m in cluster.finditer(text):
         a, b = m.span()
         if a > prev:
-            pieces.append(fold(text[prev:a]))
             starts.extend(range(prev, a))
             ends.extend(range(prev + 1, a + 1))
-        piece = fold(text[a:b])
-        pieces.append(piece)
-        starts.extend([a] * len(piece))
-        ends.extend([b] * len(piece))
+        width = len(fold(text[a:b]))
+        starts.extend([a] * width)
+        ends.extend([b] * width)
         prev = b
     if prev < n:
-        pieces.append(fold(text[prev:]))
         starts.extend(range(prev, n))
         ends.extend(range(prev + 1, n + 1))
-    if "".join(pieces) != folded or len(starts) != len(folded):
+    if len(starts) != len(folded):
         m_ = len(folded) or 1
         starts = [min(n - 1, k * n // m_) for k in range(len(folded))]
         ends = [min(n, max(s + 1, (k + 1) * n // m_)) for k, s in enumerate(starts)]

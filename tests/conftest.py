@@ -14,7 +14,10 @@ from monitor.store import Store, normalise_url
 
 FIXTURES = Path(__file__).parent / "fixtures"
 POSTGRES_URL = os.environ.get("MONITOR_TEST_POSTGRES_URL")
-NO_POSTGRES = "PostgreSQL tests need MONITOR_TEST_POSTGRES_URL (e.g. postgresql+psycopg://postgres@127.0.0.1:5432/test); .ci/run sets it"
+NO_POSTGRES = (
+    "PostgreSQL tests need MONITOR_TEST_POSTGRES_URL "
+    "(e.g. postgresql+psycopg://postgres@127.0.0.1:5432/test); .ci/run sets it"
+)
 
 
 @pytest.fixture

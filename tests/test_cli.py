@@ -12,10 +12,12 @@ from click.testing import CliRunner
 from monitor.cli import cli
 
 ROOT = Path(__file__).resolve().parent.parent
-SEED = (ROOT / "tests" / "fixtures" / "seed-article-fr.txt")
+SEED = ROOT / "tests" / "fixtures" / "seed-article-fr.txt"
 
 
-def all_commands(group: click.Group, prefix: tuple[str, ...] = ()) -> list[tuple[tuple[str, ...], click.Command]]:
+def all_commands(
+    group: click.Group, prefix: tuple[str, ...] = ()
+) -> list[tuple[tuple[str, ...], click.Command]]:
     out: list[tuple[tuple[str, ...], click.Command]] = [(prefix, group)]
     for name, cmd in group.commands.items():
         if isinstance(cmd, click.Group):
@@ -25,7 +27,9 @@ def all_commands(group: click.Group, prefix: tuple[str, ...] = ()) -> list[tuple
     return out
 
 
-@pytest.mark.parametrize(("path", "cmd"), all_commands(cli), ids=lambda v: " ".join(v) if isinstance(v, tuple) else "")
+@pytest.mark.parametrize(
+    ("path", "cmd"), all_commands(cli), ids=lambda v: " ".join(v) if isinstance(v, tuple) else ""
+)
 def test_every_command_has_help_with_an_example(path: tuple[str, ...], cmd: click.Command) -> None:
     result = CliRunner().invoke(cli, [*path, "--help"])
     assert result.exit_code == 0, result.output
@@ -42,7 +46,10 @@ def test_check_config_on_shipped_config() -> None:
 
 def test_check_config_bad_config_is_one_clear_line(tmp_path: Path) -> None:
     cfg = tmp_path / "c.yaml"
-    cfg.write_text("targets: {console: 'console://'}\nwatchlists:\n  - name: w\n    query: 'a AND'\n    notify: [console]\n")
+    cfg.write_text(
+        "targets: {console: 'console://'}\n"
+        "watchlists:\n  - name: w\n    query: 'a AND'\n    notify: [console]\n"
+    )
     result = CliRunner().invoke(cli, ["--config", str(cfg), "check-config"])
     assert result.exit_code == 1
     assert f"{cfg}:4: watchlists[0].query: watchlist 'w'" in result.output
@@ -64,9 +71,16 @@ def test_check_config_masks_secrets(tmp_path: Path) -> None:
 def test_match_json_lines() -> None:
     lines = [
         {"id": "seed", "title": SEED.read_text().splitlines()[0], "summary": SEED.read_text()},
-        {"id": "sub", "title": "Kursk submarine disaster remembered 25 years on", "summary": "Families gathered in Murmansk."},
-        {"id": "troops", "title": "North Korean troops fighting in Russia's Kursk region, Seoul says",
-         "summary": "South Korea's spy agency says Pyongyang has sent more soldiers."},
+        {
+            "id": "sub",
+            "title": "Kursk submarine disaster remembered 25 years on",
+            "summary": "Families gathered in Murmansk.",
+        },
+        {
+            "id": "troops",
+            "title": "North Korean troops fighting in Russia's Kursk region, Seoul says",
+            "summary": "South Korea's spy agency says Pyongyang has sent more soldiers.",
+        },
     ]
     stdin = "\n".join(json.dumps(x) for x in lines) + "\n\n"
     result = CliRunner().invoke(cli, ["--config", str(ROOT / "config.yaml"), "match"], input=stdin)

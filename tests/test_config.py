@@ -55,27 +55,62 @@ def test_valid_config_with_env_and_durations() -> None:
     ("mutate", "line", "field", "message"),
     [
         # unknown target in a watchlist
-        (lambda t: t.replace("notify: [console]", "notify: [slak]"), 14, "watchlists[0].notify[0]", "unknown target 'slak'"),
+        (
+            lambda t: t.replace("notify: [console]", "notify: [slak]"),
+            14,
+            "watchlists[0].notify[0]",
+            "unknown target 'slak'",
+        ),
         # bad URL
-        (lambda t: t.replace("url: http://127.0.0.1:8000/two.xml", "url: ftp//nope"), 9, "feeds[1].url", "is not an http(s) URL"),
+        (
+            lambda t: t.replace("url: http://127.0.0.1:8000/two.xml", "url: ftp//nope"),
+            9,
+            "feeds[1].url",
+            "is not an http(s) URL",
+        ),
         # duplicate feed name
         (lambda t: t.replace("name: two", "name: one"), 8, "feeds[1].name", "duplicate feed name 'one'"),
         # duplicate feed URL
         (lambda t: t.replace("two.xml", "one.xml"), 9, "feeds[1].url", "duplicate feed url"),
         # invalid query syntax: names the watchlist and the column
-        (lambda t: t.replace("'Kursk OR Koursk'", "'Kursk OR (Koursk'"), 13, "watchlists[0].query", "watchlist 'kursk'"),
+        (
+            lambda t: t.replace("'Kursk OR Koursk'", "'Kursk OR (Koursk'"),
+            13,
+            "watchlists[0].query",
+            "watchlist 'kursk'",
+        ),
         # unknown setting (typo)
-        (lambda t: t.replace("    interval: 30m", "    intervall: 30m"), 10, "feeds[1].intervall", "unknown setting 'intervall'"),
+        (
+            lambda t: t.replace("    interval: 30m", "    intervall: 30m"),
+            10,
+            "feeds[1].intervall",
+            "unknown setting 'intervall'",
+        ),
         # bad duration
-        (lambda t: t.replace("interval: 30m", "interval: soon"), 10, "feeds[1].interval", "is not a duration"),
+        (
+            lambda t: t.replace("interval: 30m", "interval: soon"),
+            10,
+            "feeds[1].interval",
+            "is not a duration",
+        ),
         # missing environment variable
-        (lambda t: t.replace("${SMTP_PASSWORD}", "${NO_SUCH_VARIABLE_X}"), 4, "targets.mail", "NO_SUCH_VARIABLE_X is not set"),
+        (
+            lambda t: t.replace("${SMTP_PASSWORD}", "${NO_SUCH_VARIABLE_X}"),
+            4,
+            "targets.mail",
+            "NO_SUCH_VARIABLE_X is not set",
+        ),
         # missing required field
         (lambda t: t.replace("    query: 'Kursk OR Koursk'\n", ""), 12, "watchlists[0].query", "required"),
         # YAML syntax error
         (lambda t: t.replace("feeds:", "feeds: [oops"), None, None, "invalid YAML"),
         # bad watchlist name
-        (lambda t: t.replace("name: kursk", "name: 'has space'"), 12, "watchlists[0].name", "not a valid name"),
+        (
+            lambda t: t.replace("name: kursk", "name: 'has space'"),
+            12,
+            "watchlists[0].name",
+            "not a valid name",
+        ),
         # unknown time zone
         (lambda t: "timezone: Mars/Olympus\n" + t, 1, "timezone", "unknown time zone"),
     ],

@@ -22,7 +22,7 @@ from pathlib import Path
 import pytest
 from ruamel.yaml import YAML
 
-from tests.support.feeds import SEED_TITLE, FIXTURES, Item, rss, seed_article
+from tests.support.feeds import FIXTURES, SEED_TITLE, Item, rss, seed_article
 from tests.support.httpserver import Hang, HTTPTestServer, Raw, Static, Status
 from tests.support.smtpserver import SMTPTestServer
 from tests.support.webhook import WebhookReceiver
@@ -49,7 +49,11 @@ class Env:
         env = {k: v for k, v in os.environ.items() if not k.startswith("NEWS_MONITOR")}
         return subprocess.run(
             [sys.executable, "-m", "monitor", "--config", str(self.config), *args],
-            capture_output=True, text=True, timeout=timeout, env=env, cwd=self.config.parent,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            env=env,
+            cwd=self.config.parent,
         )
 
     def outbox(self) -> dict[str, int]:
@@ -63,12 +67,20 @@ def env(tmp_path: Path) -> Iterator[Env]:
     with HTTPTestServer() as http, SMTPTestServer() as smtp, WebhookReceiver() as hook:
         reuters = (FIXTURES / "reuters-worldnews-feedburner-rss2-2018-crlf.xml").read_bytes()
         lemonde = (FIXTURES / "lemonde-international-rss2-fr.xml").read_bytes()
-        seed_items = [Item("Météo : un automne doux", "https://www.example.fr/meteo/automne", "Rien à signaler.")]
+        seed_items = [
+            Item("Météo : un automne doux", "https://www.example.fr/meteo/automne", "Rien à signaler.")
+        ]
         http.route("/reuters.xml", Static(body=reuters, etag='"r1"'))
         http.route("/lemonde.xml", Static(body=lemonde, last_modified="Wed, 27 Mar 2024 10:00:00 GMT"))
         http.route("/seed.xml", Static(body=rss(seed_items), etag='"s1"'))
         http.route("/broken.xml", Status(500))
-        http.route("/garbage.xml", Raw(b"HTTP/1.1 200 OK\r\nContent-Type: application/rss+xml\r\nContent-Length: 64\r\n\r\n" + os.urandom(64)))
+        http.route(
+            "/garbage.xml",
+            Raw(
+                b"HTTP/1.1 200 OK\r\nContent-Type: application/rss+xml\r\nContent-Length: 64\r\n\r\n"
+                + os.urandom(64)
+            ),
+        )
         http.route("/hang.xml", Hang())
         db = tmp_path / "monitor.db"
         for wl in watchlists:
@@ -125,7 +137,10 @@ def test_poll_once_alerts_each_story_once(env: Env) -> None:
     assert SEED_TITLE in mail["Subject"]
     parts = {p.get_content_type(): p.get_content() for p in mail.walk() if not p.is_multipart()}
     text = parts["text/plain"]
-    assert "https://www.example.fr/international/article/coree-du-nord-russie-pacte?xtor=RSS-3208&utm_source=rss" in text
+    assert (
+        "https://www.example.fr/international/article/coree-du-nord-russie-pacte?xtor=RSS-3208&utm_source=rss"
+        in text
+    )
     for wl in ("dprk-russia-pact", "kursk-troops", "dprk-russia-sanctions"):
         assert wl in text
     assert "seed-desk" in text

@@ -16,11 +16,34 @@ POLICY = PollPolicy(jitter=30.0, backoff_max=86400.0)
 
 def feed(**kw: object) -> FeedSnapshot:
     base = FeedSnapshot(
-        id=1, name="f", url="http://a/feed", fetch_url="http://a/feed", language=None, interval_s=600.0,
-        enabled=True, state="ok", title=None, etag=None, last_modified=None, body_hash=None, redirect_to=None,
-        redirect_seen=0, initialized=True, consecutive_failures=0, failing_since=None, last_poll_at=None,
-        last_success_at=None, last_error_at=None, last_status=None, last_error=None, last_error_reason=None,
-        total_polls=0, total_failures=0, entries_seen=0, learned_interval_s=None, next_poll_at=NOW,
+        id=1,
+        name="f",
+        url="http://a/feed",
+        fetch_url="http://a/feed",
+        language=None,
+        interval_s=600.0,
+        enabled=True,
+        state="ok",
+        title=None,
+        etag=None,
+        last_modified=None,
+        body_hash=None,
+        redirect_to=None,
+        redirect_seen=0,
+        initialized=True,
+        consecutive_failures=0,
+        failing_since=None,
+        last_poll_at=None,
+        last_success_at=None,
+        last_error_at=None,
+        last_status=None,
+        last_error=None,
+        last_error_reason=None,
+        total_polls=0,
+        total_failures=0,
+        entries_seen=0,
+        learned_interval_s=None,
+        next_poll_at=NOW,
         health_alerted_at=None,
     )
     return dataclasses.replace(base, **kw)  # type: ignore[arg-type]
@@ -45,8 +68,17 @@ def test_backoff_delay(attempt: int, rand: float, expected: float) -> None:
 def test_success_schedules_interval_plus_jitter_and_resets_failures() -> None:
     f = feed(consecutive_failures=4, failing_since=NOW - dt.timedelta(hours=3), state="backoff")
     ch = after_success(
-        f, now=NOW, http_status=200, etag='"x"', last_modified=None, body_hash="h", permanent_redirect=None,
-        title="T", new_entries=3, policy=POLICY, rand=lambda: 0.5,
+        f,
+        now=NOW,
+        http_status=200,
+        etag='"x"',
+        last_modified=None,
+        body_hash="h",
+        permanent_redirect=None,
+        title="T",
+        new_entries=3,
+        policy=POLICY,
+        rand=lambda: 0.5,
     )
     assert ch["state"] == "ok"
     assert ch["consecutive_failures"] == 0
@@ -69,11 +101,19 @@ def test_success_schedules_interval_plus_jitter_and_resets_failures() -> None:
         (0, 1.0, 10**9, 86400),  # absurd Retry-After is capped too
     ],
 )
-def test_failure_backs_off(failures: int, rand: float, retry_after: float | None, expected_delay: float) -> None:
+def test_failure_backs_off(
+    failures: int, rand: float, retry_after: float | None, expected_delay: float
+) -> None:
     f = feed(consecutive_failures=failures)
     ch = after_failure(
-        f, now=NOW, reason="http_500", message="boom", http_status=500, retry_after=retry_after,
-        policy=POLICY, rand=lambda: rand,
+        f,
+        now=NOW,
+        reason="http_500",
+        message="boom",
+        http_status=500,
+        retry_after=retry_after,
+        policy=POLICY,
+        rand=lambda: rand,
     )
     assert ch["state"] == "backoff"
     assert ch["consecutive_failures"] == failures + 1
@@ -84,8 +124,13 @@ def test_failure_backs_off(failures: int, rand: float, retry_after: float | None
 def test_failing_since_is_kept_across_failures() -> None:
     since = NOW - dt.timedelta(hours=5)
     ch = after_failure(
-        feed(consecutive_failures=3, failing_since=since), now=NOW, reason="timeout", message="t",
-        http_status=None, retry_after=None, policy=POLICY,
+        feed(consecutive_failures=3, failing_since=since),
+        now=NOW,
+        reason="timeout",
+        message="t",
+        http_status=None,
+        retry_after=None,
+        policy=POLICY,
     )
     assert ch["failing_since"] == since
 
@@ -101,7 +146,12 @@ def test_gone_disables() -> None:
     ("redirect_to", "seen", "new", "expected"),
     [
         (None, 0, "http://b/feed", {"redirect_to": "http://b/feed", "redirect_seen": 1}),
-        ("http://b/feed", 1, "http://b/feed", {"fetch_url": "http://b/feed", "redirect_to": None, "redirect_seen": 0}),
+        (
+            "http://b/feed",
+            1,
+            "http://b/feed",
+            {"fetch_url": "http://b/feed", "redirect_to": None, "redirect_seen": 0},
+        ),
         ("http://c/feed", 1, "http://b/feed", {"redirect_to": "http://b/feed", "redirect_seen": 1}),
         ("http://b/feed", 1, None, {"redirect_to": None, "redirect_seen": 0}),  # not twice IN A ROW
     ],
@@ -110,8 +160,13 @@ def test_permanent_redirect_adopted_after_two_polls_in_a_row(
     redirect_to: str | None, seen: int, new: str | None, expected: dict[str, object]
 ) -> None:
     ch = after_unchanged(
-        feed(redirect_to=redirect_to, redirect_seen=seen), now=NOW, http_status=304, etag=None,
-        last_modified=None, permanent_redirect=new, policy=POLICY,
+        feed(redirect_to=redirect_to, redirect_seen=seen),
+        now=NOW,
+        http_status=304,
+        etag=None,
+        last_modified=None,
+        permanent_redirect=new,
+        policy=POLICY,
     )
     for key, value in expected.items():
         assert ch[key] == value
@@ -121,8 +176,13 @@ def test_permanent_redirect_adopted_after_two_polls_in_a_row(
 
 def test_unchanged_keeps_validators_when_304_has_none() -> None:
     ch = after_unchanged(
-        feed(etag='"e1"', last_modified="Wed, 01 Jan 2025 00:00:00 GMT", body_hash="h"), now=NOW,
-        http_status=304, etag=None, last_modified=None, permanent_redirect=None, policy=POLICY,
+        feed(etag='"e1"', last_modified="Wed, 01 Jan 2025 00:00:00 GMT", body_hash="h"),
+        now=NOW,
+        http_status=304,
+        etag=None,
+        last_modified=None,
+        permanent_redirect=None,
+        policy=POLICY,
     )
     assert ch["etag"] == '"e1"'
     assert ch["last_modified"] == "Wed, 01 Jan 2025 00:00:00 GMT"

@@ -25,9 +25,19 @@ def entry(n: int, *, link: str | None = "auto", guid: str | None = "auto", title
     lk = f"lk{hash(link_v) & 0xFFFFFFFF:08x}" if link_v else None
     gk = f"gk{hash(guid_v) & 0xFFFFFFFF:08x}" if guid_v else None
     return Entry(
-        guid=guid_v, link=link_v, canonical_url=link_v, title=title or f"Story {n}", summary=f"Summary {n}",
-        published_at=NOW, date_from_feed=True, language="en", author=None,
-        story_key=lk or gk or f"tk{n}", link_key=lk, guid_key=gk, title_key=f"tt{n}",
+        guid=guid_v,
+        link=link_v,
+        canonical_url=link_v,
+        title=title or f"Story {n}",
+        summary=f"Summary {n}",
+        published_at=NOW,
+        date_from_feed=True,
+        language="en",
+        author=None,
+        story_key=lk or gk or f"tk{n}",
+        link_key=lk,
+        guid_key=gk,
+        title_key=f"tt{n}",
     )
 
 
@@ -36,7 +46,13 @@ def result(watchlist: str, term: str = "Kursk") -> MatchResult:
 
 
 def feeds_of(store: Store, *names: str) -> dict[str, int]:
-    store.sync_feeds([FeedConfigRow(name=n, url=f"http://127.0.0.1/{n}.xml", interval_s=600, language="en") for n in names], now=NOW)
+    store.sync_feeds(
+        [
+            FeedConfigRow(name=n, url=f"http://127.0.0.1/{n}.xml", interval_s=600, language="en")
+            for n in names
+        ],
+        now=NOW,
+    )
     return {f.name: f.id for f in store.feeds()}
 
 
@@ -53,7 +69,9 @@ def test_migrations_match_models_and_are_idempotent(store: Store) -> None:
 
 
 def test_sync_feeds_add_update_remove(store: Store) -> None:
-    rep = store.sync_feeds([FeedConfigRow("a", "http://x/a", 600, "en"), FeedConfigRow("b", "http://x/b", 600, None)], now=NOW)
+    rep = store.sync_feeds(
+        [FeedConfigRow("a", "http://x/a", 600, "en"), FeedConfigRow("b", "http://x/b", 600, None)], now=NOW
+    )
     assert sorted(rep.added) == ["a", "b"]
     rep = store.sync_feeds([FeedConfigRow("a", "http://x/a2", 600, "en")], now=NOW)
     assert rep.updated == ("a",) and rep.removed == ("b",)
@@ -84,8 +102,13 @@ def test_record_and_dedupe(store: Store) -> None:
     e1, e2 = entry(1), entry(2)
     assert store.unseen(fa.id, [e1, e2]) == [e1, e2]
     rep = store.record_entries(
-        fa, [e1, e2], {0: [result("kursk")]}, targets={"kursk": ["mail", "slack"]}, alert=True,
-        feed_changes={"initialized": True}, now=NOW,
+        fa,
+        [e1, e2],
+        {0: [result("kursk")]},
+        targets={"kursk": ["mail", "slack"]},
+        alert=True,
+        feed_changes={"initialized": True},
+        now=NOW,
     )
     assert (rep.new_stories, rep.matches, rep.alerts) == (2, 1, 2)
     # Seen again: nothing new.
@@ -107,8 +130,15 @@ def test_recording_twice_is_idempotent(store: Store) -> None:
     fa = claim(store, "a")
     e1 = entry(1)
     for _ in range(2):  # a second daemon, or a retry after a crash, inserts the same story
-        store.record_entries(fa, [e1], {0: [result("kursk")]}, targets={"kursk": ["mail"]}, alert=True,
-                             feed_changes={}, now=NOW)
+        store.record_entries(
+            fa,
+            [e1],
+            {0: [result("kursk")]},
+            targets={"kursk": ["mail"]},
+            alert=True,
+            feed_changes={},
+            now=NOW,
+        )
     with store.engine.connect() as conn:
         assert conn.execute(select(func.count()).select_from(Story)).scalar_one() == 1
         assert conn.execute(select(func.count()).select_from(Match)).scalar_one() == 1
@@ -118,8 +148,15 @@ def test_recording_twice_is_idempotent(store: Store) -> None:
 def test_catchup_records_matches_without_alerts(store: Store) -> None:
     feeds_of(store, "a")
     fa = claim(store, "a")
-    rep = store.record_entries(fa, [entry(1)], {0: [result("kursk")]}, targets={"kursk": ["mail"]}, alert=False,
-                               feed_changes={}, now=NOW)
+    rep = store.record_entries(
+        fa,
+        [entry(1)],
+        {0: [result("kursk")]},
+        targets={"kursk": ["mail"]},
+        alert=False,
+        feed_changes={},
+        now=NOW,
+    )
     assert (rep.new_stories, rep.matches, rep.alerts) == (1, 1, 0)
     assert store.claim_alerts(worker="d", lease=60, now=NOW) == []
 
@@ -135,8 +172,15 @@ def test_entries_without_link_or_guid_get_stable_identity(store: Store) -> None:
 def test_outbox_lease_retry_and_give_up(store: Store) -> None:
     feeds_of(store, "a")
     fa = claim(store, "a")
-    store.record_entries(fa, [entry(1)], {0: [result("kursk")]}, targets={"kursk": ["mail"]}, alert=True,
-                         feed_changes={}, now=NOW)
+    store.record_entries(
+        fa,
+        [entry(1)],
+        {0: [result("kursk")]},
+        targets={"kursk": ["mail"]},
+        alert=True,
+        feed_changes={},
+        now=NOW,
+    )
     (a,) = store.claim_alerts(worker="d1", lease=60, now=NOW)
     assert a.attempts == 1
     # While leased, nobody else gets it.
@@ -148,10 +192,16 @@ def test_outbox_lease_retry_and_give_up(store: Store) -> None:
     assert store.mark_sent([a.id], worker="d1", now=NOW) == 0
     # d2 fails: back to pending with a retry time.
     retry_at = NOW + dt.timedelta(minutes=5)
-    assert store.mark_failed([a.id], worker="d2", error="smtp down", next_attempt_at=retry_at, give_up=False) == 1
+    assert (
+        store.mark_failed([a.id], worker="d2", error="smtp down", next_attempt_at=retry_at, give_up=False)
+        == 1
+    )
     assert store.claim_alerts(worker="d2", lease=60, now=NOW + dt.timedelta(minutes=4)) == []
     (third,) = store.claim_alerts(worker="d2", lease=60, now=retry_at)
-    assert store.mark_failed([third.id], worker="d2", error="still down", next_attempt_at=retry_at, give_up=True) == 1
+    assert (
+        store.mark_failed([third.id], worker="d2", error="still down", next_attempt_at=retry_at, give_up=True)
+        == 1
+    )
     assert store.alert_counts() == {"failed": 1}
     assert store.failed_alerts()[0][3] == "still down"
 
@@ -159,8 +209,15 @@ def test_outbox_lease_retry_and_give_up(store: Store) -> None:
 def test_mark_sent(store: Store) -> None:
     feeds_of(store, "a")
     fa = claim(store, "a")
-    store.record_entries(fa, [entry(1)], {0: [result("kursk"), result("pact", "Lavrov")]},
-                         targets={"kursk": ["mail"], "pact": ["mail"]}, alert=True, feed_changes={}, now=NOW)
+    store.record_entries(
+        fa,
+        [entry(1)],
+        {0: [result("kursk"), result("pact", "Lavrov")]},
+        targets={"kursk": ["mail"], "pact": ["mail"]},
+        alert=True,
+        feed_changes={},
+        now=NOW,
+    )
     rows = store.claim_alerts(worker="d", lease=60, now=NOW)
     assert sorted(r.watchlist for r in rows) == ["kursk", "pact"]
     assert store.mark_sent([r.id for r in rows], worker="d", now=NOW) == 2

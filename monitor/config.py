@@ -16,6 +16,7 @@ Durations accept ``30s``, ``10m``, ``2h``, ``1d`` or a number of seconds; sizes 
 
 from __future__ import annotations
 
+import datetime as dt
 import os
 import re
 from collections.abc import Iterator, Mapping
@@ -126,12 +127,26 @@ class PollSettings(_Model):
     backoff_max: Duration = 86400.0
     tick: Duration = 5.0
     parse_workers: int = Field(default=0, ge=0, le=64)
+    # A parse that takes longer is stopped (its worker process is killed and replaced)
+    # and the feed fails with reason parse_timeout: a crafted feed must not stall a cycle.
+    parse_timeout: Duration = 20.0
+    # Learned cadence: a feed that publishes rarely is polled less often than `interval`,
+    # but at least every `max_interval`; `learn_cadence: false` (here or per feed) turns it off.
+    learn_cadence: bool = True
+    max_interval: Duration = 3600.0
 
     @field_validator("interval")
     @classmethod
     def _polite(cls, value: float) -> float:
         if value < 10:
             raise ValueError("must be at least 10s (be polite to publishers)")
+        return value
+
+    @field_validator("parse_timeout")
+    @classmethod
+    def _parse_timeout(cls, value: float) -> float:
+        if value < 0.1:
+            raise ValueError("must be at least 0.1s")
         return value
 
     @model_validator(mode="after")
@@ -159,6 +174,7 @@ class FeedConfig(_Model):
     interval: Duration | None = None
     language: str | None = None
     enabled: bool = True
+    learn_cadence: bool | None = None  # None: poll.learn_cadence
 
     @field_validator("url")
     @classmethod
@@ -176,6 +192,74 @@ class FeedConfig(_Model):
         return value
 
 
+def _check_tz(value: str | None) -> str | None:
+    if value is None:
+        return None
+    try:
+        ZoneInfo(value)
+    except (ZoneInfoNotFoundError, ValueError) as exc:
+        raise ValueError(f"unknown time zone {value!r} (use e.g. Europe/Paris)") from exc
+    return value
+
+
+TimeZone = Annotated[str, BeforeValidator(lambda v: _check_tz(v) if isinstance(v, str) else v)]
+_QUIET_RE = re.compile(r"^\s*(\d{1,2}):(\d{2})\s*[-–]\s*(\d{1,2}):(\d{2})\s*$")
+_RATE_RE = re.compile(r"^\s*(\d+)\s*(?:/|per)\s*(.+?)\s*$")
+
+
+def parse_quiet_hours(value: Any) -> tuple[dt.time, dt.time]:
+    """``"22:00-07:00"`` -> (22:00, 07:00); the window may cross midnight."""
+    m = _QUIET_RE.match(str(value))
+    if not m:
+        raise ValueError(f"{value!r} is not a time window (use e.g. 22:00-07:00)")
+    h1, m1, h2, m2 = (int(g) for g in m.groups())
+    try:
+        start, end = dt.time(h1, m1), dt.time(h2, m2)
+    except ValueError as exc:
+        raise ValueError(f"{value!r}: {exc}") from None
+    if start == end:
+        raise ValueError(f"{value!r} is an empty window")
+    return start, end
+
+
+def parse_rate(value: Any) -> tuple[int, float]:
+    """``"10/10m"`` or ``"10 per 10m"`` -> (10, 600.0)."""
+    m = _RATE_RE.match(str(value))
+    if not m or int(m.group(1)) < 1:
+        raise ValueError(f"{value!r} is not a rate limit (use e.g. 10/10m: at most 10 messages per 10 minutes)")
+    return int(m.group(1)), parse_duration(m.group(2))
+
+
+class TargetConfig(_Model):
+    """A target: an Apprise URL, with optional quiet hours and rate limit.
+
+    A plain string in the config is the URL alone.
+    """
+
+    url: str
+    quiet_hours: str | None = None  # "22:00-07:00", in `timezone` (default: the config's)
+    timezone: TimeZone | None = None
+    rate_limit: str | None = None  # "10/10m"
+
+    @field_validator("quiet_hours")
+    @classmethod
+    def _quiet(cls, value: str | None) -> str | None:
+        if value is not None:
+            parse_quiet_hours(value)
+        return value
+
+    @field_validator("rate_limit")
+    @classmethod
+    def _rate(cls, value: str | None) -> str | None:
+        if value is not None:
+            parse_rate(value)
+        return value
+
+
+def _target(value: Any) -> Any:
+    return {"url": value} if isinstance(value, str) else value
+
+
 class WatchlistConfig(_Model):
     name: Name
     query: str
@@ -183,6 +267,66 @@ class WatchlistConfig(_Model):
     enabled: bool = True
     stem: list[Literal["en", "fr"]] = Field(default_factory=list)
     description: str | None = None
+    mode: Literal["instant", "digest"] = "instant"
+    schedule: str = "0 8 * * *"  # digest time, crontab (minute hour day month weekday)
+    timezone: TimeZone | None = None  # of the schedule (default: the config's)
+    urgent: bool = False  # bypasses the targets' quiet hours
+
+    @field_validator("schedule")
+    @classmethod
+    def _schedule(cls, value: str) -> str:
+        from .routing import validate_schedule
+
+        validate_schedule(value)
+        return value
+
+
+class HealthSettings(_Model):
+    """Feed-health alerts: one when a feed has failed for ``after``, one when it recovers."""
+
+    notify: list[str] = Field(default_factory=list)
+    after: Duration = 21600.0
+
+
+_LOOPBACK_HOSTS = frozenset({"127.0.0.1", "localhost", "::1"})
+
+
+def split_listen(value: str) -> tuple[str, int]:
+    """``host:port`` (``[::1]:8080`` for IPv6) -> (host, port); raises ValueError."""
+    m = re.match(r"^\s*(?:\[([0-9A-Fa-f:.]+)\]|([A-Za-z0-9.-]+)):(\d{1,5})\s*$", value)
+    if not m or int(m.group(3)) > 65535:
+        raise ValueError(f"{value!r} is not host:port (e.g. 127.0.0.1:8080 or [::1]:8080)")
+    return m.group(1) or m.group(2), int(m.group(3))
+
+
+class WebSettings(_Model):
+    """The web interface inside the daemon (``web: {listen: 127.0.0.1:8080}``).
+
+    Off unless ``listen`` is set. Bound to a loopback address it needs no token (only
+    this machine can reach it); bound anywhere else a ``token`` is required, since the
+    page can rewrite watchlists.
+    """
+
+    listen: str | None = None
+    token: str | None = None
+
+    @field_validator("listen")
+    @classmethod
+    def _listen(cls, value: str | None) -> str | None:
+        if value is not None:
+            split_listen(value)
+        return value
+
+    @model_validator(mode="after")
+    def _token_off_loopback(self) -> WebSettings:
+        if self.listen and split_listen(self.listen)[0] not in _LOOPBACK_HOSTS and not self.token:
+            raise ValueError(
+                "web.token is required when web.listen is not a loopback address "
+                "(set token: ${WEB_TOKEN} and export WEB_TOKEN)"
+            )
+        if self.token is not None and len(self.token) < 12:
+            raise ValueError("web.token must be at least 12 characters")
+        return self
 
 
 class Config(_Model):
@@ -194,9 +338,12 @@ class Config(_Model):
     poll: PollSettings = PollSettings()
     delivery: DeliverySettings = DeliverySettings()
     feeds: list[FeedConfig] = Field(default_factory=list)
-    targets: dict[Name, str] = Field(default_factory=dict)
+    targets: dict[Name, Annotated[TargetConfig, BeforeValidator(_target)]] = Field(default_factory=dict)
+    health: HealthSettings = HealthSettings()
+    templates: dict[str, str] = Field(default_factory=dict)  # template name -> Jinja2 source
     aliases: dict[Name, str] = Field(default_factory=dict)
     watchlists: list[WatchlistConfig] = Field(default_factory=list)
+    web: WebSettings = WebSettings()
 
     @field_validator("timezone")
     @classmethod
@@ -206,6 +353,10 @@ class Config(_Model):
         except (ZoneInfoNotFoundError, ValueError) as exc:
             raise ValueError(f"unknown time zone {value!r} (use e.g. Europe/Paris)") from exc
         return value
+
+    @property
+    def target_urls(self) -> dict[str, str]:
+        return {name: t.url for name, t in self.targets.items()}
 
     def feed(self, name: str) -> FeedConfig:
         for feed in self.feeds:
@@ -371,6 +522,34 @@ def _cross_checks(config: Config, tree: Any, file: str) -> None:
                     field=f"watchlists[{i}].notify[{j}]",
                     hint=f"known targets: {', '.join(config.targets) or 'none defined'}",
                 )
+    for j, target in enumerate(config.health.notify):
+        if target not in config.targets:
+            raise ConfigError(
+                f"unknown target {target!r}",
+                file=file,
+                line=_line_of(tree, ("health", "notify", j)),
+                field=f"health.notify[{j}]",
+                hint=f"known targets: {', '.join(config.targets) or 'none defined'}",
+            )
+    if config.templates:
+        from .render import TEMPLATE_NAMES, Renderer
+
+        for name in config.templates:
+            if name not in TEMPLATE_NAMES:
+                raise ConfigError(
+                    f"unknown template {name!r}",
+                    file=file,
+                    line=_line_of(tree, ("templates", name)),
+                    field=f"templates.{name}",
+                    hint=f"templates are: {', '.join(TEMPLATE_NAMES)}",
+                )
+        try:
+            Renderer(timezone=config.timezone, overrides=config.templates)
+        except ConfigError as exc:
+            name = (exc.field or "").removeprefix("templates.")
+            raise ConfigError(
+                exc.message, file=file, line=_line_of(tree, ("templates", name)), field=exc.field, hint=exc.hint
+            ) from None
     try:
         validate_aliases(config.aliases)
     except QuerySyntaxError as exc:

@@ -25,6 +25,7 @@ import time
 import uuid
 from dataclasses import dataclass
 from types import FrameType
+from typing import TYPE_CHECKING
 
 from apscheduler.executors.pool import ThreadPoolExecutor
 from apscheduler.schedulers.background import BackgroundScheduler
@@ -35,11 +36,16 @@ from .errors import ConfigError, MonitorError
 from .feedstate import PollPolicy
 from .fetch import Fetcher, FetchSettings
 from .matcher import Matcher, WatchlistQuery
+from .metrics import Metrics
 from .notify import Notifier
-from .outbox import Deliverer
+from .outbox import Deliverer, DeliveryReport, Policies
 from .pipeline import Pipeline, Watch
+from .reload import ConfigWatcher
 from .render import Renderer
 from .store import FeedConfigRow, Store
+
+if TYPE_CHECKING:
+    from .web import WebServer
 
 log = logging.getLogger("monitor.daemon")
 
@@ -105,10 +111,15 @@ class Runtime:
     def build(cls, loaded: LoadedConfig, *, worker: str | None = None) -> Runtime:
         config = loaded.config
         worker = worker or worker_id()
-        renderer = Renderer(timezone=config.timezone)
-        notifier = Notifier(config.targets, renderer=renderer, timeout=config.delivery.timeout)
+        renderer = Renderer(timezone=config.timezone, overrides=config.templates)
+        notifier = Notifier(config.target_urls, renderer=renderer, timeout=config.delivery.timeout)
         store = Store(loaded.database_url)
         try:
+            freed = store.release_dead_claims(host=socket.gethostname(), alive=_pid_alive)
+            if any(freed):
+                log.warning(
+                    "released %d feed claim(s) and %d alert lease(s) left by a process that died", *freed
+                )
             store.sync_feeds(feed_rows(config))
             fetcher = Fetcher(fetch_settings(config))
         except BaseException:
@@ -123,7 +134,9 @@ class Runtime:
             worker=worker,
             parse_workers=config.poll.parse_workers,
         )
-        deliverer = Deliverer(store, notifier, renderer, config.delivery, worker=worker)
+        deliverer = Deliverer(
+            store, notifier, renderer, config.delivery, worker=worker, policies=Policies.from_config(config)
+        )
         return cls(loaded, store, fetcher, pipeline, notifier, renderer, deliverer, worker)
 
     def reload(self, loaded: LoadedConfig) -> None:
@@ -133,12 +146,12 @@ class Runtime:
             log.warning(
                 "database changed in the config: restart the daemon to use it (keeping the current one)"
             )
-        renderer = Renderer(timezone=config.timezone)
-        notifier = Notifier(config.targets, renderer=renderer, timeout=config.delivery.timeout)
+        renderer = Renderer(timezone=config.timezone, overrides=config.templates)
+        notifier = Notifier(config.target_urls, renderer=renderer, timeout=config.delivery.timeout)
         watch = build_watch(config)
         report = self.store.sync_feeds(feed_rows(config))
         self.pipeline.reconfigure(watch, policy=poll_policy(config))
-        self.deliverer.reconfigure(notifier, renderer, config.delivery)
+        self.deliverer.reconfigure(notifier, renderer, config.delivery, Policies.from_config(config))
         self.notifier, self.renderer, self.loaded = notifier, renderer, loaded
         log.info(
             "config reloaded: %d feeds (%d added, %d changed, %d removed), %d watchlists, %d targets",
@@ -149,6 +162,17 @@ class Runtime:
             len(watch.targets),
             len(config.targets),
         )
+
+    def deliver(self) -> DeliveryReport:
+        """Queue feed-health alerts that are due, then drain the outbox."""
+        health = self.loaded.config.health
+        if health.notify:
+            for feed, change in self.store.queue_health_alerts(targets=health.notify, after=health.after):
+                if change == "down":
+                    log.error("feed=%s has been failing for over %s: health alert queued", feed, _span(health.after))
+                else:
+                    log.info("feed=%s recovered: health alert queued", feed)
+        return self.deliverer.deliver()
 
     def close(self) -> None:
         self.pipeline.close()
@@ -168,6 +192,39 @@ class Daemon:
             timezone="UTC",
         )
         self._signals = 0
+        # Issue 6: metrics, the config file watcher and the optional web page.
+        self.metrics = Metrics(store=lambda: self.runtime.store)
+        self.watcher = ConfigWatcher(config_path, self.request_reload)
+        self.web_settings = self.runtime.loaded.config.web
+        self.web: WebServer | None = self._make_web()  # binds now: a taken port fails the start
+
+    def request_reload(self) -> None:
+        """Ask the main loop to reload the config (file watcher, web page; thread-safe)."""
+        self.reload_event.set()
+        self.stop_event.set()
+
+    def scheduler_alive(self) -> bool:
+        """For /healthz: the scheduler runs and its thread is alive."""
+        thread = getattr(self.scheduler, "_thread", None)
+        return bool(self.scheduler.running) and (thread is None or thread.is_alive())
+
+    def _make_web(self) -> WebServer | None:
+        web = self.web_settings
+        if not web.listen:
+            return None
+        from .config import split_listen
+        from .web import WebServer, WebState
+
+        host, port = split_listen(web.listen)
+        state = WebState(
+            config_path=self.config_path,
+            loaded=lambda: self.runtime.loaded,
+            store=self.runtime.store,
+            scheduler_alive=self.scheduler_alive,
+            metrics=self.metrics,
+            on_saved=self.request_reload,
+        )
+        return WebServer(state, host, port, token=web.token)
 
     # --- jobs ------------------------------------------------------------------------------
 
@@ -175,11 +232,14 @@ class Daemon:
         try:
             report = self.runtime.pipeline.run_cycle()
         except MonitorError as exc:  # e.g. the database is unreachable: log, retry next tick
+            self.metrics.cycle_failures.inc()
             log.error("poll cycle failed: %s", exc)
             return
         except Exception:
+            self.metrics.cycle_failures.inc()
             log.exception("poll cycle crashed; the next tick retries")
             return
+        self.metrics.observe_cycle(report)
         if report.outcomes:
             log.info("cycle: %s", report.summary())
         if report.total("alerts"):
@@ -187,13 +247,14 @@ class Daemon:
 
     def _deliver(self) -> None:
         try:
-            result = self.runtime.deliverer.deliver()
+            result = self.runtime.deliver()
         except MonitorError as exc:
             log.error("delivery round failed: %s", exc)
             return
         except Exception:
             log.exception("delivery round crashed; the next round retries")
             return
+        self.metrics.observe_delivery(result)
         if result.messages or result.given_up or result.retrying:
             log.info(
                 "delivery: %d alerts sent in %d messages, %d to retry, %d given up",
@@ -225,15 +286,21 @@ class Daemon:
 
     def reload(self) -> bool:
         """Re-read the config file; keep the running config if the new one is invalid."""
+        self.watcher.acknowledge()  # what is read now needs no second reload from the watcher
         try:
             loaded = load_config(self.config_path)
             self.runtime.reload(loaded)
         except ConfigError as exc:
+            self.metrics.reloads.labels("rejected").inc()
             log.error("config reload rejected, keeping the running config: %s", exc)
             return False
         except MonitorError as exc:
+            self.metrics.reloads.labels("rejected").inc()
             log.error("config reload failed, keeping the running config: %s", exc)
             return False
+        self.metrics.reloads.labels("ok").inc()
+        if loaded.config.web != self.web_settings:
+            log.warning("web settings changed in the config: restart the daemon to apply them")
         self.scheduler.reschedule_job("tick", trigger="interval", seconds=loaded.config.poll.tick)
         self.scheduler.reschedule_job("deliver", trigger="interval", seconds=loaded.config.delivery.interval)
         return True
@@ -258,7 +325,10 @@ class Daemon:
             self.runtime.store.engine.url.render_as_string(hide_password=True),
         )
         self.scheduler.start()
+        self.watcher.start()
         try:
+            if self.web is not None:
+                self.web.start()
             while True:
                 self.stop_event.wait()
                 if self.reload_event.is_set() and not self.runtime.pipeline.stopping.is_set():
@@ -269,10 +339,29 @@ class Daemon:
                 break
         finally:
             t0 = time.monotonic()
+            self.watcher.stop()
+            if self.web is not None:
+                self.web.stop()
             self.scheduler.shutdown(wait=True)
             self.runtime.close()
             log.info("stopped cleanly in %.1fs", time.monotonic() - t0)
         return 0
+
+
+def _pid_alive(pid: int) -> bool:
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # exists, owned by someone else
+        return True
+    return True
+
+
+def _span(seconds: float) -> str:
+    return f"{seconds / 3600:g}h" if seconds >= 3600 else f"{seconds / 60:g}m"
 
 
 def _utcnow() -> dt.datetime:

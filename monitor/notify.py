@@ -10,7 +10,9 @@ This is the edge where Apprise lives; nothing else in news-monitor imports it. C
 * **A deadline on every send** (``timeout``), both as Apprise's per-service limit and as
   the limit of the whole ``notify()`` call: a hung SMTP server must not hold a delivery
   worker forever. Apprise 2.x's own per-plugin throttle (e-mail: one send per 5.5 s per
-  target) is kept: it is what SMTP servers expect.
+  target, by sleeping in the sender) is switched off: pacing is the outbox's job
+  (``rate_limit`` per target folds the overflow into a digest instead of sleeping),
+  and a burst of breaking news must not queue behind 5.5 s sleeps.
 * **Secrets stay out of logs and errors.** Apprise writes some secrets to its logger (its
   Slack plugin logs the webhook URL, tokens included, at debug level; an unparseable
   URL may be echoed), and urllib3 logs every request line (a Slack webhook's path *is*
@@ -394,6 +396,7 @@ class Notifier:
                 field=where,
                 hint="news-monitor retries failed alerts itself; Apprise retries would multiply them",
             )
+        plugin.request_rate_per_sec = 0  # see the module docstring: the outbox paces
         apobj = apprise.Apprise(asset=self._asset)
         apobj.add(plugin)
         kind: ChannelKind

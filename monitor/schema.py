@@ -7,6 +7,7 @@ Tables, in the order data flows into them::
     story_feeds  every feed a story was seen in ("also reported by ...")
     matches      story x watchlist, with the terms and positions that matched
     outbox       story-cluster x watchlist x target: one alert to deliver, with its lease
+    deliveries   messages sent per target (rate limits, history)
 
 Designed for the roadmap now:
 
@@ -181,12 +182,18 @@ class Alert(Base):
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
-    story_id: Mapped[int] = mapped_column(ForeignKey("stories.id", ondelete="CASCADE"), index=True)
-    cluster_id: Mapped[int] = mapped_column(Integer)
+    # "story": a matched story; "feed_down" / "feed_up": a feed-health alert (no story)
+    kind: Mapped[str] = mapped_column(String(16), default="story")
+    story_id: Mapped[int | None] = mapped_column(ForeignKey("stories.id", ondelete="CASCADE"), index=True)
+    cluster_id: Mapped[int | None] = mapped_column(Integer)
+    feed_id: Mapped[int | None] = mapped_column(ForeignKey("feeds.id", ondelete="CASCADE"))
+    payload: Mapped[dict[str, Any] | None] = mapped_column(JSON)  # health alerts: reason, since
     watchlist: Mapped[str] = mapped_column(String(64))
     target: Mapped[str] = mapped_column(String(64))
-    # pending -> sending (claimed, leased) -> sent | pending (retry) | failed (given up)
+    # pending -> sending (claimed, leased) -> sent | pending (retry or deferred) | failed (given up)
     status: Mapped[str] = mapped_column(String(16), default="pending")
+    # folded: goes out in a digest (digest watchlist, quiet hours, rate-limit overflow)
+    fold: Mapped[bool] = mapped_column(Boolean, default=False)
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime)
     next_attempt_at: Mapped[dt.datetime] = mapped_column(UTCDateTime)
@@ -194,3 +201,17 @@ class Alert(Base):
     claimed_by: Mapped[str | None] = mapped_column(String(80))
     last_error: Mapped[str | None] = mapped_column(Text)
     sent_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+
+
+class Delivery(Base):
+    """The log of messages sent per target: rate limits count it, the web page shows it."""
+
+    __tablename__ = "deliveries"
+    __table_args__ = (Index("ix_deliveries_target_sent", "target", "sent_at"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    target: Mapped[str] = mapped_column(String(64))
+    sent_at: Mapped[dt.datetime] = mapped_column(UTCDateTime)
+    kind: Mapped[str] = mapped_column(String(16))  # alert | digest | health
+    alerts: Mapped[int] = mapped_column(Integer)
+    title: Mapped[str] = mapped_column(Text)

@@ -45,7 +45,7 @@ def test_shipped_config_is_valid() -> None:
 
 def test_valid_config_with_env_and_durations() -> None:
     config, _ = parse_config(BASE, env=ENV)
-    assert config.targets["mail"].startswith("mailto://user:s3cret@")
+    assert config.targets["mail"].url.startswith("mailto://user:s3cret@")
     assert config.feeds[1].interval == 1800
     assert config.feeds[0].interval is None
     assert config.poll.interval == 600
@@ -152,7 +152,7 @@ def test_missing_file_is_named(tmp_path: Path) -> None:
 
 def test_literal_dollar_brace_escape() -> None:
     config, _ = parse_config(BASE.replace("console: console://", "console: 'console://?x=$${HOME}'"), env=ENV)
-    assert config.targets["console"] == "console://?x=${HOME}"
+    assert config.targets["console"].url == "console://?x=${HOME}"
 
 
 @pytest.mark.parametrize(

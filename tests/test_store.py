@@ -11,38 +11,10 @@ from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from sqlalchemy import func, select
 
-from monitor.entries import Entry
-from monitor.matcher import Hit, MatchResult
 from monitor.schema import Alert, Base, Match, Story
+from monitor.search import include_name
 from monitor.store import FeedConfigRow, Store, migrate, safe_url
-
-NOW = dt.datetime(2026, 11, 26, 12, 0, tzinfo=dt.UTC)
-
-
-def entry(n: int, *, link: str | None = "auto", guid: str | None = "auto", title: str | None = None) -> Entry:
-    link_v = f"https://news.example.org/story/{n}" if link == "auto" else link
-    guid_v = f"urn:story:{n}" if guid == "auto" else guid
-    lk = f"lk{hash(link_v) & 0xFFFFFFFF:08x}" if link_v else None
-    gk = f"gk{hash(guid_v) & 0xFFFFFFFF:08x}" if guid_v else None
-    return Entry(
-        guid=guid_v,
-        link=link_v,
-        canonical_url=link_v,
-        title=title or f"Story {n}",
-        summary=f"Summary {n}",
-        published_at=NOW,
-        date_from_feed=True,
-        language="en",
-        author=None,
-        story_key=lk or gk or f"tk{n}",
-        link_key=lk,
-        guid_key=gk,
-        title_key=f"tt{n}",
-    )
-
-
-def result(watchlist: str, term: str = "Kursk") -> MatchResult:
-    return MatchResult(watchlist=watchlist, hits=(Hit(term=term, field="title", start=0, end=5, text=term),))
+from tests.support.stories import NOW, entry, result
 
 
 def feeds_of(store: Store, *names: str) -> dict[str, int]:
@@ -64,7 +36,10 @@ def claim(store: Store, name: str, worker: str = "w1"):  # type: ignore[no-untyp
 def test_migrations_match_models_and_are_idempotent(store: Store) -> None:
     migrate(store.engine)  # second run: nothing to do, no error
     with store.engine.connect() as conn:
-        diff = compare_metadata(MigrationContext.configure(conn), Base.metadata)
+        # The full-text search objects of migration 0002 have no model (monitor/search.py);
+        # include_name leaves out exactly those names, every real table is still compared.
+        context = MigrationContext.configure(conn, opts={"include_name": include_name})
+        diff = compare_metadata(context, Base.metadata)
     assert diff == []
 
 

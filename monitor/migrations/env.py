@@ -17,9 +17,12 @@ connection = config.attributes.get("connection")
 if connection is None:  # pragma: no cover - only reached when run by hand without a connection
     raise RuntimeError("run migrations through news-monitor (monitor.store.migrate), not bare alembic")
 
+from monitor.search import include_name  # noqa: E402 - the search objects of 0002 have no model
+
 context.configure(
     connection=connection,
     target_metadata=Base.metadata,
+    include_name=include_name,
     render_as_batch=connection.dialect.name == "sqlite",  # SQLite cannot ALTER most things
     compare_type=True,
 )

@@ -46,6 +46,7 @@ class Received:
     mail_from: str
     rcpt_tos: tuple[str, ...]
     message: EmailMessage
+    at: float = 0.0  # time.time() when the message was accepted (fault tests compare it with kill times)
 
 
 class _Handler:
@@ -63,6 +64,7 @@ class _Handler:
                 mail_from=str(envelope.mail_from),
                 rcpt_tos=tuple(str(r) for r in envelope.rcpt_tos),
                 message=parsed,
+                at=time.time(),
             )
         )
         return "250 Message accepted for delivery"

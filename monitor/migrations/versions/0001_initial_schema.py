@@ -81,9 +81,7 @@ def upgrade() -> None:
         sa.Column("date_from_feed", sa.Boolean(), nullable=False),
         sa.Column("first_seen_at", monitor.schema.UTCDateTime(timezone=True), nullable=False),
         sa.ForeignKeyConstraint(["cluster_id"], ["stories.id"], name=op.f("fk_stories_cluster_id_stories")),
-        sa.ForeignKeyConstraint(
-            ["feed_id"], ["feeds.id"], name=op.f("fk_stories_feed_id_feeds"), ondelete="CASCADE"
-        ),
+        sa.ForeignKeyConstraint(["feed_id"], ["feeds.id"], name=op.f("fk_stories_feed_id_feeds"), ondelete="CASCADE"),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_stories")),
         sa.UniqueConstraint("ident", name=op.f("uq_stories_ident")),
     )

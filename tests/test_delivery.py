@@ -1,0 +1,252 @@
+"""Delivery against real servers and a real store, with an injected clock (no sleeps).
+
+Digests, quiet hours, rate limits, per-target retries, giving up, one message per story
+for several watchlists, and feed-health alerts.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import pytest
+
+from monitor.config import parse_config
+from monitor.notify import Notifier
+from monitor.outbox import Deliverer, Policies
+from monitor.render import Renderer
+from monitor.store import FeedConfigRow, Store
+from tests.support.smtpserver import SMTPTestServer
+from tests.support.stories import entry, result
+from tests.support.webhook import WebhookReceiver
+
+START = dt.datetime(2026, 11, 26, 6, 0, tzinfo=dt.UTC)  # 07:00 in Paris
+
+
+class Clock:
+    def __init__(self, now: dt.datetime) -> None:
+        self.now = now
+
+    def __call__(self) -> dt.datetime:
+        return self.now
+
+    def at(self, iso: str) -> None:
+        self.now = dt.datetime.fromisoformat(iso).astimezone(dt.UTC)
+
+
+@dataclass
+class World:
+    store: Store
+    smtp: SMTPTestServer
+    hook: WebhookReceiver
+    clock: Clock
+    deliverer: Deliverer
+    feed_id: int
+
+    def publish(self, n: int, *watchlists: str, targets: dict[str, list[str]] | None = None) -> None:
+        (feed,) = self.store.claim_due_feeds(worker="t", lease=1, now=self.clock.now, force=True)
+        tmap = targets or {w: ["hook"] for w in watchlists}
+        self.store.record_entries(
+            feed,
+            [entry(n)],
+            {0: [result(w) for w in watchlists]},
+            targets=tmap,
+            alert=True,
+            feed_changes={"claimed_by": None, "claim_until": None},
+            now=self.clock.now,
+        )
+
+    def titles(self) -> list[str]:
+        return [h.json["title"] for h in self.hook.hooks]
+
+
+def make_world(store: Store, smtp: SMTPTestServer, hook: WebhookReceiver, extra: str = "") -> World:
+    text = f"""
+timezone: Europe/Paris
+delivery: {{retry_base: 60s, retry_max: 10m, give_up_after: 1h}}
+targets:
+  hook: {{url: "{hook.apprise_json_url("/h")}"}}
+  mail: "{smtp.apprise_url()}"
+{extra}
+"""
+    config, _ = parse_config(text)
+    renderer = Renderer(timezone=config.timezone)
+    notifier = Notifier(config.target_urls, renderer=renderer, timeout=5)
+    clock = Clock(START)
+    deliverer = Deliverer(
+        store,
+        notifier,
+        renderer,
+        config.delivery,
+        worker="host:1:x",
+        policies=Policies.from_config(config),
+        clock=clock,
+        rand=lambda: 1.0,
+    )
+    store.sync_feeds([FeedConfigRow("wire", "http://127.0.0.1/wire.xml", 600, "en")], now=START)
+    return World(store, smtp, hook, clock, deliverer, store.feeds()[0].id)
+
+
+@pytest.fixture
+def servers() -> Iterator[tuple[SMTPTestServer, WebhookReceiver]]:
+    with SMTPTestServer() as smtp, WebhookReceiver() as hook:
+        yield smtp, hook
+
+
+def test_one_story_several_watchlists_one_message_per_target(
+    store: Store, servers: tuple[SMTPTestServer, WebhookReceiver]
+) -> None:
+    w = make_world(store, *servers)
+    w.publish(1, "pact", "troops", targets={"pact": ["hook", "mail"], "troops": ["hook"]})
+    rep = w.deliverer.deliver()
+    assert (rep.messages, rep.sent) == (2, 3)
+    (post,) = w.hook.hooks
+    assert "pact" in post.json["message"] and "troops" in post.json["message"]
+    (mail,) = w.smtp.wait_for(1)
+    assert "Story 1" in mail["Subject"]
+    assert w.deliverer.deliver().messages == 0  # never twice
+
+
+def test_digest_watchlist_sends_one_digest_at_schedule(
+    store: Store, servers: tuple[SMTPTestServer, WebhookReceiver]
+) -> None:
+    extra = """
+watchlists:
+  - {name: morning, query: x, notify: [hook], mode: digest, schedule: "0 8 * * *"}
+  - {name: live, query: x, notify: [hook]}
+"""
+    w = make_world(store, *servers, extra)
+    w.publish(1, "morning")
+    w.publish(2, "morning")
+    w.publish(3, "live")
+    rep = w.deliverer.deliver()
+    assert (rep.messages, rep.held) == (1, 2)
+    assert w.titles() == [w.hook.hooks[0].json["title"]] and "Story 3" in w.titles()[0]
+    w.clock.at("2026-11-26T07:59:00+01:00")
+    assert w.deliverer.deliver().messages == 0  # not yet
+    w.clock.at("2026-11-26T08:00:00+01:00")
+    rep = w.deliverer.deliver()
+    assert (rep.messages, rep.sent) == (1, 2)
+    digest = w.hook.hooks[1].json
+    assert digest["title"].startswith("news-monitor digest: 2 stories (morning)")
+    assert "Story 1" in digest["message"] and "Story 2" in digest["message"]
+    assert w.deliverer.deliver().messages == 0
+
+
+def test_quiet_hours_hold_then_one_digest_urgent_bypasses(
+    store: Store, servers: tuple[SMTPTestServer, WebhookReceiver]
+) -> None:
+    extra = """
+watchlists:
+  - {name: calm, query: x, notify: [hook]}
+  - {name: alarm, query: x, notify: [hook], urgent: true}
+"""
+    smtp, hook = servers
+    w = make_world(store, smtp, hook)
+    target = f'hook: {{url: "{hook.apprise_json_url("/h")}", quiet_hours: "22:00-07:00"}}'
+    w.deliverer.policies = Policies.from_config(
+        parse_config(f"timezone: Europe/Paris\ntargets:\n  {target}\n{extra}")[0]
+    )
+    w.clock.at("2026-11-26T23:30:00+01:00")
+    w.publish(1, "calm")
+    w.publish(2, "calm")
+    w.publish(3, "alarm")
+    rep = w.deliverer.deliver()
+    assert (rep.messages, rep.held) == (1, 2)
+    assert "Story 3" in w.titles()[0]
+    w.clock.at("2026-11-27T06:59:00+01:00")
+    assert w.deliverer.deliver().messages == 0
+    w.clock.at("2026-11-27T07:00:00+01:00")
+    rep = w.deliverer.deliver()
+    assert (rep.messages, rep.sent) == (1, 2)
+    assert w.titles()[1].startswith("news-monitor digest: 2 stories")
+
+
+def test_rate_limit_folds_overflow_into_digest(
+    store: Store, servers: tuple[SMTPTestServer, WebhookReceiver]
+) -> None:
+    smtp, hook = servers
+    w = make_world(store, smtp, hook)
+    w.deliverer.policies = Policies.from_config(
+        parse_config(f'targets:\n  hook: {{url: "{hook.apprise_json_url("/h")}", rate_limit: "2/10m"}}\n')[0]
+    )
+    for n in range(1, 6):
+        w.publish(n, "w")
+    rep = w.deliverer.deliver()
+    assert (rep.messages, rep.sent) == (2, 5)  # one alert, then a digest of the four others
+    assert "Story 1" in w.titles()[0] and w.titles()[1].startswith("news-monitor digest: 4 stories")
+    w.publish(6, "w")
+    w.clock.now += dt.timedelta(minutes=1)
+    rep = w.deliverer.deliver()
+    assert (rep.messages, rep.held) == (0, 1)  # window full: held, not dropped
+    w.clock.now += dt.timedelta(minutes=9, seconds=1)
+    rep = w.deliverer.deliver()
+    assert (rep.messages, rep.sent) == (1, 1)
+    assert w.titles()[2].startswith("news-monitor digest: 1 story")
+
+
+def test_partial_failure_retries_only_the_failed_target(
+    store: Store, servers: tuple[SMTPTestServer, WebhookReceiver]
+) -> None:
+    w = make_world(store, *servers)
+    w.smtp.stop()
+    w.publish(1, "w", targets={"w": ["hook", "mail"]})
+    rep = w.deliverer.deliver()
+    assert (rep.sent, rep.retrying) == (1, 1)
+    assert len(w.hook.hooks) == 1
+    w.smtp.start()
+    assert w.deliverer.deliver().messages == 0  # backoff: not due yet
+    w.clock.now += dt.timedelta(seconds=60)
+    rep = w.deliverer.deliver()
+    assert (rep.sent, rep.messages) == (1, 1)
+    assert len(w.smtp.wait_for(1)) == 1 and len(w.hook.hooks) == 1
+    assert store.alert_counts() == {"sent": 2}
+
+
+def test_gives_up_loudly_after_give_up_age(
+    store: Store, servers: tuple[SMTPTestServer, WebhookReceiver], caplog: pytest.LogCaptureFixture
+) -> None:
+    w = make_world(store, *servers)
+    w.smtp.stop()
+    w.publish(1, "w", targets={"w": ["mail"]})
+    for _ in range(6):  # an hour of retries, every 10 minutes: still pending, never sent
+        w.deliverer.deliver()
+        assert store.alert_counts() == {"pending": 1}
+        w.clock.now += dt.timedelta(minutes=10)
+    with caplog.at_level(logging.ERROR, logger="monitor.deliver"):
+        w.deliverer.deliver()
+    assert store.alert_counts() == {"failed": 1}
+    assert any("GAVE UP" in r.getMessage() and "target=mail" in r.getMessage() for r in caplog.records)
+    assert w.smtp.messages == []
+
+
+def test_feed_health_alert_once_down_once_up(
+    store: Store, servers: tuple[SMTPTestServer, WebhookReceiver]
+) -> None:
+    w = make_world(store, *servers)
+    since = START - dt.timedelta(hours=7)
+    store.update_feed(
+        w.feed_id,
+        {"failing_since": since, "last_error_reason": "http_500", "last_error": "boom", "state": "backoff"},
+    )
+    assert store.queue_health_alerts(targets=["hook"], after=6 * 3600, now=START) == [("wire", "down")]
+    assert store.queue_health_alerts(targets=["hook"], after=6 * 3600, now=START) == []  # no repeats
+    w.deliverer.deliver()
+    (down,) = w.hook.hooks
+    assert "wire" in down.json["title"] and "failing since" in down.json["title"]
+    assert "http_500" in down.json["message"]
+    store.update_feed(w.feed_id, {"failing_since": None, "state": "ok"})
+    assert store.queue_health_alerts(targets=["hook"], after=6 * 3600, now=START) == [("wire", "up")]
+    assert store.queue_health_alerts(targets=["hook"], after=6 * 3600, now=START) == []
+    w.deliverer.deliver()
+    assert "recovered" in w.hook.hooks[1].json["title"]
+    assert len(w.hook.hooks) == 2
+
+
+def test_feed_failing_less_than_threshold_is_not_alerted(store: Store) -> None:
+    store.sync_feeds([FeedConfigRow("wire", "http://127.0.0.1/wire.xml", 600, "en")], now=START)
+    fid = store.feeds()[0].id
+    store.update_feed(fid, {"failing_since": START - dt.timedelta(hours=5), "state": "backoff"})
+    assert store.queue_health_alerts(targets=["hook"], after=6 * 3600, now=START) == []

@@ -97,3 +97,43 @@ def test_match_rejects_bad_json() -> None:
     result = CliRunner().invoke(cli, ["--config", str(ROOT / "config.yaml"), "match"], input="{nope\n")
     assert result.exit_code == 1
     assert "stdin line 1" in result.output
+
+
+def test_test_notify_sends_sample_through_the_real_template(tmp_path: Path) -> None:
+    from tests.support.smtpserver import SMTPTestServer
+
+    with SMTPTestServer() as smtp:
+        cfg = tmp_path / "c.yaml"
+        cfg.write_text(f"targets:\n  mail: '{smtp.apprise_url()}'\n", encoding="utf-8")
+        result = CliRunner().invoke(cli, ["--config", str(cfg), "test-notify", "mail"])
+        assert result.exit_code == 0, result.output
+        (mail,) = smtp.wait_for(1)
+        assert "North Korean troops" in mail["Subject"]
+        kinds = {p.get_content_type() for p in mail.walk()}
+        assert {"text/plain", "text/html"} <= kinds
+        unknown = CliRunner().invoke(cli, ["--config", str(cfg), "test-notify", "nope"])
+        assert unknown.exit_code == 2 and "unknown target 'nope'" in unknown.output
+
+
+def test_template_override_from_config_is_used(tmp_path: Path) -> None:
+    from tests.support.webhook import WebhookReceiver
+
+    with WebhookReceiver() as hook:
+        cfg = tmp_path / "c.yaml"
+        cfg.write_text(
+            f"targets:\n  hook: '{hook.apprise_json_url('/h')}'\n"
+            "templates:\n  text.txt: 'BREAKING {{ story.title }} via {{ story.source }}'\n",
+            encoding="utf-8",
+        )
+        result = CliRunner().invoke(cli, ["--config", str(cfg), "test-notify", "hook"])
+        assert result.exit_code == 0, result.output
+        (post,) = hook.wait_for(1)
+        assert post.json["message"].startswith("BREAKING North Korean troops")
+
+
+def test_bad_template_override_names_line(tmp_path: Path) -> None:
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text("targets:\n  c: console://\ntemplates:\n  text.txt: '{{ story.title '\n", encoding="utf-8")
+    result = CliRunner().invoke(cli, ["--config", str(cfg), "check-config"])
+    assert result.exit_code == 1
+    assert f"{cfg}:4: templates.text.txt:" in result.output

@@ -10,17 +10,21 @@ How it stays fast with thousands of watchlists:
   ``" kursk "`` and cannot match inside ``kurskaya``; the wildcard ``Kursk*`` is
   ``" kursk"``; the phrase ``"North Korea"`` is ``" north korea "``. One pass of the
   automaton finds every term of every watchlist (``automaton.iter``, in C).
-* Terms the automaton cannot decide alone still get a key that every occurrence must
-  contain (the *trigger*), and are confirmed afterwards, only when the trigger was seen:
-  ``?`` wildcards by a regular expression on the stream, stemmed words (``stem:``) by
-  stemming the word the trigger landed in.
+* Stemmed terms (watchlists with ``stem:``) are not in the automaton: for each stemming
+  language in use, the story's words are mapped to their stems through a memo dict and
+  intersected with the set of all stemmed terms (``map`` and ``set.intersection``, in C).
+* A ``?`` wildcard gets a key for its longest literal piece (the *trigger*); only when
+  the trigger occurs is the pattern tried on the word it landed in.
 * From each query the compiler derives *required key groups*: sets of keys of which at
   least one must be present for the query to be true (each AND operand gives one; NOT
-  gives none). A watchlist is indexed under the keys of its most selective group only,
-  so a story wakes up only the watchlists whose rarest requirement it meets; the other
-  groups are checked with C-level ``set.isdisjoint`` before the query tree is evaluated.
-  This is sound because :func:`monitor.query.parse_query` rejects queries that are true
-  on a story without any of their terms.
+  gives none). Each watchlist is a bit in two big-integer masks per key, for its
+  rarest and second rarest group; OR-ing the masks of a story's keys and AND-ing the two
+  results (in C) leaves the few watchlists worth evaluating. This is sound because
+  :func:`monitor.query.parse_query` rejects queries that are true on a story without any
+  of their terms.
+* Each query is compiled to a small generated Python function of ``and``/``or``/``not``
+  over set tests (see :func:`_generate`): cheap operands first, positions (NEAR,
+  field scopes) computed only when the keys they need are present.
 
 Matching is on words, per field: a phrase or NEAR never spans the title and the summary.
 ``NEAR/n`` means at most *n* other words between the two sides, either order; sides
@@ -31,10 +35,13 @@ Explanations: every :class:`Hit` gives the term as written in the query, the fie
 == h.text``). For a ``*`` wildcard or a stemmed word the hit covers the whole word
 (``sanctions`` for ``sanction*``); for a Hangul word it covers the query word only
 (``북한`` inside ``북한은``). Only terms that made the query true are reported: nothing
-under a NOT, and for NEAR only the occurrences that were near each other.
+under a NOT, and for NEAR only the occurrences that were near each other. The maps back
+to the original text are built only for stories that match, and shared by all the
+watchlists that match the same story.
 
-A :class:`Matcher` is immutable after construction, picklable, and builds 200
-watchlists in a few milliseconds, so the daemon simply rebuilds it on config reload.
+A :class:`Matcher` is immutable after construction and builds 200 watchlists in about
+0.1 s; it pickles as its watchlists and aliases and rebuilds on unpickling, so the
+daemon can simply build a new one on config reload.
 """
 
 from __future__ import annotations
@@ -43,15 +50,17 @@ import re
 from bisect import bisect_right
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from operator import itemgetter
+from functools import reduce
+from operator import itemgetter, or_
+from typing import Any
 
 import ahocorasick
 
 from monitor.errors import ConfigError, QuerySyntaxError
 from monitor.query import AliasRef, And, Field, Near, Node, Not, Or, Term, alias_resolver, parse_with
 from monitor.query import validate_aliases as _validate_aliases
-from monitor.stemming import LANGUAGES, stem, trigger
-from monitor.textnorm import fold, fold_offsets, is_hangul, word_spans, words
+from monitor.stemming import LANGUAGES, stem
+from monitor.textnorm import extend_word_starts, fold, fold_offsets, is_hangul, words
 
 __all__ = ["Hit", "MatchResult", "Matcher", "WatchlistQuery", "compile_query"]
 
@@ -109,6 +118,7 @@ _TAIL_EXACT, _TAIL_WORD, _TAIL_PREFIX = 0, 1, 2
 #   (_N_AND, (node, ...)), (_N_OR, (node, ...)), (_N_NOT, node)
 #   (_N_NEAR, (aid, ...), (aid, ...), distance)
 _N_KEYS, _N_ANY, _N_ATOM, _N_AND, _N_OR, _N_NOT, _N_NEAR = range(7)
+_CNode = tuple[Any, ...]
 
 _WORDCHAR = "[^ \\n]"
 _STEM_KEY = "\x00"  # marks keys that are stems looked up outside the automaton
@@ -129,7 +139,7 @@ class _Atom:
 @dataclass(frozen=True, slots=True)
 class _Watchlist:
     name: str
-    root: tuple[object, ...]
+    root: _CNode
     groups: tuple[frozenset[int], ...]
 
 
@@ -161,7 +171,7 @@ class _Compiler:
         self.langs = langs  # stemming languages of all watchlists, in a fixed order
         self.keys: dict[str, int] = {}  # automaton keys, and _STEM_KEY + "<lang>:<stem>" keys
         self.atoms: list[_Atom] = []
-        self.atom_ids: dict[tuple[object, ...], int] = {}
+        self.atom_ids: dict[_CNode, int] = {}
 
     def key(self, text: str) -> int:
         kid = self.keys.get(text)
@@ -192,9 +202,11 @@ class _Compiler:
             if is_hangul(last[-1]):
                 return _Atom(term.raw, field, _KEY, (self.key(" " + body),), n, _TAIL_PREFIX)
             return _Atom(term.raw, field, _KEY, (self.key(" " + body + " "),), n)
+        # '?' wildcards: a one-word pattern is tried on the word each trigger lands in
+        # (cheap); a longer one by a regex over the whole stream (rare).
         return _Atom(term.raw, field, _REGEX, (self.key(_trigger_of(ws)),), n, regex=_regex_of(ws))
 
-    def compile(self, node: Node, field: int, langs: tuple[str, ...]) -> tuple[object, ...]:
+    def compile(self, node: Node, field: int, langs: tuple[str, ...]) -> _CNode:
         if isinstance(node, Term):
             aid = self.atom(node, field, langs)
             atom = self.atoms[aid]
@@ -216,25 +228,25 @@ class _Compiler:
             )
         children = [self.compile(c, field, langs) for c in node.children]
         if isinstance(node, And):
-            flat: list[tuple[object, ...]] = []
+            flat: list[_CNode] = []
             for c in children:
-                flat.extend(c[1] if c[0] == _N_AND else (c,))  # type: ignore[arg-type]
+                flat.extend(c[1] if c[0] == _N_AND else (c,))
             return (_N_AND, tuple(flat))
         # OR: merge the atoms decided by keys into one set test, which runs in C.
-        keyed: list[tuple[object, ...]] = []
-        rest: list[tuple[object, ...]] = []
+        keyed: list[_CNode] = []
+        rest: list[_CNode] = []
         for c in children:
-            for g in c[1] if c[0] == _N_OR else (c,):  # type: ignore[attr-defined]
+            for g in c[1] if c[0] == _N_OR else (c,):
                 (keyed if g[0] in (_N_KEYS, _N_ANY) else rest).append(g)
         if len(keyed) > 1:
             kids: set[int] = set()
             aids: list[int] = []
             for k in keyed:
-                kids.update(k[1])  # type: ignore[call-overload]
+                kids.update(k[1])
                 if k[0] == _N_KEYS:
-                    aids.append(k[2])  # type: ignore[arg-type]
+                    aids.append(k[2])
                 else:
-                    aids.extend(a for group in k[2].values() for a in group)  # type: ignore[attr-defined]
+                    aids.extend(a for group in k[2].values() for a in group)
             by_key: dict[int, list[int]] = {}
             for aid in dict.fromkeys(aids):
                 for kid in self.atoms[aid].keys:
@@ -254,25 +266,30 @@ class _Compiler:
             return self._near_atoms(node.child, field, langs)
         raise AssertionError(f"not a NEAR operand: {node!r}")  # the parser rejects these
 
-    def needs(self, node: tuple[object, ...]) -> list[frozenset[int]]:
+    def needs(self, node: _CNode) -> list[frozenset[int]]:
         """Key groups of which one key at least must be present for *node* to be true."""
         tag = node[0]
         if tag in (_N_KEYS, _N_ANY):
-            return [node[1]]  # type: ignore[list-item]
+            return [node[1]]
         if tag == _N_ATOM:
-            return [frozenset(self.atoms[node[1]].keys)]  # type: ignore[index]
+            return [frozenset(self.atoms[node[1]].keys)]
         if tag == _N_NEAR:
-            return [frozenset(k for a in side for k in self.atoms[a].keys) for side in (node[1], node[2])]  # type: ignore[attr-defined]
+            return [frozenset(k for a in side for k in self.atoms[a].keys) for side in (node[1], node[2])]
         if tag == _N_AND:
-            return [g for c in node[1] for g in self.needs(c)]  # type: ignore[attr-defined]
+            return [g for c in node[1] for g in self.needs(c)]
         if tag == _N_OR:
-            union: set[int] = set()
-            for c in node[1]:  # type: ignore[attr-defined]
-                groups = self.needs(c)
+            # Whichever branch is true meets its own groups, so the union of one group
+            # per branch is needed. Pairing the branches' 1st groups, then their 2nd, and
+            # so on, gives as many groups as the longest branch has: (a AND b) OR (c AND d)
+            # needs {a, c} and {b, d}.
+            per_branch: list[list[frozenset[int]]] = []
+            for c in node[1]:
+                groups = sorted(self.needs(c), key=len)
                 if not groups:
                     return []
-                union.update(min(groups, key=len))
-            return [frozenset(union)]
+                per_branch.append(groups)
+            longest = max(len(g) for g in per_branch)
+            return [frozenset().union(*(g[j % len(g)] for g in per_branch)) for j in range(longest)]
         return []  # NOT
 
 
@@ -298,6 +315,14 @@ def _trigger_of(ws: tuple[str, ...]) -> str:
 
 
 def _regex_of(ws: tuple[str, ...]) -> re.Pattern[str]:
+    """Regex of a wildcard pattern over the word stream; a one-word pattern is instead
+    anchored to one word (``match(stream, word_start, word_end)``)."""
+    if len(ws) == 1:
+        w = ws[0]
+        core = _WORDCHAR.join(re.escape(run) for run in w.rstrip("*").split("?"))
+        if w.endswith("*"):
+            return re.compile(core + _WORDCHAR + "*")
+        return re.compile(core if is_hangul(w[-1]) else core + "$")
     parts: list[str] = []
     for i, w in enumerate(ws):
         core = _WORDCHAR.join(re.escape(run) for run in w.rstrip("*").split("?"))
@@ -331,11 +356,13 @@ class _Story:
         "hits",
         "present",
         "_by_kid",
+        "_asked",
         "_occ",
         "_starts",
         "_maps",
         "_stems",
         "_near",
+        "_hits",
     )
 
     def __init__(self, m: Matcher, title: str, summary: str) -> None:
@@ -358,18 +385,28 @@ class _Story:
                 found = stems.intersection(map(smap.__getitem__, all_words))
                 if found:
                     self.present.update(map(vocab.__getitem__, found))
-        self._stems: dict[int, tuple[list[str], dict[str, list[int]]]] = {}
+        self._stems: dict[int, list[str]] = {}
         self._near: dict[int, list[tuple[int, int, int]]] = {}
+        self._hits: dict[tuple[int, int, int], Hit] = {}
         self._by_kid: dict[int, list[int]] | None = None
+        self._asked = 0
         self._occ: dict[int, list[tuple[int, int]]] = {}
         self._starts: list[int] | None = None
-        self._maps: dict[int, tuple[list[tuple[int, int]], Sequence[int], Sequence[int]]] = {}
+        self._maps: dict[int, tuple[list[int], Sequence[int], Sequence[int]]] = {}
 
     # ---- occurrences, in exact-stream coordinates: (start, end) of the matched words
 
     def ends(self, kid: int) -> list[int]:
+        """End positions of every occurrence of key *kid*.
+
+        The first two requests of a story filter the hit list directly (the evaluation
+        of candidates usually needs one or two); later ones share a dictionary.
+        """
         by_kid = self._by_kid
         if by_kid is None:
+            self._asked += 1
+            if self._asked <= 2:
+                return [end for end, k in self.hits if k == kid]
             by_kid = self._by_kid = {}
             for end, k in self.hits:
                 by_kid.setdefault(k, []).append(end)
@@ -401,13 +438,33 @@ class _Story:
                 out = self._stemmed(atom)
             else:
                 assert atom.regex is not None
-                out.extend(mt.span() for mt in atom.regex.finditer(stream))
+                if atom.nwords == 1:
+                    out = self._one_word_pattern(atom)
+                else:
+                    out.extend(mt.span() for mt in atom.regex.finditer(stream))
             if atom.field == 0:
                 out = [o for o in out if o[0] < self.tlen]
             elif atom.field == 1:
                 out = [o for o in out if o[0] > self.tlen]
         self._occ[aid] = out
         return out
+
+    def _one_word_pattern(self, atom: _Atom) -> list[tuple[int, int]]:
+        """Occurrences of a one-word wildcard pattern: try it on each word a trigger hit."""
+        assert atom.regex is not None
+        stream = self.stream
+        kid = atom.keys[0]
+        klen = self.m._key_len[kid]
+        inner = klen - 1 if self.m._key_closed[kid] else klen  # chars of the key inside the word
+        found: set[tuple[int, int]] = set()
+        for end in self.ends(kid):
+            pos = end - (klen - inner)  # a character of the word
+            start = stream.rfind(" ", 0, pos) + 1
+            stop = stream.find(" ", pos)
+            m = atom.regex.match(stream, start, stop)
+            if m is not None:
+                found.add(m.span())
+        return sorted(found)
 
     def _word_starts(self) -> list[int]:
         starts = self._starts
@@ -417,7 +474,7 @@ class _Story:
             for w in self.tt:
                 starts.append(p)
                 p += len(w) + 1
-            p = self.tlen + 2
+            p = self.tlen + 2  # past the title, its newline and the summary's first space
             for w in self.st:
                 starts.append(p)
                 p += len(w) + 1
@@ -432,16 +489,16 @@ class _Story:
         starts = self._word_starts()
         found: set[tuple[int, int]] = set()
         for li, seq in atom.stems:
-            got = self._stems.get(li)
-            if got is None:
+            stems = self._stems.get(li)
+            if stems is None:
                 smap = self.m._stem_vocab[li][0]
-                stems = list(map(smap.__getitem__, tt + st))
-                where: dict[str, list[int]] = {}
-                for i, x in enumerate(stems):
-                    where.setdefault(x, []).append(i)
-                got = self._stems[li] = (stems, where)
-            stems, where = got
-            for i in where.get(seq[0], ()):
+                stems = self._stems[li] = list(map(smap.__getitem__, tt + st))
+            i = -1
+            while True:
+                try:
+                    i = stems.index(seq[0], i + 1)
+                except ValueError:
+                    break
                 j = i + n - 1
                 if n > 1 and ((i < nt) != (j < nt) or j >= len(stems) or tuple(stems[i : j + 1]) != seq):
                     continue
@@ -453,19 +510,19 @@ class _Story:
         """Index (over title words then summary words) of the word at exact-stream *pos*."""
         return bisect_right(self._word_starts(), pos) - 1
 
-    def near(self, node: tuple[object, ...]) -> list[tuple[int, int, int]]:
+    def near(self, node: _CNode) -> list[tuple[int, int, int]]:
         """Occurrences ``(aid, start, end)`` that take part in a true NEAR (memoised)."""
         got = self._near.get(id(node))
         if got is None:
             got = self._near[id(node)] = self._near_pairs(node)
         return got
 
-    def _near_pairs(self, node: tuple[object, ...]) -> list[tuple[int, int, int]]:
+    def _near_pairs(self, node: _CNode) -> list[tuple[int, int, int]]:
         left_aids, right_aids, dist = node[1], node[2], node[3]
-        lefts = [(a, s, e) for a in left_aids for s, e in self.occ(a)]  # type: ignore[attr-defined]
+        lefts = [(a, s, e) for a in left_aids for s, e in self.occ(a)]
         if not lefts:
             return []
-        rights = [(a, s, e) for a in right_aids for s, e in self.occ(a)]  # type: ignore[attr-defined]
+        rights = [(a, s, e) for a in right_aids for s, e in self.occ(a)]
         if not rights:
             return []
         tlen = self.tlen
@@ -480,58 +537,59 @@ class _Story:
                     continue
                 r0, r1 = wi(rs), wi(r_end - 1)
                 gap = r0 - l1 - 1 if r0 > l1 else (l0 - r1 - 1 if l0 > r1 else 0)
-                if gap <= dist:  # type: ignore[operator]
+                if gap <= dist:
                     used[left] = None
                     used[right] = None
         return list(used)
 
     # ---- boolean evaluation (the tree walker; generated code does the same) and hits
 
-    def eval(self, node: tuple[object, ...]) -> bool:
+    def eval(self, node: _CNode) -> bool:
         tag = node[0]
         if tag == _N_KEYS or tag == _N_ANY:
-            return not self.present.isdisjoint(node[1])  # type: ignore[arg-type]
+            return not self.present.isdisjoint(node[1])
         if tag == _N_AND:
-            return all(self.eval(c) for c in node[1])  # type: ignore[attr-defined]
+            return all(self.eval(c) for c in node[1])
         if tag == _N_OR:
-            return any(self.eval(c) for c in node[1])  # type: ignore[attr-defined]
+            return any(self.eval(c) for c in node[1])
         if tag == _N_NOT:
-            return not self.eval(node[1])  # type: ignore[arg-type]
+            return not self.eval(node[1])
         if tag == _N_ATOM:
-            return bool(self.occ(node[1]))  # type: ignore[arg-type]
+            return bool(self.occ(node[1]))
         return bool(self.near(node))
 
-    def collect(self, node: tuple[object, ...], out: list[tuple[int, int, int]]) -> None:
+    def collect(self, node: _CNode, out: list[tuple[int, int, int]]) -> None:
         """Occurrences of the atoms that make the (true) *node* true."""
         tag = node[0]
         if tag == _N_KEYS or tag == _N_ATOM:
-            aid: int = node[-1]  # type: ignore[assignment]
+            aid: int = node[-1]
             out.extend((aid, s, e) for s, e in self.occ(aid))
         elif tag == _N_ANY:
-            by_key: dict[int, tuple[int, ...]] = node[2]  # type: ignore[assignment]
-            for kid in self.present.intersection(node[1]):  # type: ignore[call-overload]
+            by_key: dict[int, tuple[int, ...]] = node[2]
+            for kid in self.present.intersection(node[1]):
                 for aid in by_key[kid]:
                     out.extend((aid, s, e) for s, e in self.occ(aid))
         elif tag == _N_AND:
-            for c in node[1]:  # type: ignore[attr-defined]
+            for c in node[1]:
                 self.collect(c, out)
         elif tag == _N_OR:
-            for c in node[1]:  # type: ignore[attr-defined]
+            for c in node[1]:
                 if self.eval(c):
                     self.collect(c, out)
         elif tag == _N_NEAR:
             out.extend(self.near(node))
 
-    def _field_maps(self, field: int) -> tuple[list[tuple[int, int]], Sequence[int], Sequence[int]]:
+    def _field_maps(self, field: int, upto: int) -> tuple[list[int], Sequence[int], Sequence[int]]:
+        """(folded start of each word, known at least up to word *upto*; original offsets
+        of each folded character) for one field. Word starts are found on demand: hits
+        are usually early in a story, and the summary is long."""
         got = self._maps.get(field)
+        folded, ws = (self.tf, self.tt) if field == 0 else (self.sf, self.st)
         if got is None:
-            if field == 0:
-                starts, ends = fold_offsets(self.title, self.tf)
-                spans = word_spans(self.tf, self.tt)
-            else:
-                starts, ends = fold_offsets(self.summary, self.sf)
-                spans = word_spans(self.sf, self.st)
-            got = self._maps[field] = (spans, starts, ends)
+            starts, ends = fold_offsets(self.title if field == 0 else self.summary, folded)
+            got = self._maps[field] = ([], starts, ends)
+        if len(got[0]) <= upto:
+            extend_word_starts(folded, ws, got[0], upto)
         return got
 
     def result(self, wl: _Watchlist) -> MatchResult:
@@ -542,22 +600,26 @@ class _Story:
         """
         occs: list[tuple[int, int, int]] = []
         self.collect(wl.root, occs)
-        starts = self._word_starts()
-        tlen = self.tlen
-        nt = len(self.tt)
-        atoms = self.m._atoms
+        made = self._hits  # watchlists share terms: build each Hit once per story
         hits: dict[Hit, None] = {}
-        for aid, s, e in sorted(set(occs), key=_by_position):
-            field = 0 if s < tlen else 1
-            first = bisect_right(starts, s) - 1
-            last = bisect_right(starts, e - 1) - 1
-            spans, ostarts, oends = self._field_maps(field)
-            offset = 0 if field == 0 else nt
-            start = ostarts[spans[first - offset][0] + (s - starts[first])]
-            end = oends[spans[last - offset][0] + (e - starts[last]) - 1]
-            original = self.title if field == 0 else self.summary
-            hits[Hit(atoms[aid].raw, _FIELD_NAMES[field], start, end, original[start:end])] = None
+        for occ in sorted(set(occs), key=_by_position):
+            got = made.get(occ)
+            if got is None:
+                got = made[occ] = self._hit(*occ)
+            hits[got] = None
         return MatchResult(wl.name, tuple(hits))
+
+    def _hit(self, aid: int, s: int, e: int) -> Hit:
+        starts = self._word_starts()
+        field = 0 if s < self.tlen else 1
+        first = bisect_right(starts, s) - 1
+        last = bisect_right(starts, e - 1) - 1
+        offset = 0 if field == 0 else len(self.tt)
+        folded_starts, ostarts, oends = self._field_maps(field, last - offset)
+        start = ostarts[folded_starts[first - offset] + (s - starts[first])]
+        end = oends[folded_starts[last - offset] + (e - starts[last]) - 1]
+        original = self.title if field == 0 else self.summary
+        return Hit(self.m._atoms[aid].raw, _FIELD_NAMES[field], start, end, original[start:end])
 
 
 def _by_position(occ: tuple[int, int, int]) -> tuple[int, int, int]:
@@ -618,6 +680,7 @@ class Matcher:
         self._atoms = tuple(compiler.atoms)
         key_text = sorted(compiler.keys, key=compiler.keys.__getitem__)
         self._key_len = tuple(len(k) for k in key_text)
+        self._key_closed = tuple(k.endswith(" ") for k in key_text)
         # Stem keys are looked up among the stems of the story's words (a set
         # intersection, in C); every other key goes to the automaton.
         vocab: list[dict[str, int]] = [{} for _ in stem_langs]
@@ -632,19 +695,29 @@ class Matcher:
         if len(automaton):
             automaton.make_automaton()
             self._automaton = automaton
-        self._stem_vocab = tuple(
-            (_STEM_MAPS[lang], vocab[i], frozenset(vocab[i])) for i, lang in enumerate(stem_langs)
-        )
+        self._stem_vocab = tuple((_STEM_MAPS[lang], vocab[i], frozenset(vocab[i])) for i, lang in enumerate(stem_langs))
+        # Candidate filter: watchlist w is bit w of two masks per key. A story's candidates
+        # are the watchlists with a present key in their rarest required group AND (if
+        # they have one) in their second rarest; big-int ORs and one AND do that in C.
         rank = [_selectivity(text) for text in key_text]
-        index: dict[int, list[int]] = {}
+        first: dict[int, int] = {}
+        second: dict[int, int] = {}
+        single = 0
         for w, cw in enumerate(compiled):
-            best = min(cw.groups, key=lambda g: sum(rank[k] for k in g))
-            for kid in best:
-                index.setdefault(kid, []).append(w)
-        self._index = {kid: tuple(ws) for kid, ws in index.items()}
+            bit = 1 << w
+            ordered = sorted(cw.groups, key=lambda g: (sum(rank[k] for k in g), sorted(g)))
+            for kid in ordered[0]:
+                first[kid] = first.get(kid, 0) | bit
+            if len(ordered) > 1:
+                for kid in ordered[1]:
+                    second[kid] = second.get(kid, 0) | bit
+            else:
+                single |= bit
+        self._first = (first, frozenset(first))
+        self._second = (second, frozenset(second), single)
         self._tests = _generate([cw.root for cw in compiled], rank, self._atoms)
 
-    def __reduce__(self) -> tuple[object, ...]:
+    def __reduce__(self) -> _CNode:
         """Pickle as the watchlists and aliases; unpickling rebuilds (milliseconds)."""
         return (Matcher, self._spec)
 
@@ -656,22 +729,27 @@ class Matcher:
     def match(self, title: str, summary: str) -> list[MatchResult]:
         """Every watchlist the story matches, in the order the watchlists were given."""
         story = _Story(self, title, summary)
-        present = story.present
-        if not present:
-            return []
-        index = self._index
-        candidates: set[int] = set()
-        for kid in present:
-            ws = index.get(kid)
-            if ws is not None:
-                candidates.update(ws)
-        tests = self._tests
-        matched = [w for w in candidates if tests[w](present, story)]
-        if not matched:
-            return []
-        matched.sort()
         watchlists = self._watchlists
-        return [story.result(watchlists[w]) for w in matched]
+        return [story.result(watchlists[w]) for w in self._matching(story)]
+
+    def _matching(self, story: _Story) -> list[int]:
+        """Indexes of the watchlists the story matches, ascending."""
+        present = story.present
+        first, first_keys = self._first
+        candidates = reduce(or_, map(first.__getitem__, first_keys.intersection(present)), 0)
+        if not candidates:
+            return []
+        second, second_keys, single = self._second
+        candidates &= reduce(or_, map(second.__getitem__, second_keys.intersection(present)), single)
+        tests = self._tests
+        out: list[int] = []
+        while candidates:  # lowest bit first: watchlists in the order given
+            low = candidates & -candidates
+            candidates ^= low
+            w = low.bit_length() - 1
+            if tests[w](present, story):
+                out.append(w)
+        return out
 
     def match_one(self, name: str, title: str, summary: str) -> MatchResult | None:
         """Match one watchlist by name (``KeyError`` if unknown); None when it does not match."""
@@ -682,17 +760,17 @@ class Matcher:
         return None
 
 
-def _atoms_of(node: tuple[object, ...]) -> list[int]:
+def _atoms_of(node: _CNode) -> list[int]:
     tag = node[0]
     if tag in (_N_KEYS, _N_ATOM):
-        return [node[-1]]  # type: ignore[list-item]
+        return [node[-1]]
     if tag == _N_ANY:
-        return list(dict.fromkeys(a for aids in node[2].values() for a in aids))  # type: ignore[attr-defined]
+        return list(dict.fromkeys(a for aids in node[2].values() for a in aids))
     if tag == _N_NEAR:
-        return [*node[1], *node[2]]  # type: ignore[misc]
+        return [*node[1], *node[2]]
     if tag == _N_NOT:
-        return _atoms_of(node[1])  # type: ignore[arg-type]
-    return [a for c in node[1] for a in _atoms_of(c)]  # type: ignore[attr-defined]
+        return _atoms_of(node[1])
+    return [a for c in node[1] for a in _atoms_of(c)]
 
 
 def _prune(groups: list[frozenset[int]]) -> tuple[frozenset[int], ...]:
@@ -710,7 +788,7 @@ _MAX_GENERATED_DEPTH = 60
 _Test = Callable[[set[int], _Story], bool]
 
 
-def _cost(node: tuple[object, ...]) -> int:
+def _cost(node: _CNode) -> int:
     """Rough evaluation cost, to test cheap operands of AND/OR first."""
     tag = node[0]
     if tag in (_N_KEYS, _N_ANY):
@@ -720,16 +798,16 @@ def _cost(node: tuple[object, ...]) -> int:
     if tag == _N_NEAR:
         return 3
     if tag == _N_NOT:
-        return 1 + _cost(node[1])  # type: ignore[arg-type]
-    return 1 + max(_cost(c) for c in node[1])  # type: ignore[attr-defined]
+        return 1 + _cost(node[1])
+    return 1 + max(_cost(c) for c in node[1])
 
 
-def _depth(node: tuple[object, ...]) -> int:
+def _depth(node: _CNode) -> int:
     tag = node[0]
     if tag == _N_NOT:
-        return 1 + _depth(node[1])  # type: ignore[arg-type]
+        return 1 + _depth(node[1])
     if tag in (_N_AND, _N_OR):
-        return 1 + max(_depth(c) for c in node[1])  # type: ignore[attr-defined]
+        return 1 + max(_depth(c) for c in node[1])
     return 1
 
 
@@ -740,7 +818,7 @@ def _set_test(keys: frozenset[int], consts: list[object]) -> str:
     return f"(not p.isdisjoint(C[{len(consts) - 1}]))"
 
 
-def _expr(node: tuple[object, ...], consts: list[object], rank: Sequence[float], atoms: Sequence[_Atom]) -> str:
+def _expr(node: _CNode, consts: list[object], rank: Sequence[float], atoms: Sequence[_Atom]) -> str:
     """Python source of a boolean expression over ``p`` (present keys) and ``s`` (the story).
 
     Only integers, ``C[i]`` (a table of constants) and fixed operators appear in the
@@ -748,46 +826,46 @@ def _expr(node: tuple[object, ...], consts: list[object], rank: Sequence[float],
     """
     tag = node[0]
     if tag in (_N_KEYS, _N_ANY):
-        return _set_test(node[1], consts)  # type: ignore[arg-type]
+        return _set_test(node[1], consts)
     if tag == _N_ATOM:
-        aid: int = node[1]  # type: ignore[assignment]
+        aid: int = node[1]
         # Test the trigger keys inline first: most atoms of most candidates are absent.
         return f"({_set_test(frozenset(atoms[aid].keys), consts)} and bool(s.occ({int(aid)})))"
     if tag == _N_NEAR:
         # Both sides' keys must be present before positions are worth computing.
-        left, right = (frozenset(k for a in side for k in atoms[a].keys) for side in (node[1], node[2]))  # type: ignore[attr-defined]
+        left, right = (frozenset(k for a in side for k in atoms[a].keys) for side in (node[1], node[2]))
         gate = f"{_set_test(left, consts)} and {_set_test(right, consts)}"
         consts.append(node)
         return f"({gate} and bool(s.near(C[{len(consts) - 1}])))"
     if tag == _N_NOT:
         inner = node[1]
-        if inner[0] in (_N_KEYS, _N_ANY):  # type: ignore[index]
-            keys: frozenset[int] = inner[1]  # type: ignore[index,assignment]
+        if inner[0] in (_N_KEYS, _N_ANY):
+            keys: frozenset[int] = inner[1]
             if len(keys) == 1:
                 return f"({next(iter(keys))} not in p)"
             consts.append(keys)
             return f"p.isdisjoint(C[{len(consts) - 1}])"
-        return f"(not {_expr(inner, consts, rank, atoms)})"  # type: ignore[arg-type]
+        return f"(not {_expr(inner, consts, rank, atoms)})"
 
-    def order(c: tuple[object, ...]) -> tuple[int, float]:
+    def order(c: _CNode) -> tuple[int, float]:
         # Cheapest first; among key tests, rarest first for AND (fails fast), commonest
         # first for OR (succeeds fast).
-        freq = sum(rank[k] for k in c[1]) if c[0] in (_N_KEYS, _N_ANY) else 1.0  # type: ignore[attr-defined]
+        freq = sum(rank[k] for k in c[1]) if c[0] in (_N_KEYS, _N_ANY) else 1.0
         return (_cost(c), freq if tag == _N_AND else -freq)
 
-    children = sorted(node[1], key=order)  # type: ignore[call-overload]
+    children = sorted(node[1], key=order)
     joiner = " and " if tag == _N_AND else " or "
     return "(" + joiner.join(_expr(c, consts, rank, atoms) for c in children) + ")"
 
 
-def _walker(root: tuple[object, ...]) -> _Test:
+def _walker(root: _CNode) -> _Test:
     def test(p: set[int], s: _Story) -> bool:
         return s.eval(root)
 
     return test
 
 
-def _generate(roots: Sequence[tuple[object, ...]], rank: Sequence[float], atoms: Sequence[_Atom]) -> list[_Test]:
+def _generate(roots: Sequence[_CNode], rank: Sequence[float], atoms: Sequence[_Atom]) -> list[_Test]:
     """One generated test per watchlist (the tree walker for absurdly deep queries).
 
     Walking tuple trees costs a Python call per node; with thousands of watchlists the
@@ -799,9 +877,9 @@ def _generate(roots: Sequence[tuple[object, ...]], rank: Sequence[float], atoms:
     for i, root in enumerate(roots):
         if _depth(root) <= _MAX_GENERATED_DEPTH:
             lines.append(f"def w{i}(p, s):\n    return {_expr(root, consts, rank, atoms)}\n")
-    namespace: dict[str, object] = {"C": tuple(consts)}
+    namespace: dict[str, Any] = {"C": tuple(consts)}
     exec(compile("\n".join(lines), "<watchlists>", "exec"), namespace)
-    return [namespace.get(f"w{i}") or _walker(root) for i, root in enumerate(roots)]  # type: ignore[misc]
+    return [namespace.get(f"w{i}") or _walker(root) for i, root in enumerate(roots)]
 
 
 def compile_query(query: str, aliases: Mapping[str, str] | None = None, stem: Sequence[str] = ()) -> Matcher:

@@ -80,11 +80,11 @@ MAX_NEAR = 100
 MIN_PREFIX = 2
 
 _EXPECT_OPERAND = "a term, a phrase, an alias or '('"
-_QUOTES = {'"': '"', "\u201c": "\u201d\"", "\u201e": "\u201c\u201d\"", "\u00ab": "\u00bb"}
+_QUOTES = {'"': '"', "\u201c": '\u201d"', "\u201e": '\u201c\u201d"', "\u00ab": "\u00bb"}
 _ALIAS_NAME_RE = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.\-]*")
 _FIELD_RE = re.compile(r"([A-Za-z]+):")
 _ErrorFactory = Callable[[str, int, "str | None"], QuerySyntaxError]
-_STOP = set("()|\"\u201c\u201e\u00ab") | {" ", "\t", "\n", "\r"}
+_STOP = set('()|"\u201c\u201e\u00ab') | {" ", "\t", "\n", "\r"}
 
 
 # --------------------------------------------------------------------------- AST
@@ -323,7 +323,9 @@ class _Lexer:
             rest = word[m.end() :]
             if not rest and (j >= len(text) or text[j].isspace() or text[j] in ")|"):
                 raise self.error(
-                    f"nothing after '{name}:'", col + m.end(), f"a term, a phrase or '(' right after '{name}:'"
+                    f"nothing after '{name}:'",
+                    col + m.end(),
+                    f"a term, a phrase or '(' right after '{name}:'",
                 )
             out.append(_Tok("FIELD", name.lower(), col))
             return i + m.end()
@@ -421,7 +423,9 @@ class _Parser:
         self._check_near_operand(right, right_col)
         if self.tok.kind == "NEAR":
             raise self.error(
-                "NEAR cannot be chained", self.tok.column, "AND between two NEARs, as in (a NEAR/3 b) AND (b NEAR/3 c)"
+                "NEAR cannot be chained",
+                self.tok.column,
+                "AND between two NEARs, as in (a NEAR/3 b) AND (b NEAR/3 c)",
             )
         return Near(left, right, op.value)
 
@@ -458,7 +462,9 @@ class _Parser:
             self.advance()
             if self.tok.kind not in ("TERM", "PHRASE", "ALIAS", "LPAREN"):
                 raise self.error(
-                    f"nothing to scope after '{tok.text}:'", self.tok.column, "a term, a phrase, an alias or '('"
+                    f"nothing to scope after '{tok.text}:'",
+                    self.tok.column,
+                    "a term, a phrase, an alias or '('",
                 )
             child = self.primary()
             if _contains_field(child):
@@ -481,7 +487,9 @@ class _Parser:
             if inner != -1 and inner != len(word) - 1:
                 at = column + (1 if phrase else 0) + max(star, 0)
                 raise self.error(
-                    "'*' is only allowed at the end of a word", at, "a wildcard at the end of a word, as in sanction*"
+                    "'*' is only allowed at the end of a word",
+                    at,
+                    "a wildcard at the end of a word, as in sanction*",
                 )
             literal = word.replace("*", "").replace("?", "")
             if word.endswith("*") and len(word.rstrip("*").replace("?", "")) < MIN_PREFIX:
@@ -528,6 +536,14 @@ class _AliasResolver:
         self.aliases = {_strip_at(k): v for k, v in (aliases or {}).items()}
         self.done: dict[str, Node] = {}
         self.stack: list[str] = []
+
+    def resolve_defined(self, name: str) -> Node:
+        """Parse the alias *name*, known to be defined (so only its text can be at fault)."""
+        return self.resolve(name, self._no_error, 1)
+
+    @staticmethod
+    def _no_error(message: str, column: int, expected: str | None) -> QuerySyntaxError:
+        raise AssertionError(f"unreachable for a defined alias: {message}")  # pragma: no cover
 
     def resolve(self, name: str, error: _ErrorFactory, column: int) -> Node:
         got = self.done.get(name)
@@ -595,14 +611,7 @@ def validate_aliases(aliases: Mapping[str, str]) -> None:
                 expected="letters, digits, '_', '.' or '-'",
                 watchlist=f"@{name}",
             )
-        text = aliases[key]
-
-        def error(message: str, column: int, expected: str | None, text: str = text) -> QuerySyntaxError:
-            # Only reached for a name that is both a key and unknown, which cannot happen;
-            # kept so that resolve() has a uniform signature.
-            return QuerySyntaxError(message, query=text, column=column, expected=expected, watchlist=f"@{name}")
-
-        resolver.resolve(name, error, 1)
+        resolver.resolve_defined(name)
 
 
 def alias_resolver(aliases: Mapping[str, str] | None) -> _AliasResolver:

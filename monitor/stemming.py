@@ -13,19 +13,17 @@ French verb endings) and never derivational suffixes (-ment, -ation, -ité), so
 Known, accepted conflations: French ``traité``/``traite`` (both ``trait``), English
 ``army``/``arms`` stay apart but ``ally``/``allies``/``allied`` meet on ``alli``.
 
-Contract used by the matcher: ``stem(w)`` is always a prefix of ``w``, except that a
-final ``y`` may become ``i`` (``treaty`` -> ``treati``, same as ``treaties``). So every
-word whose stem is ``s`` starts with ``s`` (or ``s`` minus a final ``i``), which lets the
-matcher find candidates with a prefix search and then confirm them with :func:`stem`.
-Words shorter than four letters and words with letters outside a-z (Cyrillic, Hangul,
-digits) are returned unchanged.
+A query word matches a story word when their stems are equal in one of the
+watchlist's languages. Stems are truncations, except that a final ``y`` becomes ``i``
+(``treaty`` and ``treaties`` both give ``treati``). Words shorter than four letters and
+words with characters outside a-z (Cyrillic, Hangul, digits) are returned unchanged.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
 
-__all__ = ["LANGUAGES", "stem", "stem_en", "stem_fr", "trigger"]
+__all__ = ["LANGUAGES", "stem", "stem_en", "stem_fr"]
 
 _VOWELS = frozenset("aeiouy")
 _CACHE_LIMIT = 50_000
@@ -112,8 +110,3 @@ def stem(word: str, lang: str) -> str:
             _cache.clear()
         _cache[key] = got
     return got
-
-
-def trigger(stemmed: str) -> str:
-    """The prefix every word with this stem starts with (see the contract above)."""
-    return stemmed[:-1] if stemmed.endswith("i") and len(stemmed) > 1 else stemmed

@@ -6,10 +6,11 @@ word compare equal exactly when an analyst would expect them to:
 1. :func:`fold` normalises a string: Unicode compatibility forms are unified (NFKC:
    ``ﬁ`` -> ``fi``, full-width ``Ｋ`` -> ``K``, no-break spaces -> spaces), case is
    folded (``KOURSK`` -> ``koursk``, ``Курск`` -> ``курск``, ``ß`` -> ``ss``), accents are
-   removed from *Latin* letters (``Corée`` -> ``coree``, ``Koursk`` stays) but kept on
-   Cyrillic and Greek letters (``й`` is a letter of its own, not an accented ``и``; the
-   one exception is Russian ``ё`` -> ``е``, which Russian writing itself treats as
-   optional), the ligatures ``œ æ`` become ``oe ae`` and ``ø đ ł ı ð þ`` their plain
+   removed from *Latin* letters (``Corée`` -> ``coree``, ``Koursk`` stays); on Cyrillic
+   and Greek letters only stress marks go (acute and grave: ``сло́во`` -> ``слово``,
+   ``Ελλάδα`` -> ``ελλαδα``), since ``й`` and ``ї`` are letters of their own, not
+   accented ``и`` and ``і``; Russian ``ё`` becomes ``е``, as Russian writing itself
+   allows. The ligatures ``œ æ`` become ``oe ae`` and ``ø đ ł ı ð þ`` their plain
    letters, every apostrophe (``’ ‘ ʼ ʻ ′ ` ＇``) becomes ``'``, every dash
    (``‐ ‑ ‒ – — ― − ﹣ －``) becomes ``-``, every double quote (``“ ” „ « » ‹ ›``)
    becomes ``"``, and soft hyphens and zero-width joiners-of-nothing vanish. Hangul
@@ -32,10 +33,11 @@ of every word; :func:`tokenize` combines both into :class:`Token` objects whose
 ``start``/``end`` index the original string (``text[t.start:t.end]`` is the word as
 published, e.g. ``OTAN`` inside ``l’OTAN``).
 
-Speed matters here (every story of every feed goes through it), so :func:`fold` runs
-whole-string C-level operations (``isascii``/``lower`` for ASCII text; NFKD, casefold,
-one regular-expression pass, NFC otherwise) and only the explanation path, which runs
-for the rare stories that match, walks the text character by character.
+Speed matters here (every story of every feed goes through it), so :func:`fold` and
+:func:`words` run whole-string C-level operations (``lower``/``translate``/``split``
+for ASCII; NFKD, casefold, a regular-expression pass and NFC otherwise). Only the
+explanation path, which runs for the few stories that match, looks at single
+characters, and then only at the few that do not fold one to one (``œ``, ``ß``, ``…``).
 """
 
 from __future__ import annotations
@@ -52,6 +54,8 @@ __all__ = [
     "fold",
     "fold_offsets",
     "fold_with_offsets",
+    "extend_word_starts",
+    "next_word",
     "is_hangul",
     "pattern_words",
     "tokenize",
@@ -94,8 +98,9 @@ _SPECIAL.update(
 _SPECIAL_RE = re.compile("[" + re.escape("".join(_SPECIAL)) + "]")
 # Combining diacritical marks: removed from Latin letters. The fast path removes all of
 # them, which is right as long as the text has no Greek or Cyrillic letter; otherwise the
-# slower expression keeps the marks that sit on those letters (й, ї, Greek tonos).
+# slower expression keeps the marks that sit on those letters (й, ї), stress marks aside.
 _MARKS_RE = re.compile("[\u0300-\u036f]+")
+_STRESS_RE = re.compile("[\u0300\u0301]+")
 _GREEK_CYRILLIC_RE = re.compile("[\u0370-\u03ff\u0400-\u052f\u1f00-\u1fff\u2de0-\u2dff\ua640-\ua69f]")
 _MARKS_NOT_ON_GREEK_CYRILLIC_RE = re.compile(
     "(?<![\u0370-\u03ff\u0400-\u052f\u1f00-\u1fff\u2de0-\u2dff\ua640-\ua69f])[\u0300-\u036f]+"
@@ -120,7 +125,7 @@ def fold(text: str) -> str:
     if _GREEK_CYRILLIC_RE.search(t) is None:
         t = _MARKS_RE.sub("", t)
     else:
-        t = _MARKS_NOT_ON_GREEK_CYRILLIC_RE.sub("", t)
+        t = _STRESS_RE.sub("", _MARKS_NOT_ON_GREEK_CYRILLIC_RE.sub("", t))
     t = unicodedata.normalize("NFC", t)
     if not t.isascii():
         t = _SPECIAL_RE.sub(_special, t)
@@ -128,26 +133,26 @@ def fold(text: str) -> str:
 
 
 def _mark_ranges() -> str:
-    """Character-class ranges of the combining marks of the BMP, except U+0300-U+036F.
+    """Character-class ranges of the combining marks of the BMP.
 
     ``\\w`` in Python excludes combining marks, which would cut Hindi, Thai or Arabic
-    words at every vowel sign; Latin diacritics are gone after :func:`fold` anyway.
-    (The BMP only: scanning all of Unicode would cost 0.2 s at import.)
+    words at every vowel sign, and Russian words at a stress mark (Latin diacritics are
+    gone after :func:`fold`, those on Cyrillic and Greek letters stay). The BMP only:
+    scanning all of Unicode would cost 0.2 s at import.
     """
     ranges: list[tuple[int, int]] = []
-    for cp in (*range(0x0370, 0xD800), *range(0xF900, 0x10000)):
+    for cp in (*range(0x0300, 0xD800), *range(0xF900, 0x10000)):
         if unicodedata.category(chr(cp)) in ("Mn", "Mc", "Me"):
             if ranges and ranges[-1][1] == cp - 1:
                 ranges[-1] = (ranges[-1][0], cp)
             else:
                 ranges.append((cp, cp))
-    return "".join(
-        re.escape(chr(a)) if a == b else f"{re.escape(chr(a))}-{re.escape(chr(b))}" for a, b in ranges
-    )
+    return "".join(re.escape(chr(a)) if a == b else f"{re.escape(chr(a))}-{re.escape(chr(b))}" for a, b in ranges)
 
 
 _MARKS_CLASS = _mark_ranges()
 _WORD_RE = re.compile(rf"[\w{_MARKS_CLASS}]+")
+_WORD_CHAR_RE = re.compile(rf"[\w{_MARKS_CLASS}]")
 _WORD_APOS_RE = re.compile(rf"[\w{_MARKS_CLASS}']+")
 # Query patterns: like words, plus the wildcards '?' (one character) and '*' (suffix).
 _PATTERN_RE = re.compile(rf"[\w{_MARKS_CLASS}'?*]+")
@@ -177,9 +182,7 @@ def _split_apostrophes(chunk: str) -> list[tuple[int, str]]:
 # the apostrophe", so mapping every other character to a space and splitting on
 # whitespace gives the same chunks as the regular expression, four times faster
 # (str.translate has an ASCII-to-ASCII fast path; the regex engine costs ~30 ns a char).
-_ASCII_WORDS = str.maketrans(
-    {chr(i): (chr(i) if chr(i).isalnum() or chr(i) in "_'" else " ") for i in range(128)}
-)
+_ASCII_WORDS = str.maketrans({chr(i): (chr(i) if chr(i).isalnum() or chr(i) in "_'" else " ") for i in range(128)})
 
 
 def words(folded: str) -> list[str]:
@@ -206,22 +209,74 @@ def words(folded: str) -> list[str]:
     return out
 
 
+def next_word(folded: str, word: str, pos: int) -> int:
+    """Where the next word of :func:`words` starts, given that it is *word* and that
+    the previous one ended at *pos* (faster than a second regular-expression pass).
+
+    Between two words lie only non-word characters and the fragments words() drops
+    around apostrophes (``l'``, ``'s``). So the answer is the first occurrence of *word*
+    from *pos* on that stands alone (no word character on either side) and is not such
+    a fragment itself.
+    """
+    find = folded.find
+    is_word_char = _WORD_CHAR_RE.match
+    n = len(folded)
+    i = find(word, pos)
+    while i >= 0:
+        end = i + len(word)
+        alone = (i == 0 or not is_word_char(folded, i - 1)) and (end == n or not is_word_char(folded, end))
+        if alone and "'" in folded:
+            elided = (
+                word in ELISIONS and end + 1 < n and folded[end] == "'" and is_word_char(folded, end + 1) is not None
+            )
+            possessive = (
+                word == "s"
+                and i >= 2
+                and folded[i - 1] == "'"
+                and is_word_char(folded, i - 2) is not None
+                and (end == n or folded[end] != "'")
+            )
+            alone = not (elided or possessive)
+        if alone:
+            return i
+        i = find(word, i + 1)
+    raise ValueError(f"{word!r} is not a word of the text after position {pos}")
+
+
+# Every substring of a fragment that words() drops around apostrophes: only such a word
+# can be mistaken for a dropped fragment by a plain str.find.
+_DROPPED_PARTS = frozenset(e[i:j] for e in (*ELISIONS, "s") for i in range(len(e)) for j in range(i + 1, len(e) + 1))
+
+
+def extend_word_starts(folded: str, known: Sequence[str], starts: list[int], upto: int) -> None:
+    """Append to *starts* the start of each word ``known[len(starts)]`` ... ``known[upto]``
+    in *folded* (``known = words(folded)``); see :func:`next_word`.
+
+    Without apostrophes, and for any word that no dropped fragment contains, the next
+    occurrence found by ``str.find`` is the word itself, so the careful search is only
+    needed for the odd short word (``s``, ``l``, ``qu``...) in text with apostrophes.
+    """
+    find = folded.find
+    careful = "'" in folded
+    k = len(starts)
+    pos = starts[-1] + len(known[k - 1]) if k else 0
+    for w in known[k : upto + 1]:
+        pos = next_word(folded, w, pos) if careful and w in _DROPPED_PARTS else find(w, pos)
+        starts.append(pos)
+        pos += len(w)
+
+
 def word_spans(folded: str, known: Sequence[str] | None = None) -> list[tuple[int, int]]:
     """``(start, end)`` of every word of :func:`words` within *folded*, same order and count.
 
-    Pass ``known=words(folded)`` if you have it: without apostrophes, every word is then
-    simply the next occurrence of itself (only non-word characters lie between words),
-    which ``str.find`` locates faster than a second regular-expression pass.
+    Pass ``known=words(folded)`` if you have it: words are then located with ``str.find``
+    (see :func:`extend_word_starts`) rather than by a second regular-expression pass.
     """
     spans: list[tuple[int, int]] = []
-    if known is not None and "'" not in folded:
-        find = folded.find
-        pos = 0
-        for w in known:
-            i = find(w, pos)
-            pos = i + len(w)
-            spans.append((i, pos))
-        return spans
+    if known is not None:
+        starts: list[int] = []
+        extend_word_starts(folded, known, starts, len(known) - 1)
+        return [(a, a + len(w)) for a, w in zip(starts, known, strict=True)]
     for m in _WORD_APOS_RE.finditer(folded):
         chunk = m.group()
         if "'" in chunk:
@@ -272,7 +327,7 @@ def _irregular_class() -> tuple[str, str]:
             continuation.append(cp)
         elif 0x3130 <= cp <= 0x318F or 0xFFA0 <= cp <= 0xFFDC:
             irregular.append(cp)  # compatibility jamo: NFKC may compose them with neighbours
-        elif c in _SPECIAL or unicodedata.decomposition(c) or len(c.casefold()) != 1:
+        elif c in _SPECIAL or c.casefold() != c or unicodedata.decomposition(c):
             if len(fold(c)) != 1:
                 irregular.append(cp)
     return _ranges_class(irregular), _ranges_class(continuation)
@@ -285,9 +340,7 @@ def _ranges_class(cps: list[int]) -> str:
             ranges[-1] = (ranges[-1][0], cp)
         else:
             ranges.append((cp, cp))
-    return "".join(
-        re.escape(chr(a)) if a == b else f"{re.escape(chr(a))}-{re.escape(chr(b))}" for a, b in ranges
-    )
+    return "".join(re.escape(chr(a)) if a == b else f"{re.escape(chr(a))}-{re.escape(chr(b))}" for a, b in ranges)
 
 
 @functools.cache
@@ -344,9 +397,32 @@ def fold_offsets(text: str, folded: str) -> tuple[Sequence[int], Sequence[int]]:
         starts.extend(range(prev, n))
         ends.extend(range(prev + 1, n + 1))
     if len(starts) != len(folded):
-        m_ = len(folded) or 1
-        starts = [min(n - 1, k * n // m_) for k in range(len(folded))]
-        ends = [min(n, max(s + 1, (k + 1) * n // m_)) for k, s in enumerate(starts)]
+        starts, ends = _offsets_by_cluster(text, folded)
+    return starts, ends
+
+
+def _offsets_by_cluster(text: str, folded: str) -> tuple[list[int], list[int]]:
+    """Slow, thorough fallback of :func:`fold_offsets`: fold every base character with its
+    marks separately. If even that does not add up to ``folded`` (NFKC composing across
+    characters, e.g. loose compatibility jamo), spread the offsets proportionally."""
+    n = len(text)
+    starts: list[int] = []
+    ends: list[int] = []
+    pieces: list[str] = []
+    i = 0
+    while i < n:
+        j = i + 1
+        while j < n and _is_cluster_continuation(text[j]):
+            j += 1
+        piece = fold(text[i:j])
+        pieces.append(piece)
+        starts.extend([i] * len(piece))
+        ends.extend([j] * len(piece))
+        i = j
+    if "".join(pieces) != folded:
+        m = len(folded) or 1
+        starts = [min(n - 1, k * n // m) for k in range(len(folded))]
+        ends = [min(n, max(s + 1, (k + 1) * n // m)) for k, s in enumerate(starts)]
     return starts, ends
 
 

@@ -1,0 +1,184 @@
+"""Folding and word splitting: what makes a query term and a story word the same word."""
+
+from __future__ import annotations
+
+import html
+import random
+import re
+from pathlib import Path
+
+import feedparser
+import pytest
+
+from monitor.textnorm import (
+    fold,
+    fold_with_offsets,
+    is_hangul,
+    pattern_words,
+    tokenize,
+    word_spans,
+    words,
+)
+
+FIXTURES = Path(__file__).parent / "fixtures"
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("Koursk", "koursk"),
+        ("KOURSK", "koursk"),
+        ("Corée du Nord", "coree du nord"),
+        ("CORÉE", "coree"),
+        ("Core\u0301e", "coree"),  # decomposed é (e + U+0301)
+        ("nord–coréen", "nord-coreen"),  # en dash
+        ("nord—coréen", "nord-coreen"),  # em dash
+        ("nord‑coréen", "nord-coreen"),  # non-breaking hyphen
+        ("l’OTAN", "l'otan"),
+        ("l‘OTAN", "l'otan"),
+        ("lʼOTAN", "l'otan"),
+        ("l`OTAN", "l'otan"),
+        ("«\u00a0Kursk\u00a0»", '" kursk "'),  # no-break spaces, guillemets
+        ("“troops”", '"troops"'),
+        ("Straße", "strasse"),
+        ("ﬁnal", "final"),  # ligature (NFKC)
+        ("ＫＵＲＳＫ", "kursk"),  # full-width (NFKC)
+        ("main-d’œuvre", "main-d'oeuvre"),
+        ("Ko\u00adursk", "koursk"),  # soft hyphen vanishes
+        ("Курской", "курской"),  # Cyrillic: case folded
+        ("Йошкар-Ола", "йошкар-ола"),  # й keeps its breve: a letter, not an accent
+        ("ЁЛКА", "елка"),  # ё -> е, as Russian writing allows
+        ("Їжак", "їжак"),  # Ukrainian ї kept
+        ("сло\u0301во", "слово"),  # Russian stress mark dropped
+        ("ΕΛΛΆΔΑ Ελλάδα", "ελλαδα ελλαδα"),  # Greek tonos dropped
+        ("Müller в Москве", "muller в москве"),  # Latin accents go even beside Cyrillic
+        ("북한은", "북한은"),  # Hangul untouched
+        ("İstanbul", "istanbul"),
+        ("Łódź", "lodz"),
+        ("Ærø", "aero"),
+    ],
+)
+def test_fold(text: str, expected: str) -> None:
+    assert fold(text) == expected
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("La Corée du Nord", ["la", "coree", "du", "nord"]),
+        ("nord-coréen", ["nord", "coreen"]),
+        ("nord coréen", ["nord", "coreen"]),
+        ("nord–coréen", ["nord", "coreen"]),
+        ("selon l’OTAN,", ["selon", "otan"]),
+        ("l'OTAN", ["otan"]),
+        ("d’État", ["etat"]),
+        ("qu’il", ["il"]),
+        ("jusqu’à Koursk", ["a", "koursk"]),
+        ("s’engageant", ["engageant"]),
+        ("Russia’s troops", ["russia", "troops"]),
+        ("aujourd’hui", ["aujourd", "hui"]),
+        ("O’Brien", ["o", "brien"]),
+        ("l'", ["l"]),  # nothing to elide in front of
+        ("'s", ["s"]),
+        ("Kursk: 3.5 km", ["kursk", "3", "5", "km"]),
+        ("북한은 러시아와", ["북한은", "러시아와"]),
+        ("в Курской области", ["в", "курской", "области"]),
+        ("हिन्दी भाषा", ["हिन्दी", "भाषा"]),  # vowel signs stay inside the word
+        ("Україна", ["україна"]),
+        ("с\u0306ын", ["с\u0306ын"]),  # a mark left on a Cyrillic letter stays inside the word
+        ("", []),
+    ],
+)
+def test_words(text: str, expected: list[str]) -> None:
+    assert words(fold(text)) == expected
+
+
+@pytest.mark.parametrize(
+    ("pattern", "expected"),
+    [
+        ("nord-coréen*", ["nord", "coreen*"]),
+        ("organi?ation", ["organi?ation"]),
+        ("l'OTAN", ["otan"]),
+        ("Kursk*", ["kursk*"]),
+        ('"North Korea"', ["north", "korea"]),
+    ],
+)
+def test_pattern_words_keep_wildcards(pattern: str, expected: list[str]) -> None:
+    assert pattern_words(fold(pattern)) == expected
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("Selon l’OTAN, la Corée", [("selon", "Selon"), ("otan", "OTAN"), ("coree", "Corée")]),
+        ("Core\u0301e du Nord", [("coree", "Core\u0301e"), ("nord", "Nord")]),  # decomposed accent
+        ("Straße nach Kursk", [("strasse", "Straße"), ("kursk", "Kursk")]),
+        ("… main-d’œuvre …", [("main", "main"), ("oeuvre", "œuvre")]),
+        ("Ko\u00adursk troops", [("koursk", "Ko\u00adursk"), ("troops", "troops")]),
+        ("ＫＵＲＳＫ", [("kursk", "ＫＵＲＳＫ")]),
+        ("북한은 러시아와", [("북한은", "북한은"), ("러시아와", "러시아와")]),
+    ],
+)
+def test_tokens_point_into_the_original_text(text: str, expected: list[tuple[str, str]]) -> None:
+    tokens = [t for t in tokenize(text) if t.text not in ("la", "du", "nach")]
+    assert [(t.text, text[t.start : t.end]) for t in tokens] == expected
+
+
+def test_fold_with_offsets_maps_every_folded_character() -> None:
+    text = "Straße … l’œuvre de Corée"
+    folded, starts, ends = fold_with_offsets(text)
+    assert folded == fold(text)
+    assert len(starts) == len(ends) == len(folded)
+    assert [text[starts[i] : ends[i]] for i in range(len(folded)) if folded[i] in "so"][:4] == [
+        "S",
+        "ß",
+        "ß",
+        "œ",
+    ]
+
+
+def _fixture_texts() -> list[str]:
+    texts: list[str] = []
+    for path in sorted(FIXTURES.glob("*.xml")):
+        if path.name.startswith(("giantbomb-", "feedparser-")):
+            continue
+        for entry in feedparser.parse(path.read_bytes()).entries:
+            texts.append(str(entry.get("title", "")))
+            texts.append(html.unescape(re.sub(r"<[^>]+>", " ", str(entry.get("summary", "")))))
+    return texts
+
+
+def test_real_feed_text_folds_idempotently_and_tokens_round_trip() -> None:
+    """On every title and summary of the real fixture feeds (English, French, Russian,
+    German, Portuguese, Urdu): folding twice changes nothing, the fast word splitter
+    and the offset-keeping one agree, and each token's offsets cover original text that
+    folds to something containing the token."""
+    texts = _fixture_texts()
+    assert len(texts) > 500
+    for text in texts:
+        folded = fold(text)
+        assert fold(folded) == folded
+        ws = words(folded)
+        assert word_spans(folded) == word_spans(folded, ws)
+        tokens = tokenize(text)
+        assert [t.text for t in tokens] == ws
+        for t in tokens:
+            assert t.text in fold(text[t.start : t.end]).replace("'", ""), (text, t)
+
+
+def test_word_spans_by_find_agree_with_the_regex_on_tricky_apostrophes() -> None:
+    """word_spans(folded, known) locates words with str.find; it must find exactly the
+    words the regular expression finds, whatever apostrophes and fragments surround them."""
+    rng = random.Random(7)
+    pieces = ["l", "s", "'", "’", " ", "d", "qu", "or", "is", "us", "a", "-", "jusqu", "é", "t", "x"]
+    for _ in range(5000):
+        text = "".join(rng.choice(pieces) for _ in range(rng.randint(0, 14)))
+        folded = fold(text)
+        known = words(folded)
+        assert word_spans(folded, known) == word_spans(folded), text
+        assert [folded[a:b] for a, b in word_spans(folded)] == known, text
+
+
+@pytest.mark.parametrize(("ch", "expected"), [("북", True), ("ㄱ", True), ("a", False), ("к", False)])
+def test_is_hangul(ch: str, expected: bool) -> None:
+    assert is_hangul(ch) is expected

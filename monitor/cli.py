@@ -278,17 +278,40 @@ def _feed_json(f: Any) -> dict[str, Any]:
     return {
         "name": f.name,
         "url": f.fetch_url,
-        "state": f.state,
+        "state": f.state,  # new | ok | backoff | disabled
+        "status": _STATE_WORDS.get(f.state, f.state),
         "last_poll": iso(f.last_poll_at),
         "last_success": iso(f.last_success_at),
         "last_error": f.last_error,
         "last_error_reason": f.last_error_reason,
+        "last_error_at": iso(f.last_error_at),
+        "failing_since": iso(f.failing_since),
         "consecutive_failures": f.consecutive_failures,
         "next_poll": iso(f.next_poll_at),
         "entries_seen": f.entries_seen,
         "interval": f.interval_s,
         "learned_interval": f.learned_interval_s,
+        "effective_interval": f.effective_interval,
     }
+
+
+_STATE_WORDS = {"ok": "ok", "backoff": "backing off", "disabled": "disabled", "new": "new"}
+
+
+def _duration_text(seconds: float) -> str:
+    s = int(seconds)
+    if s < 120:
+        return f"{s}s"
+    if s % 3600 == 0:
+        return f"{s // 3600}h"
+    return f"{s // 60}m" if s < 7200 else f"{s / 3600:.1f}h"
+
+
+def _interval_cell(f: Any) -> str:
+    """The interval polls are scheduled with, and whether it was learned from the feed."""
+    if f.learned_interval_s and f.learned_interval_s > f.interval_s:
+        return f"{_duration_text(f.effective_interval)} (learned)"
+    return _duration_text(f.interval_s)
 
 
 def _ago(v: dt.datetime | None, now: dt.datetime) -> str:
@@ -315,20 +338,26 @@ def _print_feeds(rows: list[Any], alerts: dict[str, int]) -> None:
 
     now = dt.datetime.now(dt.UTC)
     table = Table(title="Feeds", show_lines=False)
-    for col in ("feed", "state", "last poll", "last success", "fails", "entries", "next poll", "last error"):
+    columns = (
+        "feed", "state", "last poll", "last success", "fails", "entries", "interval", "next poll", "last error",
+    )  # fmt: skip
+    for col in columns:
         table.add_column(col, overflow="fold")
     styles = {"ok": "green", "backoff": "yellow", "disabled": "red", "new": "cyan"}
     for f in rows:
-        state = "backing off" if f.state == "backoff" else f.state
+        error = ""
+        if f.last_error and f.state != "ok":
+            error = f"{f.last_error_reason} ({_ago(f.last_error_at, now)}): {f.last_error}"
         table.add_row(
             f.name,
-            f"[{styles.get(f.state, '')}]{state}[/]",
+            f"[{styles.get(f.state, '')}]{_STATE_WORDS.get(f.state, f.state)}[/]",
             _ago(f.last_poll_at, now),
             _ago(f.last_success_at, now),
             str(f.consecutive_failures),
             str(f.entries_seen),
-            _ago(f.next_poll_at, now),
-            f"{f.last_error_reason}: {f.last_error}" if f.last_error and f.state != "ok" else "",
+            _interval_cell(f),
+            _ago(f.next_poll_at, now) if f.state != "disabled" else "-",
+            error,
         )
     # Piped into a file or a script, do not fold columns to 80 characters.
     console = Console() if sys.stdout.isatty() else Console(width=200)

@@ -214,11 +214,13 @@ class Daemon:
             return None
         from .config import split_listen
         from .web import WebServer, WebState
+        from .web.app import CachedConfig
 
         host, port = split_listen(web.listen)
         state = WebState(
             config_path=self.config_path,
-            loaded=lambda: self.runtime.loaded,
+            # What the file says (the page shows a save at once, before the reload is done).
+            loaded=CachedConfig(self.config_path, self.runtime.loaded),
             store=self.runtime.store,
             scheduler_alive=self.scheduler_alive,
             metrics=self.metrics,

@@ -16,19 +16,33 @@ Policy (see README, "Polling"):
   in the config.
 - 301/308: the new URL is adopted after it was seen on two polls in a row (a one-off
   misconfiguration must not move a feed for ever); 302/307 never change the URL.
+- A host that asked us to wait (Retry-After) defers the feeds we did not even contact:
+  their next poll moves to the end of the wait, and nothing counts as a failure.
+- Learned cadence (:func:`learned_interval`): a feed that publishes twice a day is
+  polled at most every ``max_interval`` (1 h by default), not every 10 minutes; a busy
+  feed keeps its configured interval, which is the lower bound. On by default; off
+  per feed with ``learn_cadence: false``.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import random
-from collections.abc import Callable
-from dataclasses import dataclass
-from typing import Any
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field, replace
+from typing import TYPE_CHECKING, Any
 
 from .backoff import backoff_delay
 
+if TYPE_CHECKING:
+    from .config import Config
+
 REDIRECT_ADOPT_AFTER = 2
+#: A feed is polled about this many times per average gap between its stories: a feed
+#: with a story every 4 hours is polled hourly, so a new story waits 30 minutes on average.
+POLLS_PER_GAP = 4
+#: Fewer dated stories than this say nothing about a feed's cadence.
+MIN_DATED_STORIES = 3
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,13 +81,71 @@ class FeedSnapshot:
 
     @property
     def effective_interval(self) -> float:
-        return self.learned_interval_s or self.interval_s
+        """The interval the next poll is scheduled with: the learned one, never below the
+        configured one (which may have been raised since it was learned)."""
+        return max(self.interval_s, self.learned_interval_s or 0.0)
 
 
 @dataclass(frozen=True, slots=True)
 class PollPolicy:
+    """The ``poll:`` settings the scheduling decisions need (built from the config by
+    :meth:`from_config`; the defaults are the config's defaults)."""
+
     jitter: float = 30.0
     backoff_max: float = 86400.0
+    max_interval: float = 3600.0  # longest interval learned cadence may stretch a feed to
+    learn_cadence: bool = True
+    fixed_feeds: frozenset[str] = field(default_factory=frozenset)  # feeds with learn_cadence: false
+    parse_timeout: float = 20.0  # longest parse of one feed, used by the pipeline's parse pool
+
+    @classmethod
+    def from_config(cls, config: Config) -> PollPolicy:
+        """The policy of a validated config (``poll:`` and each feed's ``learn_cadence``)."""
+        poll = config.poll
+        default = poll.learn_cadence
+        fixed = frozenset(
+            f.name for f in config.feeds if not (default if f.learn_cadence is None else f.learn_cadence)
+        )
+        return cls(
+            jitter=poll.jitter,
+            backoff_max=poll.backoff_max,
+            max_interval=poll.max_interval,
+            learn_cadence=default or len(fixed) < len(config.feeds),
+            fixed_feeds=fixed,
+            parse_timeout=poll.parse_timeout,
+        )
+
+    def learns(self, feed: FeedSnapshot) -> bool:
+        return self.learn_cadence and feed.name not in self.fixed_feeds
+
+    def interval_for(self, feed: FeedSnapshot) -> float:
+        """Seconds between two successful polls of ``feed`` (before jitter)."""
+        return feed.effective_interval if self.learns(feed) else feed.interval_s
+
+
+def learned_interval(
+    published: Iterable[dt.datetime],
+    *,
+    now: dt.datetime,
+    interval: float,
+    max_interval: float,
+) -> float | None:
+    """How often to poll a feed, from the publication times of the stories it carries.
+
+    The average gap between stories is the time from the oldest dated story to ``now``
+    divided by their number (counting the quiet time since the newest one, so a feed
+    that stopped publishing slows down too); the feed is polled :data:`POLLS_PER_GAP`
+    times per gap, bounded below by its configured ``interval`` (a busy feed is polled
+    at its interval) and above by ``max_interval``. None when fewer than
+    :data:`MIN_DATED_STORIES` stories carry a date of their own (nothing to learn from:
+    keep the configured interval). Dates after ``now`` are ignored.
+    """
+    dated = sorted({when for when in published if when <= now})
+    if len(dated) < MIN_DATED_STORIES:
+        return None
+    gap = (now - dated[0]).total_seconds() / len(dated)
+    upper = max(interval, max_interval)
+    return min(max(gap / POLLS_PER_GAP, interval), upper)
 
 
 def _next(now: dt.datetime, seconds: float) -> dt.datetime:
@@ -106,7 +178,7 @@ def _healthy(
         "consecutive_failures": 0,
         "failing_since": None,
         "total_polls": feed.total_polls + 1,
-        "next_poll_at": _next(now, feed.effective_interval + policy.jitter * rand()),
+        "next_poll_at": _next(now, policy.interval_for(feed) + policy.jitter * rand()),
         "claimed_by": None,
         "claim_until": None,
     }
@@ -127,8 +199,19 @@ def after_success(
     new_entries: int,
     policy: PollPolicy,
     rand: Callable[[], float] = random.random,
+    published: Sequence[dt.datetime] = (),
 ) -> dict[str, Any]:
-    """Column changes after a 200 whose body was parsed."""
+    """Column changes after a 200 whose body was parsed.
+
+    ``published`` are the feed's own dates of the stories it carries now (all of them,
+    not only the new ones): the learned cadence is recomputed from them.
+    """
+    learned = (
+        learned_interval(published, now=now, interval=feed.interval_s, max_interval=policy.max_interval)
+        if policy.learns(feed)
+        else None
+    )
+    feed = _with_learned(feed, learned)
     changes = _healthy(
         feed,
         now=now,
@@ -143,6 +226,7 @@ def after_success(
         body_hash=body_hash,
         initialized=True,
         entries_seen=feed.entries_seen + new_entries,
+        learned_interval_s=learned,
     )
     if title:
         changes["title"] = title[:500]
@@ -176,6 +260,29 @@ def after_unchanged(
         # Only a feed parsed before can be "unchanged": the first poll's catch-up is done.
         changes["initialized"] = True
     return changes
+
+
+def _with_learned(feed: FeedSnapshot, learned: float | None) -> FeedSnapshot:
+    return feed if learned == feed.learned_interval_s else replace(feed, learned_interval_s=learned)
+
+
+def after_deferred(
+    feed: FeedSnapshot,
+    *,
+    now: dt.datetime,
+    wait: float,
+    policy: PollPolicy,
+    rand: Callable[[], float] = random.random,
+) -> dict[str, Any]:
+    """Column changes for a feed that was not contacted because its host asked us to
+    wait ``wait`` more seconds (Retry-After): poll it after the wait (with jitter, so
+    the host's feeds do not all come back in the same second). Not a poll and not a
+    failure: health and counters stay as they were."""
+    return {
+        "next_poll_at": _next(now, max(wait, 0.0) + policy.jitter * rand()),
+        "claimed_by": None,
+        "claim_until": None,
+    }
 
 
 def after_failure(

@@ -71,6 +71,7 @@ __all__ = [
     "FetchResult",
     "FetchSettings",
     "Fetcher",
+    "host_key",
     "parse_retry_after",
     "redact_url",
 ]
@@ -181,9 +182,13 @@ class FeedFetchError(FetchError):
         reason: str,
         status: int | None = None,
         retry_after: float | None = None,
+        deferred: bool = False,
     ) -> None:
         super().__init__(message, reason=reason, status=status, retry_after=retry_after)
         self.request = request
+        # True when the request never left: its host asked us to wait (Retry-After) and
+        # the wait is not over. Not the feed's failure: the caller should just try later.
+        self.deferred = deferred
 
 
 # ---------------------------------------------------------------------- pure helpers
@@ -284,6 +289,18 @@ def _same_tag(a: str, b: str) -> bool:
 def _host_key(url: httpx.URL) -> str:
     port = url.port or (443 if url.scheme == "https" else 80)
     return f"{url.host}:{port}"
+
+
+def host_key(url: str) -> str | None:
+    """The key under which per-host limits and Retry-After apply (``host:port``), or
+    None for a URL without a usable host. Feeds with the same key share a host."""
+    try:
+        parsed = httpx.URL(url)
+    except (httpx.InvalidURL, TypeError, ValueError):
+        return None
+    if not parsed.host:
+        return None
+    return _host_key(parsed)
 
 
 def _origin(url: httpx.URL) -> tuple[str, str, int]:
@@ -435,13 +452,23 @@ class _Engine:
     # -- the batch and the single request
 
     async def run_batch(
-        self, requests: list[FetchRequest], put: Callable[[FetchResult | FeedFetchError], None]
+        self,
+        requests: list[FetchRequest],
+        put: Callable[[FetchResult | FeedFetchError], None],
+        gate: asyncio.Semaphore | None = None,
     ) -> None:
-        """Fetch all ``requests`` concurrently; ``put`` exactly one outcome for each."""
+        """Fetch all ``requests`` concurrently; ``put`` exactly one outcome for each.
+
+        With a ``gate``, each request takes one of its slots before it starts (before
+        any host or global slot, so a waiting request holds nothing); the consumer gives
+        the slot back when it takes the outcome (see :meth:`Fetcher.fetch_many`).
+        """
 
         async def one(request: FetchRequest) -> None:
             outcome: FetchResult | FeedFetchError
             try:
+                if gate is not None:
+                    await gate.acquire()
                 outcome = await self.fetch(request)
             except FeedFetchError as exc:
                 outcome = exc
@@ -652,6 +679,7 @@ class _Engine:
             f"{redact_url(str(url))}: host {url.host} asked us to wait; "
             f"{remaining:.0f} s left (not contacted)",
             retry_after=remaining,
+            deferred=True,
         )
 
     def _parse_url(self, request: FetchRequest) -> httpx.URL:
@@ -732,8 +760,11 @@ class _Engine:
         *,
         status: int | None = None,
         retry_after: float | None = None,
+        deferred: bool = False,
     ) -> FeedFetchError:
-        return FeedFetchError(message, request=request, reason=reason, status=status, retry_after=retry_after)
+        return FeedFetchError(
+            message, request=request, reason=reason, status=status, retry_after=retry_after, deferred=deferred
+        )
 
     async def shutdown(self) -> None:
         """Cancel whatever is still running on the loop, then close the client."""
@@ -874,18 +905,29 @@ class Fetcher:
     async def _make_engine(self) -> _Engine:
         return _Engine(self.settings, self._clock, self._blocks)
 
-    def fetch_many(self, requests: Iterable[FetchRequest]) -> Iterator[FetchResult | FeedFetchError]:
+    def fetch_many(
+        self, requests: Iterable[FetchRequest], *, window: int | None = None
+    ) -> Iterator[FetchResult | FeedFetchError]:
         """Fetch all ``requests``; yield one outcome per request as each completes.
 
         A feed's failure is yielded as a :class:`FeedFetchError` (with ``.request``),
         never raised. Closing the generator early cancels what is still running.
+
+        ``window`` bounds memory when the consumer is slower than the network (a
+        parser behind a fast server): at most ``window`` requests are running or done
+        but not yet taken from this iterator, so at most that many bodies wait in
+        memory; the next request starts when the consumer asks for the next outcome.
+        None: no bound (every request starts at once, within the concurrency caps).
         """
         batch = list(requests)
         if not batch:
             return
+        if window is not None and window < 1:
+            raise ValueError(f"window must be at least 1, got {window!r}")
         runner, engine = self._start()
         outcomes: queue.SimpleQueue[FetchResult | FeedFetchError] = queue.SimpleQueue()
-        future = runner.submit(engine.run_batch(batch, outcomes.put))
+        gate = asyncio.Semaphore(window) if window is not None else None
+        future = runner.submit(engine.run_batch(batch, outcomes.put, gate))
         pending: dict[int, list[FetchRequest]] = {}
         for request in batch:
             pending.setdefault(id(request), []).append(request)
@@ -895,6 +937,11 @@ class Fetcher:
                 if outcome is None:
                     break
                 pending[id(outcome.request)].pop()
+                if gate is not None:
+                    try:
+                        runner.loop.call_soon_threadsafe(gate.release)
+                    except RuntimeError:  # the loop was closed meanwhile (close())
+                        pass
                 yield outcome
             # The batch ended without an outcome for some requests (cancelled before they
             # ever ran, when the Fetcher was closed): they still get one each.
@@ -941,15 +988,19 @@ class Fetcher:
         finally:
             future.cancel()
 
+    def block_host(self, url: str, seconds: float) -> None:
+        """Do not contact ``url``'s host for ``seconds`` (as if it had sent Retry-After).
+
+        Lets a caller carry a host's Retry-After over from an earlier process (the
+        store remembers when a rate-limited feed may be polled again)."""
+        key = host_key(url)
+        if key is not None and seconds > 0:
+            self._blocks.block(key, min(seconds, MAX_RETRY_AFTER))
+
     def host_blocked_until(self, url: str) -> float | None:
         """Monotonic time (this Fetcher's clock) until which ``url``'s host asked us to wait."""
-        try:
-            parsed = httpx.URL(url)
-        except (httpx.InvalidURL, TypeError, ValueError):
-            return None
-        if not parsed.host:
-            return None
-        return self._blocks.until(_host_key(parsed))
+        key = host_key(url)
+        return None if key is None else self._blocks.until(key)
 
     def close(self) -> None:
         """Cancel running fetches (they end as ``cancelled``), close connections, stop the loop."""

@@ -1,8 +1,12 @@
 """The feedparser boundary: fetched bytes in, a :class:`ParsedFeed` or a ParseError out.
 
 :func:`parse_feed` is the only place that calls feedparser. It is a top-level function
-whose inputs and outputs are plain picklable values, so the pipeline can run it in a
-``ProcessPoolExecutor`` (parsing is the expensive step of a poll cycle).
+whose inputs and outputs are plain picklable values, so it can run in another process.
+:class:`ParsePool` is how the pipeline runs it: parsing is the expensive step of a
+poll cycle (a process per core is how a second core helps), and feedparser can be
+made to take minutes (a dense 10 MB feed, 200,000 nested elements), so every parse
+runs under a deadline in a worker process that is killed and replaced when it is
+overrun (``reason="parse_timeout"``); see the class for the rest of its guarantees.
 
 How it talks to feedparser, and why:
 
@@ -53,11 +57,22 @@ from __future__ import annotations
 
 import codecs
 import io
+import logging
+import os
+import queue
 import re
+import signal
+import subprocess
+import sys
+import threading
+import time
 from collections import Counter
 from collections.abc import Mapping
+from concurrent.futures import Future
 from dataclasses import dataclass
 from datetime import datetime
+from multiprocessing.connection import Connection
+from pathlib import Path
 from typing import Any
 from urllib.parse import urljoin, urlsplit, urlunsplit
 
@@ -66,7 +81,14 @@ import feedparser
 from monitor.entries import Entry, html_to_text, language_code, normalise_entry
 from monitor.errors import ParseError
 
-__all__ = ["MAX_ENTITY_DECLARATIONS", "MAX_ENTITY_EXPANSION", "ParsedFeed", "parse_feed"]
+__all__ = [
+    "MAX_ENTITY_DECLARATIONS",
+    "MAX_ENTITY_EXPANSION",
+    "ParseJob",
+    "ParsePool",
+    "ParsedFeed",
+    "parse_feed",
+]
 
 #: Most characters that declared XML entities may add to a document when expanded.
 MAX_ENTITY_EXPANSION = 1_000_000
@@ -332,3 +354,375 @@ def parse_feed(
         entries=tuple(entries),
         warnings=tuple(warnings),
     )
+
+
+# ------------------------------------------------------------ parsing under a deadline
+
+log = logging.getLogger(__name__)
+
+#: A body this big is parsed by one worker at a time: feedparser needs about ten times a
+#: document's size in memory, and two 10 MB parses at once would double the peak.
+BIG_BODY = 2_000_000
+#: A worker whose resident memory grew past this after a job is replaced (Python keeps
+#: freed memory for reuse, so one big feed would otherwise pin its peak for good).
+WORKER_RECYCLE_RSS = 120 * 2**20
+#: Address-space limit of a worker: a document that makes feedparser allocate without
+#: bound ends in MemoryError (reason parser_crash), not in the host swapping.
+WORKER_MEMORY_LIMIT = 1536 * 2**20
+_START_TIMEOUT = 60.0
+
+
+@dataclass(frozen=True, slots=True)
+class ParseJob:
+    """The arguments of one :func:`parse_feed` call, sent to a worker process."""
+
+    body: bytes
+    url: str
+    content_type: str | None
+    fetched_at: datetime
+    default_language: str | None = None
+
+
+def _own_rss() -> int:
+    try:
+        with open("/proc/self/statm", "rb") as fh:
+            return int(fh.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+    except (OSError, ValueError, IndexError):
+        return 0
+
+
+def _worker_main() -> None:
+    """Entry point of a worker process (``python -c "...; _worker_main()"``).
+
+    Reads pickled :class:`ParseJob` on stdin, writes ``("ok", ParsedFeed, retire)`` or
+    ``("error", (message, reason), retire)`` on stdout, until stdin closes (which is
+    also what happens when the daemon dies, even by SIGKILL). ``retire`` says the worker
+    exits after this reply (its memory grew past ``recycle_rss``). Exceptions travel as
+    plain values: a ParseError with keyword arguments does not unpickle. Settings come
+    in ``argv``: recycle_rss, memory_limit (0: none), backstop seconds. The backstop
+    arms SIGALRM around each job, so a worker orphaned in a long parse ends by itself;
+    the parent's own deadline is much shorter.
+    """
+    import sys
+
+    recycle_rss, memory_limit, backstop = int(sys.argv[1]), int(sys.argv[2]), float(sys.argv[3])
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle
+    if memory_limit:
+        try:
+            import resource
+
+            resource.setrlimit(resource.RLIMIT_AS, (memory_limit, memory_limit))
+        except (ImportError, ValueError, OSError):
+            pass
+    # The protocol owns fds 0 and 1; anything printed by a library goes to stderr.
+    reader = Connection(os.dup(0), writable=False)
+    writer = Connection(os.dup(1), readable=False)
+    os.dup2(2, 1)
+    writer.send(("ready", os.getpid(), False))
+    while True:
+        try:
+            job = reader.recv()
+        except (EOFError, OSError):
+            return
+        signal.alarm(max(1, int(backstop)))
+        try:
+            reply: tuple[str, Any] = (
+                "ok",
+                parse_feed(
+                    job.body,
+                    url=job.url,
+                    content_type=job.content_type,
+                    fetched_at=job.fetched_at,
+                    default_language=job.default_language,
+                ),
+            )
+        except ParseError as exc:
+            reply = ("error", (str(exc), exc.reason))
+        except BaseException as exc:  # MemoryError, RecursionError, a bug in normalising
+            reply = ("error", (f"the parser crashed ({type(exc).__name__}: {exc})", "parser_crash"))
+        finally:
+            signal.alarm(0)
+        del job
+        retire = _own_rss() > recycle_rss
+        try:
+            writer.send((*reply, retire))
+        except (OSError, ValueError):
+            return
+        if retire:
+            return
+
+
+_WORKER_CODE = "from monitor.parse import _worker_main; _worker_main()"
+_PACKAGE_ROOT = str(Path(__file__).resolve().parents[1])
+
+
+class _Worker:
+    """One worker process and the pipes to it (used by one slot thread only).
+
+    A fresh interpreter (``subprocess``), not a fork: forking the daemon's threaded
+    process can deadlock the child, and multiprocessing's spawn and forkserver re-import
+    the parent's ``__main__`` in every worker (the whole CLI, for nothing).
+    """
+
+    def __init__(self, pool: ParsePool) -> None:
+        env = dict(os.environ)
+        env["PYTHONPATH"] = os.pathsep.join(p for p in (_PACKAGE_ROOT, env.get("PYTHONPATH")) if p)
+        args = [str(pool.recycle_rss), str(pool.memory_limit or 0), str(pool.timeout * 3 + 30)]
+        self.process = subprocess.Popen(
+            [sys.executable, "-c", _WORKER_CODE, *args],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            env=env,
+            close_fds=True,
+        )
+        assert self.process.stdin is not None and self.process.stdout is not None
+        self.send_conn = Connection(os.dup(self.process.stdin.fileno()), readable=False)
+        self.recv_conn = Connection(os.dup(self.process.stdout.fileno()), writable=False)
+        self.process.stdin.close()
+        self.process.stdout.close()
+        try:
+            ready = self.recv_conn.poll(_START_TIMEOUT)
+            if ready:
+                self.recv_conn.recv()
+        except (EOFError, OSError) as exc:
+            self.kill()
+            raise ParseError("the parser process died while starting", reason="parser_crash") from exc
+        if not ready:
+            self.kill()
+            raise ParseError("the parser process did not start", reason="parser_crash")
+
+    @property
+    def pid(self) -> int:
+        return self.process.pid
+
+    def alive(self) -> bool:
+        return self.process.poll() is None
+
+    def kill(self) -> None:
+        if self.process.poll() is None:
+            self.process.kill()
+        self._close()
+
+    def retire(self) -> None:
+        """It said it exits after its reply: close our ends and reap it."""
+        self.send_conn.close()
+        try:
+            self.process.wait(5)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+        self._close()
+
+    def _close(self) -> None:
+        for conn in (self.send_conn, self.recv_conn):
+            if not conn.closed:
+                conn.close()
+        try:
+            self.process.wait(5)
+        except subprocess.TimeoutExpired:
+            pass
+
+
+@dataclass(slots=True)
+class _Task:
+    job: ParseJob
+    future: Future[ParsedFeed]
+
+
+class ParsePool:
+    """Runs :func:`parse_feed` in worker processes, each job under a deadline.
+
+    Guarantees, each tested in ``tests/test_parse.py``:
+
+    * **Bounded time.** A job that runs longer than ``timeout`` seconds is stopped by
+      killing its worker (nothing else can stop feedparser mid-document); its future
+      fails with ``ParseError(reason="parse_timeout")`` and a fresh worker takes the
+      next job. A worker that dies (segfault, OOM killer) fails its job as
+      ``parser_crash``; the pool carries on.
+    * **Bounded memory.** :meth:`submit` blocks while ``backlog`` jobs are queued or
+      running, so a fast network cannot pile bodies up in memory; bodies over
+      :data:`BIG_BODY` are parsed one at a time; a worker whose memory grew past
+      ``recycle_rss`` is replaced after its job; a worker cannot map more than
+      ``memory_limit`` bytes.
+    * **Lean workers.** Each worker is a fresh interpreter that imports only this
+      module (feedparser included): about 25 MB, started on first use (a few tenths of
+      a second) and replaced the same way.
+
+    Not a ``ProcessPoolExecutor``: that one cannot kill a single overrunning worker
+    (terminating it breaks the whole executor and fails every job in it).
+    """
+
+    def __init__(
+        self,
+        workers: int,
+        *,
+        timeout: float,
+        backlog: int | None = None,
+        recycle_rss: int = WORKER_RECYCLE_RSS,
+        memory_limit: int | None = WORKER_MEMORY_LIMIT,
+        big_body: int = BIG_BODY,
+    ) -> None:
+        if workers < 1:
+            raise ValueError(f"workers must be at least 1, got {workers!r}")
+        self.workers = workers
+        self.timeout = timeout
+        self.backlog = backlog or 2 * workers
+        self.recycle_rss = recycle_rss
+        self.memory_limit = memory_limit
+        self.big_body = big_body
+        self._jobs: queue.SimpleQueue[_Task | None] = queue.SimpleQueue()
+        self._room = threading.Semaphore(self.backlog)
+        self._big = threading.Lock()
+        self._lock = threading.Lock()
+        self._threads: list[threading.Thread] = []
+        self._live: dict[int, _Worker] = {}  # slot -> its current worker
+        self._closed = False
+        self.restarts = 0  # workers replaced after a timeout or a crash (for logs and tests)
+
+    def submit(self, job: ParseJob) -> Future[ParsedFeed]:
+        """Queue ``job``; blocks while the pool holds ``backlog`` jobs already."""
+        while not self._room.acquire(timeout=0.5):
+            if self._closed:
+                break
+        future: Future[ParsedFeed] = Future()
+        with self._lock:
+            if self._closed:
+                self._room.release()
+                future.set_exception(ParseError("the parser pool is closed", reason="cancelled"))
+                return future
+            if len(self._threads) < self.workers:
+                slot = len(self._threads)
+                thread = threading.Thread(
+                    target=self._run, args=(slot,), name=f"news-monitor-parse-{slot}", daemon=True
+                )
+                self._threads.append(thread)
+                thread.start()
+        future.add_done_callback(lambda _: self._room.release())
+        self._jobs.put(_Task(job, future))
+        return future
+
+    def worker_pids(self) -> list[int]:
+        """Process ids of the running workers (for diagnostics and tests)."""
+        with self._lock:
+            return [w.pid for w in self._live.values() if w.alive()]
+
+    def close(self) -> None:
+        """Stop the workers (a running parse is killed) and fail the jobs still queued."""
+        with self._lock:
+            if self._closed:
+                return
+            self._closed = True
+            threads = list(self._threads)
+            workers = list(self._live.values())
+        for _ in threads:
+            self._jobs.put(None)
+        for worker in workers:  # a slot thread blocked on a long parse wakes up at once
+            if worker.alive():
+                worker.process.kill()
+        for thread in threads:
+            thread.join(10)
+        while True:
+            try:
+                task = self._jobs.get_nowait()
+            except queue.Empty:
+                break
+            if task is not None and task.future.set_running_or_notify_cancel():
+                task.future.set_exception(ParseError("the parser pool was closed", reason="cancelled"))
+
+    # -- slot threads
+
+    def _run(self, slot: int) -> None:
+        worker: _Worker | None = None
+        try:
+            while True:
+                task = self._jobs.get()
+                if task is None or self._closed:
+                    if task is not None and task.future.set_running_or_notify_cancel():
+                        task.future.set_exception(ParseError("the parser pool was closed", reason="cancelled"))
+                    return
+                if not task.future.set_running_or_notify_cancel():
+                    continue
+                big = len(task.job.body) > self.big_body
+                if big:
+                    self._big.acquire()
+                try:
+                    worker, outcome = self._one(slot, worker, task.job)
+                except Exception as exc:  # a bug here must not leave a future unresolved
+                    log.exception("parser pool slot %d failed", slot)
+                    if worker is not None:
+                        worker.kill()
+                    worker = None
+                    outcome = ParseError(f"the parser pool failed ({type(exc).__name__})", reason="parser_crash")
+                finally:
+                    if big:
+                        self._big.release()
+                task.job = ParseJob(b"", "", None, task.job.fetched_at)  # free the body now
+                if isinstance(outcome, BaseException):
+                    task.future.set_exception(outcome)
+                else:
+                    task.future.set_result(outcome)
+        finally:
+            if worker is not None:
+                worker.kill()
+            with self._lock:
+                self._live.pop(slot, None)
+
+    def _start(self, slot: int) -> _Worker:
+        worker = _Worker(self)
+        with self._lock:
+            self._live[slot] = worker
+        return worker
+
+    def _one(
+        self, slot: int, worker: _Worker | None, job: ParseJob
+    ) -> tuple[_Worker | None, ParsedFeed | ParseError]:
+        """Run one job; returns the worker to use next (None: start a new one)."""
+        try:
+            if worker is None or not worker.alive():
+                if worker is not None:
+                    worker.kill()
+                worker = self._start(slot)
+            try:
+                worker.send_conn.send(job)
+            except (OSError, ValueError):  # it died while idle: one fresh try
+                worker.kill()
+                worker = self._start(slot)
+                worker.send_conn.send(job)
+        except ParseError as exc:
+            return None, exc
+        except (OSError, ValueError) as exc:
+            if worker is not None:
+                worker.kill()
+            return None, ParseError(f"cannot reach the parser process ({exc})", reason="parser_crash")
+        started = time.monotonic()
+        if not worker.recv_conn.poll(self.timeout):
+            worker.kill()
+            self.restarts += 1
+            if self._closed:
+                return None, ParseError("the parser pool was closed", reason="cancelled")
+            return None, ParseError(
+                f"parsing took longer than {self.timeout:g} s and was stopped "
+                f"({len(job.body):,} bytes; the feed is too big or built to be slow)",
+                reason="parse_timeout",
+            )
+        try:
+            kind, payload, retire = worker.recv_conn.recv()
+        except (EOFError, OSError, ValueError) as exc:
+            worker.kill()
+            code = worker.process.returncode
+            self.restarts += 1
+            if self._closed:
+                return None, ParseError("the parser pool was closed", reason="cancelled")
+            why = f"exit code {code}" if code is not None else type(exc).__name__
+            return None, ParseError(
+                f"the parser process died after {time.monotonic() - started:.1f} s ({why})",
+                reason="parser_crash",
+            )
+        if retire:
+            worker.retire()
+            with self._lock:
+                self._live.pop(slot, None)
+            worker = None
+        if kind == "ok":
+            return worker, payload
+        message, reason = payload
+        return worker, ParseError(message, reason=reason)

@@ -1,45 +1,75 @@
 """One poll cycle: fetch -> parse -> match -> store (with the outbox rows).
 
-The cycle claims the feeds that are due, fetches them concurrently (``fetch.Fetcher``),
-parses the changed bodies (in a process pool when there are many: parsing is the
-expensive step and the pool is how a second core helps), keeps only the entries the
-store has not seen, matches those against the watchlists, and stores stories, matches
-and outbox rows of one feed in one transaction together with the feed's new state.
+The cycle claims the feeds that are due and runs three stages at once, each on what it
+is good at, with bounded memory between them:
 
-One feed's failure (HTTP error, timeout, garbage, a parser crash) is logged with the
-feed's name, recorded in its health and backed off; it never stops the cycle. Delivery
-is not part of the cycle: the outbox is drained by ``outbox.Deliverer``.
+* **fetch** (``fetch.Fetcher``, asyncio in its own thread): every request has a
+  deadline; at most a window of bodies waits for the parser (``fetch_many(window=)``),
+  so a fast network cannot fill memory while the parser is busy.
+* **parse** (``parse.ParsePool``): one worker process per core, each parse under
+  ``poll.parse_timeout``; :meth:`ParsePool.submit` blocks when the pool is full, which
+  is what slows the fetch stage down to the parser's pace.
+* **match and store** (this thread): parsed feeds are taken in batches (up to
+  :data:`BATCH_FEEDS` feeds, or whatever arrived within :data:`BATCH_AGE` seconds), their
+  new entries found with one query (``Store.unseen_many``), matched in memory, and
+  written with one transaction (``Store.record_many``): stories, matches, outbox rows
+  and every feed's new state together. Unchanged and failed feeds join the same
+  transaction, so a steady-state cycle of 1,000 feeds answering 304 is a handful of
+  statements.
+
+One feed's failure (HTTP error, timeout, garbage, a parser crash or overrun) is logged
+with the feed's name, recorded in its health and backed off; it never stops the cycle.
+A host that answers 429/503 with Retry-After defers its other feeds, in this cycle
+(they are not contacted) and in the database (their next poll waits too). Delivery is
+not part of the cycle: the outbox is drained by ``outbox.Deliverer``.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import logging
-import multiprocessing
 import os
+import queue
 import random
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
-from concurrent.futures import Executor, Future, ProcessPoolExecutor
-from dataclasses import dataclass, field
+from concurrent.futures import Future
+from dataclasses import dataclass, field, replace
+from typing import Any
 
 from .errors import MonitorError, ParseError
-from .feedstate import FeedSnapshot, PollPolicy, after_failure, after_success, after_unchanged
-from .fetch import FeedFetchError, Fetcher, FetchRequest, FetchResult
+from .feedstate import (
+    FeedSnapshot,
+    PollPolicy,
+    after_deferred,
+    after_failure,
+    after_success,
+    after_unchanged,
+)
+from .fetch import FeedFetchError, Fetcher, FetchRequest, FetchResult, host_key, redact_url
 from .matcher import Matcher, MatchResult
-from .parse import ParsedFeed, parse_feed
-from .store import Store, utcnow
+from .parse import ParsedFeed, ParseJob, ParsePool
+from .store import RecordItem, Store, utcnow
 
 log = logging.getLogger("monitor.poll")
 
-POOL_THRESHOLD = 8  # below this many bodies in a cycle, parsing in-process is cheaper than a pool
+BATCH_FEEDS = 32
+"""Most parsed feeds written in one transaction (about 800 stories for 25-entry feeds)."""
+BATCH_STATES = 500
+"""Most state-only changes (unchanged, failed, deferred feeds) written in one transaction."""
+BATCH_AGE = 0.5
+"""Longest a finished feed waits for its batch, in seconds (and 50 ms when idle)."""
+IN_FLIGHT = BATCH_FEEDS + 16
+"""Most bodies and parsed feeds between the fetch stage and the store stage: the fetch
+stage waits when the store stage lags behind (a parsed feed is ~130 KB in memory)."""
+_IDLE = 0.05
 
 
 @dataclass(frozen=True, slots=True)
 class FeedOutcome:
     feed: str
-    status: str  # "new" (parsed), "unchanged", "error"
+    status: str  # "new" (parsed), "unchanged", "error", "deferred" (host asked to wait)
     new: int = 0
     matched: int = 0
     alerts: int = 0
@@ -62,11 +92,14 @@ class CycleReport:
         return sum(int(getattr(o, attr)) for o in self.outcomes)
 
     def summary(self) -> str:
+        deferred = sum(o.status == "deferred" for o in self.outcomes)
         return (
             f"{len(self.outcomes)} feeds polled in {self.duration:.2f}s: "
             f"{sum(o.status == 'new' for o in self.outcomes)} changed, "
             f"{sum(o.status == 'unchanged' for o in self.outcomes)} unchanged, "
-            f"{len(self.errors)} failed; {self.total('new')} new stories, "
+            f"{len(self.errors)} failed"
+            + (f", {deferred} deferred" if deferred else "")
+            + f"; {self.total('new')} new stories, "
             f"{self.total('matched')} matches, {self.total('alerts')} alerts queued"
         )
 
@@ -78,15 +111,6 @@ class Watch:
     matcher: Matcher
     targets: Mapping[str, Sequence[str]]  # watchlist name -> targets it notifies
     catchup_new_feeds: bool = True
-
-
-def _parse_job(
-    body: bytes, url: str, content_type: str | None, fetched_at: dt.datetime, language: str | None
-) -> ParsedFeed:
-    """Top-level (picklable) so a process pool can run it."""
-    return parse_feed(
-        body, url=url, content_type=content_type, fetched_at=fetched_at, default_language=language
-    )
 
 
 class Pipeline:
@@ -110,7 +134,7 @@ class Pipeline:
         self.worker = worker
         self.rand = rand
         self.parse_workers = parse_workers or (os.cpu_count() or 1)
-        self._pool: ProcessPoolExecutor | None = None
+        self._pool: ParsePool | None = None
         self._lock = threading.Lock()
         self.stopping = threading.Event()
 
@@ -125,21 +149,21 @@ class Pipeline:
             self._watch = watch
             if policy is not None:
                 self.policy = policy
+                if self._pool is not None:
+                    self._pool.timeout = policy.parse_timeout
 
     def close(self) -> None:
-        if self._pool is not None:
-            self._pool.shutdown(wait=True, cancel_futures=True)
-            self._pool = None
+        with self._lock:
+            pool, self._pool = self._pool, None
+        if pool is not None:
+            pool.close()
 
-    def _executor(self, n_bodies: int) -> Executor | None:
-        if self.parse_workers <= 1 or n_bodies < POOL_THRESHOLD:
-            return None
-        if self._pool is None:
-            # forkserver, not fork: this process has threads (scheduler, fetcher loop),
-            # and forking a threaded process can deadlock the child on a held lock.
-            ctx = multiprocessing.get_context("forkserver")
-            self._pool = ProcessPoolExecutor(max_workers=self.parse_workers, mp_context=ctx)
-        return self._pool
+    def parser(self) -> ParsePool:
+        """The parse pool (its worker processes start with the first parse)."""
+        with self._lock:
+            if self._pool is None:
+                self._pool = ParsePool(self.parse_workers, timeout=self.policy.parse_timeout)
+            return self._pool
 
     def run_cycle(
         self,
@@ -161,167 +185,175 @@ class Pipeline:
         )
         if not feeds:
             return report
-        watch = self.watch
-        by_id = {f.id: f for f in feeds}
-        started = {f.id: time.monotonic() for f in feeds}
-        done: set[int] = set()
-        requests = [
-            FetchRequest(
-                key=f.id, url=f.fetch_url, etag=f.etag, last_modified=f.last_modified, body_hash=f.body_hash
-            )
-            for f in feeds
-        ]
-        pending: list[tuple[FeedSnapshot, FetchResult, dt.datetime, Future[ParsedFeed] | None]] = []
-        executor = self._executor(len(feeds))
+        cycle = _Cycle(self, feeds, self.watch, self.policy, catchup, report)
         try:
-            for outcome in self.fetcher.fetch_many(requests):
-                if isinstance(outcome, FeedFetchError):
-                    feed = by_id[outcome.request.key]
-                    report.outcomes.append(
-                        self._failed(
-                            feed,
-                            outcome.reason,
-                            str(outcome),
-                            outcome.status,
-                            outcome.retry_after,
-                            started[feed.id],
-                        )
-                    )
-                    done.add(feed.id)
-                    continue
-                feed = by_id[outcome.request.key]
-                if outcome.status == "not_modified":
-                    report.outcomes.append(self._unchanged(feed, outcome, started[feed.id]))
-                    done.add(feed.id)
-                    continue
-                fetched_at = utcnow()
-                fut = (
-                    executor.submit(
-                        _parse_job, outcome.body, outcome.url, outcome.content_type, fetched_at, feed.language
-                    )
-                    if executor is not None
-                    else None
-                )
-                pending.append((feed, outcome, fetched_at, fut))
-                if executor is None:
-                    # In-process: parse and store now, so the body is freed before the next one.
-                    feed, outcome, fetched_at, _ = pending.pop()
-                    report.outcomes.append(
-                        self._parse_and_store(
-                            feed, outcome, fetched_at, None, watch, catchup, started[feed.id]
-                        )
-                    )
-                    done.add(feed.id)
-                else:
-                    report.outcomes.extend(self._drain(pending, watch, catchup, started, done, block=False))
-                if self.stopping.is_set():
-                    log.info("stop requested: finishing the feeds in hand")
-            report.outcomes.extend(self._drain(pending, watch, catchup, started, done, block=True))
+            cycle.run()
         finally:
-            leftover = [fid for fid in by_id if fid not in done]
-            if leftover:
-                self.store.release_feeds(leftover)
+            cycle.finish()
         report.duration = time.monotonic() - start
         return report
 
-    def _drain(
-        self,
-        pending: list[tuple[FeedSnapshot, FetchResult, dt.datetime, Future[ParsedFeed] | None]],
-        watch: Watch,
-        catchup: bool,
-        started: Mapping[int, float],
-        done: set[int],
-        *,
-        block: bool,
-    ) -> list[FeedOutcome]:
-        out: list[FeedOutcome] = []
-        keep = []
-        for item in pending:
-            feed, result, fetched_at, fut = item
-            if fut is not None and not block and not fut.done():
-                keep.append(item)
-                continue
-            out.append(self._parse_and_store(feed, result, fetched_at, fut, watch, catchup, started[feed.id]))
-            done.add(feed.id)
-        pending[:] = keep
-        return out
 
-    def _parse_and_store(
+@dataclass(slots=True)
+class _Parsed:
+    """A fetched body on its way through the parse pool."""
+
+    feed: FeedSnapshot
+    result: FetchResult
+    future: Future[ParsedFeed]
+
+
+@dataclass(slots=True)
+class _Write:
+    """One feed's pending write: its new state, and its new stories if it was parsed."""
+
+    feed: FeedSnapshot
+    outcome: FeedOutcome
+    changes: dict[str, Any]
+    parsed: ParsedFeed | None = None
+    result: FetchResult | None = None
+
+
+class _Cycle:
+    """The state of one running cycle (see the module docstring for the stages)."""
+
+    def __init__(
         self,
-        feed: FeedSnapshot,
-        result: FetchResult,
-        fetched_at: dt.datetime,
-        fut: Future[ParsedFeed] | None,
+        pipeline: Pipeline,
+        feeds: list[FeedSnapshot],
         watch: Watch,
+        policy: PollPolicy,
         catchup: bool,
-        t0: float,
-    ) -> FeedOutcome:
+        report: CycleReport,
+    ) -> None:
+        self.p = pipeline
+        self.store = pipeline.store
+        self.watch = watch
+        self.policy = policy
+        self.catchup = catchup
+        self.report = report
+        self.by_id = {f.id: f for f in feeds}
+        self.t0 = time.monotonic()
+        self.done: set[int] = set()
+        self.events: queue.SimpleQueue[tuple[str, Any]] = queue.SimpleQueue()
+        self.writes: list[_Write] = []
+        self.oldest: float | None = None
+        self.deferred_hosts: set[str] = set()
+        self.in_flight = threading.Semaphore(IN_FLIGHT)
+
+    # -- the stages
+
+    def run(self) -> None:
+        fetching = threading.Thread(target=self._fetch_all, name="news-monitor-cycle-fetch", daemon=True)
+        fetching.start()
+        submitted: int | None = None  # known once the fetch stage has ended
+        parsed = 0
+        while submitted is None or parsed < submitted:
+            try:
+                kind, payload = self.events.get(timeout=_IDLE if self.writes else 1.0)
+            except queue.Empty:
+                self._flush()
+                continue
+            if kind == "fetched":
+                self._on_fetched(payload)
+            elif kind == "parsed":
+                parsed += 1
+                self._on_parsed(payload)
+            elif kind == "crashed":
+                log.error("the fetch stage of the cycle failed", exc_info=payload)
+            else:  # "end"
+                submitted = payload
+            if self._batch_due():
+                self._flush()
+        self._flush()
+        fetching.join(5)
+
+    def finish(self) -> None:
+        """Write what is pending, then give back the claims of feeds not concluded."""
         try:
-            if fut is None:
-                parsed = _parse_job(result.body, result.url, result.content_type, fetched_at, feed.language)
-            else:
-                parsed = fut.result()
+            self._flush()
+        finally:
+            leftover = [fid for fid in self.by_id if fid not in self.done]
+            if leftover:
+                try:
+                    self.store.release_feeds(leftover)
+                except MonitorError as exc:
+                    log.error("could not release %d feed claims: %s", len(leftover), exc)
+
+    def _fetch_all(self) -> None:
+        """Fetch stage (its own thread): fetch, hand bodies to the pool, report the rest."""
+        submitted = 0
+        try:
+            pool = self.p.parser()
+            requests = [
+                FetchRequest(
+                    key=f.id, url=f.fetch_url, etag=f.etag, last_modified=f.last_modified, body_hash=f.body_hash
+                )
+                for f in self.by_id.values()
+            ]
+            window = max(8, 2 * self.p.fetcher.settings.concurrency)
+            for outcome in self.p.fetcher.fetch_many(requests, window=window):
+                if isinstance(outcome, FetchResult) and outcome.status == "ok":
+                    while not self.in_flight.acquire(timeout=0.5):  # the store stage lags behind
+                        if self.p.stopping.is_set():
+                            break
+                    feed = self.by_id[outcome.request.key]
+                    job = ParseJob(outcome.body, outcome.url, outcome.content_type, utcnow(), feed.language)
+                    future = pool.submit(job)  # blocks while the pool is full: back-pressure
+                    submitted += 1
+                    future.add_done_callback(self._announce(_Parsed(feed, _without_body(outcome), future)))
+                else:
+                    self.events.put(("fetched", outcome))
+                if self.p.stopping.is_set():
+                    log.info("stop requested: finishing the feeds in hand, leaving the rest for later")
+                    break
+        except BaseException as exc:
+            self.events.put(("crashed", exc))
+        finally:
+            self.events.put(("end", submitted))
+
+    def _announce(self, item: _Parsed) -> Callable[[Future[ParsedFeed]], None]:
+        return lambda _: self.events.put(("parsed", item))
+
+    def _on_fetched(self, outcome: FetchResult | FeedFetchError) -> None:
+        feed = self.by_id[outcome.request.key]
+        if isinstance(outcome, FetchResult):
+            self._unchanged(feed, outcome)
+        elif outcome.deferred:
+            self._deferred(feed, outcome)
+        else:
+            self._failed(feed, outcome.reason, str(outcome), outcome.status, outcome.retry_after)
+            if outcome.reason == "rate_limited" and outcome.retry_after:
+                self._defer_host(feed, outcome.retry_after)
+
+    def _on_parsed(self, item: _Parsed) -> None:
+        feed, result = item.feed, item.result
+        try:
+            parsed = item.future.result()
         except ParseError as exc:
-            return self._failed(feed, exc.reason, str(exc), result.http_status, None, t0)
-        except Exception as exc:  # a crashed worker process must not take the cycle down
-            log.exception("feed=%s parse worker failed", feed.name)
-            return self._failed(
-                feed,
-                "parser_crash",
-                f"parser crashed: {type(exc).__name__}: {exc}",
-                result.http_status,
-                None,
-                t0,
-            )
+            self.in_flight.release()
+            self._failed(feed, exc.reason, str(exc), result.http_status, None)
+            return
+        except Exception as exc:  # the pool must not take the cycle down
+            self.in_flight.release()
+            log.exception("feed=%s parse failed unexpectedly", feed.name)
+            self._failed(feed, "parser_crash", f"parser failed: {type(exc).__name__}: {exc}", None, None)
+            return
         for warning in parsed.warnings:
             log.debug("feed=%s parse warning: %s", feed.name, warning)
-        try:
-            new = self.store.unseen(feed.id, parsed.entries)
-            matches: dict[int, list[MatchResult]] = {}
-            for i, entry in enumerate(new):
-                found = watch.matcher.match(entry.title, entry.summary)
-                if found:
-                    matches[i] = found
-            alert = not catchup and (feed.initialized or not watch.catchup_new_feeds)
-            changes = after_success(
-                feed,
-                now=utcnow(),
-                http_status=result.http_status,
-                etag=result.etag,
-                last_modified=result.last_modified,
-                body_hash=result.body_hash,
-                permanent_redirect=result.permanent_redirect,
-                title=parsed.title,
-                new_entries=len(new),
-                policy=self.policy,
-                rand=self.rand,
-            )
-            rec = self.store.record_entries(
-                feed, new, matches, targets=watch.targets, alert=alert, feed_changes=changes
-            )
-        except MonitorError as exc:
-            log.error("feed=%s could not be stored: %s", feed.name, exc)
-            return FeedOutcome(
-                feed.name, "error", reason="store", error=str(exc), elapsed=time.monotonic() - t0
-            )
-        elapsed = time.monotonic() - t0
-        note = "" if alert else " (first poll: recorded without alerting)" if not catchup else " (catch-up)"
-        log.info(
-            "feed=%s fetched status=%s entries=%d new=%d matched=%d alerts=%d in %.2fs%s",
-            feed.name,
-            result.http_status,
-            len(parsed.entries),
-            rec.new_stories,
-            rec.matches,
-            rec.alerts,
-            elapsed,
-            note,
-        )
-        if "fetch_url" in changes:
-            log.warning("feed=%s moved permanently: now polling %s", feed.name, changes["fetch_url"])
-        return FeedOutcome(feed.name, "new", rec.new_stories, rec.matches, rec.alerts, elapsed=elapsed)
+        self._queue(_Write(feed, FeedOutcome(feed.name, "new"), {}, parsed, result))
 
-    def _unchanged(self, feed: FeedSnapshot, result: FetchResult, t0: float) -> FeedOutcome:
+    # -- outcomes that only change the feed's state
+
+    def _elapsed(self) -> float:
+        return time.monotonic() - self.t0
+
+    def _queue(self, write: _Write) -> None:
+        self.writes.append(write)
+        if self.oldest is None:
+            self.oldest = time.monotonic()
+
+    def _unchanged(self, feed: FeedSnapshot, result: FetchResult) -> None:
         changes = after_unchanged(
             feed,
             now=utcnow(),
@@ -330,34 +362,27 @@ class Pipeline:
             last_modified=result.last_modified,
             permanent_redirect=result.permanent_redirect,
             policy=self.policy,
-            rand=self.rand,
+            rand=self.p.rand,
         )
-        self.store.update_feed(feed.id, changes)
-        elapsed = time.monotonic() - t0
-        log.debug("feed=%s unchanged (HTTP %s) in %.2fs", feed.name, result.http_status, elapsed)
-        return FeedOutcome(feed.name, "unchanged", elapsed=elapsed)
+        self._log_moved(feed, changes)
+        log.debug("feed=%s unchanged (HTTP %s)", feed.name, result.http_status)
+        self._queue(_Write(feed, FeedOutcome(feed.name, "unchanged", elapsed=self._elapsed()), changes))
 
     def _failed(
-        self,
-        feed: FeedSnapshot,
-        reason: str,
-        message: str,
-        status: int | None,
-        retry_after: float | None,
-        t0: float,
-    ) -> FeedOutcome:
+        self, feed: FeedSnapshot, reason: str, message: str, status: int | None, retry_after: float | None
+    ) -> None:
+        now = utcnow()
         changes = after_failure(
             feed,
-            now=utcnow(),
+            now=now,
             reason=reason,
             message=message,
             http_status=status,
             retry_after=retry_after,
             policy=self.policy,
-            rand=self.rand,
+            rand=self.p.rand,
         )
-        self.store.update_feed(feed.id, changes)
-        wait = (changes["next_poll_at"] - utcnow()).total_seconds()
+        wait = (changes["next_poll_at"] - now).total_seconds()
         if reason == "gone":
             log.error("feed=%s is gone (HTTP 410): disabled until its URL changes in the config", feed.name)
         else:
@@ -369,7 +394,159 @@ class Pipeline:
                 changes["consecutive_failures"],
                 _human(wait),
             )
-        return FeedOutcome(feed.name, "error", reason=reason, error=message, elapsed=time.monotonic() - t0)
+        outcome = FeedOutcome(feed.name, "error", reason=reason, error=message, elapsed=self._elapsed())
+        self._queue(_Write(feed, outcome, changes))
+
+    def _deferred(self, feed: FeedSnapshot, error: FeedFetchError) -> None:
+        wait = error.retry_after or 0.0
+        changes = after_deferred(feed, now=utcnow(), wait=wait, policy=self.policy, rand=self.p.rand)
+        log.info(
+            "feed=%s not polled: its host asked us to wait (Retry-After), %s left",
+            feed.name,
+            _human(wait),
+        )
+        outcome = FeedOutcome(
+            feed.name, "deferred", reason="rate_limited", error=str(error), elapsed=self._elapsed()
+        )
+        self._queue(_Write(feed, outcome, changes))
+
+    def _defer_host(self, feed: FeedSnapshot, wait: float) -> None:
+        """The host of ``feed`` asked us to wait: its feeds not in this cycle wait too, in
+        the database, so the wait holds across cycles and restarts. (Those in this cycle
+        are deferred by the fetcher, which no longer contacts the host.)"""
+        key = host_key(feed.fetch_url)
+        if key is None or key in self.deferred_hosts:
+            return
+        self.deferred_hosts.add(key)
+        try:
+            others = [
+                f.id
+                for f in self.store.feeds()
+                if f.id not in self.by_id and host_key(f.fetch_url) == key
+            ]
+            if others:
+                until = utcnow() + dt.timedelta(seconds=wait)
+                moved = self.store.defer_feeds(others, until)
+                log.info(
+                    "host of %s asked us to wait %s: %d other feed(s) of that host deferred",
+                    redact_url(feed.fetch_url),
+                    _human(wait),
+                    moved,
+                )
+        except MonitorError as exc:
+            log.error("could not defer the other feeds of %s: %s", redact_url(feed.fetch_url), exc)
+
+    # -- the store stage
+
+    def _batch_due(self) -> bool:
+        if not self.writes:
+            return False
+        parsed = sum(w.parsed is not None for w in self.writes)
+        return (
+            parsed >= BATCH_FEEDS
+            or len(self.writes) >= BATCH_STATES
+            or (self.oldest is not None and time.monotonic() - self.oldest >= BATCH_AGE)
+        )
+
+    def _flush(self) -> None:
+        """Find, match and write everything pending in one transaction (two with the lookup)."""
+        writes, self.writes, self.oldest = self.writes, [], None
+        if not writes:
+            return
+        watch = self.watch
+        parsed = [w for w in writes if w.parsed is not None]
+        items: list[RecordItem] = []
+        for _ in parsed:  # these no longer count against the fetch stage's budget
+            self.in_flight.release()
+        try:
+            fresh = self.store.unseen_many([(w.feed.id, w.parsed.entries) for w in parsed if w.parsed])
+            new_by_feed = {w.feed.id: new for w, new in zip(parsed, fresh, strict=True)}
+            now = utcnow()
+            for w in writes:
+                if w.parsed is None or w.result is None:
+                    items.append(RecordItem(w.feed, (), {}, alert=False, feed_changes=w.changes))
+                    continue
+                new = new_by_feed[w.feed.id]
+                matches: dict[int, list[MatchResult]] = {}
+                for i, entry in enumerate(new):
+                    found = watch.matcher.match(entry.title, entry.summary)
+                    if found:
+                        matches[i] = found
+                alert = not self.catchup and (w.feed.initialized or not watch.catchup_new_feeds)
+                w.changes = after_success(
+                    w.feed,
+                    now=now,
+                    http_status=w.result.http_status,
+                    etag=w.result.etag,
+                    last_modified=w.result.last_modified,
+                    body_hash=w.result.body_hash,
+                    permanent_redirect=w.result.permanent_redirect,
+                    title=w.parsed.title,
+                    new_entries=len(new),
+                    policy=self.policy,
+                    rand=self.p.rand,
+                    published=[e.published_at for e in w.parsed.entries if e.date_from_feed],
+                )
+                self._log_moved(w.feed, w.changes)
+                items.append(RecordItem(w.feed, new, matches, alert=alert, feed_changes=w.changes))
+            reports = self.store.record_many(items, targets=watch.targets)
+        except MonitorError as exc:
+            log.error("%d feed(s) could not be stored: %s", len(writes), exc)
+            for w in writes:
+                log.error("feed=%s could not be stored: %s", w.feed.name, exc)
+                self.report.outcomes.append(
+                    FeedOutcome(w.feed.name, "error", reason="store", error=str(exc), elapsed=self._elapsed())
+                )
+            return  # the claims stay until their lease ends; the next cycle retries
+        finally:
+            self.done.update(w.feed.id for w in writes)
+        for w, item, rec in zip(writes, items, reports, strict=True):
+            if w.parsed is None or w.result is None:
+                self.report.outcomes.append(w.outcome)
+                continue
+            elapsed = self._elapsed()
+            note = (
+                " (catch-up)"
+                if self.catchup
+                else ""
+                if item.alert
+                else " (first poll: recorded without alerting)"
+            )
+            learned = w.changes.get("learned_interval_s")
+            log.info(
+                "feed=%s fetched status=%s entries=%d new=%d matched=%d alerts=%d in %.2fs%s%s",
+                w.feed.name,
+                w.result.http_status,
+                len(w.parsed.entries),
+                rec.new_stories,
+                rec.matches,
+                rec.alerts,
+                elapsed,
+                note,
+                f"; polled every {_human(learned)} (learned)" if learned and learned > w.feed.interval_s else "",
+            )
+            self.report.outcomes.append(
+                FeedOutcome(w.feed.name, "new", rec.new_stories, rec.matches, rec.alerts, elapsed=elapsed)
+            )
+
+    @staticmethod
+    def _log_moved(feed: FeedSnapshot, changes: Mapping[str, Any]) -> None:
+        if "fetch_url" in changes:
+            log.warning(
+                "feed=%s moved permanently: now polling %s", feed.name, redact_url(str(changes["fetch_url"]))
+            )
+        elif changes.get("redirect_to"):
+            log.info(
+                "feed=%s permanently redirected to %s (adopted if seen again on the next poll)",
+                feed.name,
+                redact_url(str(changes["redirect_to"])),
+            )
+
+
+def _without_body(result: FetchResult) -> FetchResult:
+    """The result without its body: the body is the pool's now, and must not be kept
+    alive by the cycle's bookkeeping while it waits to be parsed."""
+    return replace(result, body=b"")
 
 
 def _human(seconds: float) -> str:

@@ -25,11 +25,12 @@ from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, fields
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from sqlalchemy import (
     Connection,
     Engine,
+    Table,
     and_,
     bindparam,
     create_engine,
@@ -456,7 +457,7 @@ class Store:
                 params = {f"v_{k}": values[k] for k in keys}
                 params["b_id"] = feed_id
                 groups.setdefault(keys, []).append(params)
-        table = Feed.__table__
+        table = cast(Table, Feed.__table__)
         for keys, params_list in groups.items():
             stmt = (
                 update(table)
@@ -551,7 +552,7 @@ class Store:
         n_alerts = [0] * len(items)
         with self._tx() as conn:
             ids: dict[str, int] = {}
-            story = Story.__table__
+            story = cast(Table, Story.__table__)
             for chunk in _chunks(rows, 500):
                 stmt = self._insert(story).on_conflict_do_nothing().returning(story.c.id, story.c.ident)
                 ids.update((ident, sid) for sid, ident in conn.execute(stmt, chunk))

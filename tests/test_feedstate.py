@@ -1,4 +1,4 @@
-"""The pure polling policy: backoff, Retry-After, 410, redirect adoption, scheduling."""
+"""The pure polling policy: backoff, Retry-After, 410, redirect adoption, scheduling, cadence."""
 
 from __future__ import annotations
 
@@ -8,7 +8,16 @@ import datetime as dt
 import pytest
 
 from monitor.backoff import backoff_delay
-from monitor.feedstate import FeedSnapshot, PollPolicy, after_failure, after_success, after_unchanged
+from monitor.config import parse_config
+from monitor.feedstate import (
+    FeedSnapshot,
+    PollPolicy,
+    after_deferred,
+    after_failure,
+    after_success,
+    after_unchanged,
+    learned_interval,
+)
 
 NOW = dt.datetime(2026, 11, 26, 12, 0, tzinfo=dt.UTC)
 POLICY = PollPolicy(jitter=30.0, backoff_max=86400.0)
@@ -186,3 +195,118 @@ def test_unchanged_keeps_validators_when_304_has_none() -> None:
     )
     assert ch["etag"] == '"e1"'
     assert ch["last_modified"] == "Wed, 01 Jan 2025 00:00:00 GMT"
+
+
+# ------------------------------------------------------------------- learned cadence
+
+HOUR = 3600.0
+
+
+def story_times(count: int, every: float, *, newest_age: float = 0.0) -> list[dt.datetime]:
+    """``count`` publication times ``every`` seconds apart, the newest ``newest_age`` ago."""
+    return [NOW - dt.timedelta(seconds=newest_age + i * every) for i in range(count)]
+
+
+@pytest.mark.parametrize(
+    ("published", "expected"),
+    [
+        (story_times(25, 5 * 60), 600.0),  # busy: a story every 5 min -> the configured 10 min
+        (story_times(24, 2 * HOUR, newest_age=2 * HOUR), 1800.0),  # every 2 h -> polled 4 times per gap
+        (story_times(20, 12 * HOUR), HOUR),  # twice a day -> capped at max_interval
+        (story_times(25, 60, newest_age=30 * 86400), HOUR),  # stopped publishing a month ago
+        (story_times(2, 12 * HOUR), None),  # too few dated stories to learn from
+        ([NOW - dt.timedelta(hours=5)] * 25, None),  # one date on every item (a build date): no cadence
+        ([NOW + dt.timedelta(days=i) for i in range(1, 30)], None),  # only future dates: ignored
+    ],
+    ids=["busy", "two-hourly", "twice-a-day", "gone-quiet", "too-few", "one-date", "future"],
+)
+def test_learned_interval(published: list[dt.datetime], expected: float | None) -> None:
+    assert learned_interval(published, now=NOW, interval=600.0, max_interval=HOUR) == expected
+
+
+def test_learned_interval_never_undercuts_a_long_configured_interval() -> None:
+    # configured every 2 h, max_interval 1 h: the configured interval wins both ways
+    assert learned_interval(story_times(25, 60), now=NOW, interval=2 * HOUR, max_interval=HOUR) == 2 * HOUR
+    assert learned_interval(story_times(25, 86400), now=NOW, interval=2 * HOUR, max_interval=HOUR) == 2 * HOUR
+
+
+def success(f: FeedSnapshot, policy: PollPolicy, published: list[dt.datetime]) -> dict[str, object]:
+    return after_success(
+        f,
+        now=NOW,
+        http_status=200,
+        etag=None,
+        last_modified=None,
+        body_hash="h",
+        permanent_redirect=None,
+        title=None,
+        new_entries=0,
+        policy=policy,
+        rand=lambda: 0.0,
+        published=published,
+    )
+
+
+def test_a_quiet_feed_is_polled_less_often_and_a_busy_one_at_its_interval() -> None:
+    quiet = success(feed(), POLICY, story_times(20, 12 * HOUR))
+    assert quiet["learned_interval_s"] == HOUR
+    assert quiet["next_poll_at"] == NOW + dt.timedelta(hours=1)
+    busy = success(feed(learned_interval_s=HOUR), POLICY, story_times(25, 60))
+    assert busy["learned_interval_s"] == 600.0
+    assert busy["next_poll_at"] == NOW + dt.timedelta(seconds=600)
+
+
+def test_the_learned_interval_also_schedules_unchanged_polls() -> None:
+    ch = after_unchanged(
+        feed(learned_interval_s=HOUR),
+        now=NOW,
+        http_status=304,
+        etag=None,
+        last_modified=None,
+        permanent_redirect=None,
+        policy=POLICY,
+        rand=lambda: 0.0,
+    )
+    assert ch["next_poll_at"] == NOW + dt.timedelta(hours=1)
+
+
+@pytest.mark.parametrize(
+    "policy",
+    [PollPolicy(learn_cadence=False), PollPolicy(fixed_feeds=frozenset({"f"}))],
+    ids=["off-globally", "off-for-this-feed"],
+)
+def test_learning_can_be_turned_off(policy: PollPolicy) -> None:
+    f = feed(learned_interval_s=HOUR)  # learned before learning was turned off
+    ch = success(f, policy, story_times(20, 12 * HOUR))
+    assert ch["learned_interval_s"] is None
+    assert ch["next_poll_at"] == NOW + dt.timedelta(seconds=600)
+
+
+def test_a_raised_configured_interval_beats_an_older_learned_one() -> None:
+    assert feed(interval_s=7200.0, learned_interval_s=HOUR).effective_interval == 7200.0
+
+
+def test_policy_from_config() -> None:
+    config = parse_config(
+        "poll: {max_interval: 2h, learn_cadence: true, parse_timeout: 5s, jitter: 0s}\n"
+        "feeds:\n"
+        "  - {name: a, url: 'https://a.example/feed'}\n"
+        "  - {name: b, url: 'https://b.example/feed', learn_cadence: false}\n"
+    )[0]
+    policy = PollPolicy.from_config(config)
+    assert (policy.max_interval, policy.parse_timeout, policy.jitter) == (7200.0, 5.0, 0.0)
+    assert policy.learns(feed(name="a")) and not policy.learns(feed(name="b"))
+    off = PollPolicy.from_config(
+        parse_config(
+            "poll: {learn_cadence: false}\nfeeds:\n"
+            "  - {name: a, url: 'https://a.example/feed'}\n"
+            "  - {name: b, url: 'https://b.example/feed', learn_cadence: true}\n"
+        )[0]
+    )
+    assert not off.learns(feed(name="a")) and off.learns(feed(name="b"))
+
+
+def test_deferred_feed_waits_for_the_host_without_counting_a_failure() -> None:
+    f = feed(consecutive_failures=2, state="backoff", total_polls=7)
+    ch = after_deferred(f, now=NOW, wait=120.0, policy=POLICY, rand=lambda: 0.5)
+    assert ch == {"next_poll_at": NOW + dt.timedelta(seconds=135), "claimed_by": None, "claim_until": None}

@@ -28,6 +28,7 @@ from monitor.fetch import (
     FetchRequest,
     FetchResult,
     FetchSettings,
+    host_key,
     parse_retry_after,
     redact_url,
 )
@@ -687,6 +688,62 @@ def test_fetch_many_yields_each_outcome_as_it_completes(server: HTTPTestServer, 
     assert (first.request.key, second.request.key) == ("fast", "slow")
     assert first_at < 0.5
     assert list(outcomes) == []
+
+
+def test_fetch_many_window_bounds_bodies_waiting_for_a_slow_consumer(
+    server: HTTPTestServer, fetcher: Fetcher
+) -> None:
+    server.route("/feed.xml", Static(FEED))
+    outcomes = fetcher.fetch_many([FetchRequest(i, server.url(f"/feed.xml?n={i}")) for i in range(10)], window=3)
+
+    first = next(outcomes)
+    time.sleep(0.5)  # a consumer busy parsing: the fetcher must not run ahead
+    assert len(server.requests("/feed.xml")) == 4  # the 3 of the window, and 1 more once one was taken
+
+    rest = [first, *outcomes]
+    assert sorted(o.request.key for o in rest) == list(range(10))
+    assert all(isinstance(o, FetchResult) and o.body == FEED for o in rest)
+
+
+def test_fetch_many_window_must_be_positive(fetcher: Fetcher) -> None:
+    with pytest.raises(ValueError, match="window"):
+        list(fetcher.fetch_many([FetchRequest(1, "http://127.0.0.1:9/")], window=0))
+
+
+def test_rate_limited_is_deferred_only_when_not_contacted(server: HTTPTestServer, fetcher: Fetcher) -> None:
+    server.route("/limited.xml", Status(429, {"Retry-After": "60"}))
+    server.route("/other.xml", Static(FEED))
+    contacted = failure(fetcher, FetchRequest("a", server.url("/limited.xml")))
+    skipped = failure(fetcher, FetchRequest("b", server.url("/other.xml")))
+    assert (contacted.reason, contacted.status, contacted.deferred) == ("rate_limited", 429, False)
+    assert (skipped.reason, skipped.status, skipped.deferred) == ("rate_limited", None, True)
+
+
+def test_block_host_carries_a_wait_over_from_elsewhere(
+    server: HTTPTestServer, make_fetcher: Callable[..., Fetcher]
+) -> None:
+    clock = FakeClock()
+    fetcher = make_fetcher(FAST, clock)
+    server.route("/feed.xml", Static(FEED))
+    fetcher.block_host(server.url("/other/path"), 30)
+    blocked = failure(fetcher, FetchRequest(1, server.url("/feed.xml")))
+    assert blocked.deferred and blocked.retry_after == 30
+    assert server.requests() == []
+    clock.now += 31
+    assert fetcher.fetch(FetchRequest(1, server.url("/feed.xml"))).body == FEED
+
+
+@pytest.mark.parametrize(
+    ("url", "key"),
+    [
+        ("http://Example.org/feed", "example.org:80"),
+        ("https://example.org/feed", "example.org:443"),
+        ("https://user:pw@example.org:8443/feed", "example.org:8443"),
+        ("nonsense", None),
+    ],
+)
+def test_host_key(url: str, key: str | None) -> None:
+    assert host_key(url) == key
 
 
 def test_fetch_many_of_nothing(fetcher: Fetcher) -> None:

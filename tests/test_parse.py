@@ -1,14 +1,19 @@
 """parse_feed over the real-world fixtures (tests/fixtures/, see SOURCES.md there) and
-over crafted inputs: HTML pages, garbage, entity bombs, inputs that crash feedparser."""
+over crafted inputs: HTML pages, garbage, entity bombs, inputs that crash feedparser;
+and the ParsePool that runs it in worker processes under a deadline."""
 
 from __future__ import annotations
 
 import codecs
+import os
 import pickle
 import random
 import re
+import signal
+import threading
 import time
-from concurrent.futures import ProcessPoolExecutor
+from collections.abc import Iterator
+from concurrent.futures import Future, ProcessPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -17,7 +22,7 @@ import pytest
 
 from monitor import dedupe
 from monitor.errors import ParseError
-from monitor.parse import ParsedFeed, parse_feed
+from monitor.parse import ParsedFeed, ParseJob, ParsePool, parse_feed
 
 FIXTURES = Path(__file__).parent / "fixtures"
 FETCHED = datetime(2026, 1, 1, 12, 0, tzinfo=UTC)
@@ -783,3 +788,112 @@ def test_feedparser_crash_becomes_parse_error() -> None:
         parse(body)
     assert caught.value.reason == "parser_crash"
     assert isinstance(caught.value.__cause__, re.error)
+
+
+# --- the parse pool: every parse in a worker process, under a deadline -----------------
+
+# 200,000 nested elements: feedparser needs seconds for this 600 KB document.
+SLOW = rss(
+    "<item><title>deep</title><link>https://example.org/deep</link><description>"
+    + "<b>" * 200_000
+    + "</description></item>"
+)
+
+
+def job(body: bytes, url: str = "https://example.org/feed.xml") -> ParseJob:
+    return ParseJob(body, url, "application/rss+xml", FETCHED, None)
+
+
+@pytest.fixture
+def pool() -> Iterator[ParsePool]:
+    p = ParsePool(1, timeout=1.0)
+    yield p
+    p.close()
+
+
+def test_pool_parses_exactly_like_in_process(pool: ParsePool) -> None:
+    body = fixture("lemonde-international-rss2-fr.xml")
+    url = "https://www.lemonde.fr/international/rss_full.xml"
+    remote = pool.submit(job(body, url)).result(timeout=60)
+    assert remote == parse_feed(body, url=url, content_type="application/rss+xml", fetched_at=FETCHED)
+
+
+@pytest.mark.parametrize(
+    ("body", "reason"),
+    [(b"", "empty"), (b"<html><body>hi</body></html>", "not_a_feed"), (BIG_ENTITY, "entity_expansion")],
+)
+def test_pool_keeps_the_parse_error_reason(pool: ParsePool, body: bytes, reason: str) -> None:
+    with pytest.raises(ParseError) as caught:
+        pool.submit(job(body)).result(timeout=60)
+    assert caught.value.reason == reason
+
+
+def test_a_parse_over_the_deadline_is_stopped_and_the_worker_replaced(pool: ParsePool) -> None:
+    pool.submit(job(rss(""))).result(timeout=60)  # the worker is up
+    (before,) = pool.worker_pids()
+    started = time.monotonic()
+    slow = pool.submit(job(SLOW))
+    after = pool.submit(job(fixture("npr-news-rss2.xml")))
+    with pytest.raises(ParseError, match="longer than 1 s") as caught:
+        slow.result(timeout=60)
+    assert caught.value.reason == "parse_timeout"
+    assert time.monotonic() - started < 3
+    assert len(after.result(timeout=60).entries) == 15  # the next job runs in a fresh worker
+    assert pool.worker_pids() != [before] and pool.restarts == 1
+
+
+def test_a_worker_that_dies_fails_its_job_and_the_pool_carries_on(pool: ParsePool) -> None:
+    pool.submit(job(rss(""))).result(timeout=60)
+    (pid,) = pool.worker_pids()
+    slow = pool.submit(job(SLOW))
+    time.sleep(0.3)
+    os.kill(pid, signal.SIGKILL)  # what the OOM killer or a segfault looks like
+    with pytest.raises(ParseError, match="parser process died") as caught:
+        slow.result(timeout=60)
+    assert caught.value.reason == "parser_crash"
+    assert len(pool.submit(job(fixture("npr-news-rss2.xml"))).result(timeout=60).entries) == 15
+
+
+def test_submit_waits_while_the_pool_is_full() -> None:
+    pool = ParsePool(1, timeout=1.0, backlog=1)
+    try:
+        first = pool.submit(job(SLOW))
+        second: list[Future[ParsedFeed]] = []
+        waiting = threading.Thread(target=lambda: second.append(pool.submit(job(rss("")))))
+        waiting.start()
+        time.sleep(0.3)
+        assert not second and not first.done()  # blocked: the one slot is taken
+        waiting.join(10)
+        assert first.exception() is not None and second[0].result(timeout=60).entries == ()
+    finally:
+        pool.close()
+
+
+def test_a_worker_that_grew_too_big_is_replaced_after_its_job() -> None:
+    pool = ParsePool(1, timeout=10.0, recycle_rss=1)  # every worker is "too big" after a job
+    try:
+        pids = []
+        for _ in range(3):
+            assert len(pool.submit(job(fixture("npr-news-rss2.xml"))).result(timeout=60).entries) == 15
+            pids.append(tuple(pool.worker_pids()))
+        assert pids == [(), (), ()]  # each retired right after its reply
+        assert pool.restarts == 0  # retiring is not a crash
+    finally:
+        pool.close()
+
+
+def test_close_stops_a_running_parse_and_fails_queued_jobs() -> None:
+    pool = ParsePool(1, timeout=30.0, backlog=4)
+    running = pool.submit(job(SLOW))
+    queued = pool.submit(job(rss("")))
+    time.sleep(0.3)
+    started = time.monotonic()
+    pool.close()
+    assert time.monotonic() - started < 3
+    for future in (running, queued):
+        with pytest.raises(ParseError) as caught:
+            future.result(timeout=5)
+        assert caught.value.reason == "cancelled"
+    assert pool.worker_pids() == []
+    with pytest.raises(ParseError):
+        pool.submit(job(rss(""))).result(timeout=5)

@@ -119,7 +119,7 @@ class PollSettings(_Model):
     interval: Duration = 600.0
     jitter: Duration = 30.0
     timeout: Duration = 20.0
-    deadline: Duration = 60.0
+    deadline: Duration = 30.0
     max_bytes: Size = 10_000_000
     concurrency: int = Field(default=16, ge=1, le=256)
     per_host: int = Field(default=2, ge=1, le=32)

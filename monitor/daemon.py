@@ -91,7 +91,7 @@ def fetch_settings(config: Config) -> FetchSettings:
 
 
 def poll_policy(config: Config) -> PollPolicy:
-    return PollPolicy(jitter=config.poll.jitter, backoff_max=config.poll.backoff_max)
+    return PollPolicy.from_config(config)
 
 
 @dataclass

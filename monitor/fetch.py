@@ -11,11 +11,13 @@ pipeline fetches here and hands bytes to the parser. What this module guarantees
 * **Bounded memory.** The body is read raw and decompressed here, in 64 KiB output
   steps (``zlib`` ``max_length``), and counted *after* decompression, so a gzip bomb
   stops at ``max_bytes`` instead of inflating a whole raw chunk (httpx's own decoder
-  would turn one 64 KiB read into ~64 MB).
+  would turn one 64 KiB read into ~64 MB). ``fetch_many(window=)`` bounds how many
+  finished bodies wait for a slow consumer (the parser).
 * **Politeness.** Conditional GET (ETag / Last-Modified), a clear User-Agent, at most
   ``per_host`` requests at once per host and ``concurrency`` in total, and Retry-After:
   after a 429/503 that names a delay, requests to that host fail fast (reason
-  ``rate_limited``) without touching the network until the delay is over.
+  ``rate_limited``, flagged ``deferred``: the request never left) without touching the
+  network until the delay is over.
 * **Honest redirects.** Redirects are followed by hand, hop by hop, so the caller only
   learns a new permanent URL when *every* hop was a 301/308 (following 302s into the
   stored URL is a known bug of other readers); loops and long chains are errors.
@@ -987,15 +989,6 @@ class Fetcher:
             raise _cancelled(request) from None
         finally:
             future.cancel()
-
-    def block_host(self, url: str, seconds: float) -> None:
-        """Do not contact ``url``'s host for ``seconds`` (as if it had sent Retry-After).
-
-        Lets a caller carry a host's Retry-After over from an earlier process (the
-        store remembers when a rate-limited feed may be polled again)."""
-        key = host_key(url)
-        if key is not None and seconds > 0:
-            self._blocks.block(key, min(seconds, MAX_RETRY_AFTER))
 
     def host_blocked_until(self, url: str) -> float | None:
         """Monotonic time (this Fetcher's clock) until which ``url``'s host asked us to wait."""

@@ -2,24 +2,30 @@
 
 How it stays fast with thousands of watchlists:
 
-* A story's title and summary are folded and split into words (:mod:`monitor.textnorm`)
-  and re-joined as one *word stream*: ``" w1 w2 … \\n s1 s2 … "`` (title words, a newline,
-  summary words; single spaces between words and at both ends of each field).
-* Every term of every watchlist becomes a key of ONE Aho-Corasick automaton over that
-  stream. Spaces make word boundaries free: the term ``Kursk`` is the key
-  ``" kursk "`` and cannot match inside ``kurskaya``; the wildcard ``Kursk*`` is
-  ``" kursk"``; the phrase ``"North Korea"`` is ``" north korea "``. One pass of the
-  automaton finds every term of every watchlist (``automaton.iter``, in C).
-* Stemmed terms (watchlists with ``stem:``) are not in the automaton: for each stemming
-  language in use, the story's words are mapped to their stems through a memo dict and
-  intersected with the set of all stemmed terms (``map`` and ``set.intersection``, in C).
-* A ``?`` wildcard gets a key for its longest literal piece (the *trigger*); only when
-  the trigger occurs is the pattern tried on the word it landed in.
+* Conceptually a story is one *word stream*: ``" w1 w2 … \\n s1 s2 … "`` (folded title
+  words, a newline, folded summary words; single spaces between words and at both ends
+  of each field), and every term of every watchlist is a *key* to find in it. Spaces
+  make word boundaries free: the term ``Kursk`` is the key ``" kursk "`` and cannot
+  match inside ``kurskaya``; the wildcard ``Kursk*`` is ``" kursk"``; the phrase
+  ``"North Korea"`` is ``" north korea "``. Positions (for NEAR, field scopes and the
+  explanations) are positions in that stream.
+* The stream is never scanned as a whole. Almost every word of a story has been seen
+  before, so the work is done once per distinct *word*, and memoised: the keys inside
+  its window ``" w "`` (one pass of ONE Aho-Corasick automaton over the window, with
+  their offsets), its stem keys (watchlists with ``stem:``; looked up only if the word
+  begins like some stem key), the one-word ``?`` patterns it matches (tried only when the
+  pattern's longest literal piece, its *trigger*, is in the window), and whether a key
+  spanning words (a phrase) may start in it, indexed by the next word the key needs.
+  Likewise, the folding and splitting of text is memoised per whitespace-delimited token
+  (:func:`monitor.textnorm.fold_words`). A story then costs a few ``map`` calls over its
+  tokens and words (in C), a set of the keys present, and a check of the phrases that
+  may start in it against the following words. The memos are bounded (cleared when
+  full) and a clear midway through a story is detected, so results never depend on them.
 * From each query the compiler derives *required key groups*: sets of keys of which at
   least one must be present for the query to be true (each AND operand gives one; NOT
-  gives none). Each watchlist is a bit in two big-integer masks per key, for its
-  rarest and second rarest group; OR-ing the masks of a story's keys and AND-ing the two
-  results (in C) leaves the few watchlists worth evaluating. This is sound because
+  gives none). Each key lists the watchlists that have it in their rarest group; the
+  union over a story's keys (in C), less those whose second rarest group misses the
+  story, leaves the few watchlists worth evaluating. This is sound because
   :func:`monitor.query.parse_query` rejects queries that are true on a story without any
   of their terms.
 * Each query is compiled to a small generated Python function of ``and``/``or``/``not``
@@ -35,9 +41,12 @@ Explanations: every :class:`Hit` gives the term as written in the query, the fie
 == h.text``). For a ``*`` wildcard or a stemmed word the hit covers the whole word
 (``sanctions`` for ``sanction*``); for a Hangul word it covers the query word only
 (``북한`` inside ``북한은``). Only terms that made the query true are reported: nothing
-under a NOT, and for NEAR only the occurrences that were near each other. The maps back
-to the original text are built only for stories that match, and shared by all the
-watchlists that match the same story.
+under a NOT, and for NEAR only the occurrences that were near each other. Explaining is
+lookups, not a rescan: a key's occurrences come from the words that brought it (found
+in C among the story's words), each occurrence becomes a Hit once per story whichever
+watchlists share it, and the offsets come from the per-token memo of where each folded
+character came from plus the token's start (the running sum of the token lengths, for
+stories that match only).
 
 A :class:`Matcher` is immutable after construction and builds 200 watchlists in about
 0.1 s; it pickles as its watchlists and aliases and rebuilds on unpickling, so the
@@ -48,10 +57,10 @@ from __future__ import annotations
 
 import re
 from bisect import bisect_right
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from functools import reduce
-from operator import itemgetter, or_
+from itertools import accumulate, chain, compress, repeat
+from operator import add, contains
 from typing import Any
 
 import ahocorasick
@@ -60,7 +69,7 @@ from monitor.errors import ConfigError, QuerySyntaxError
 from monitor.query import AliasRef, And, Field, Near, Node, Not, Or, Term, alias_resolver, parse_with
 from monitor.query import validate_aliases as _validate_aliases
 from monitor.stemming import LANGUAGES, stem
-from monitor.textnorm import extend_word_starts, fold, fold_offsets, is_hangul, words
+from monitor.textnorm import TokenOffsets, TokenWords, fold_words, is_hangul, token_starts
 
 __all__ = ["Hit", "MatchResult", "Matcher", "WatchlistQuery", "compile_query"]
 
@@ -105,8 +114,10 @@ class WatchlistQuery:
 
 # Atom kinds: decided by a key of the word stream; decided by stems of the story's words
 # (a one-word stemmed term is decided by its key alone; for a hyphenated one the key of
-# its first word is a trigger); a key is only a trigger, confirmed by a regex ('?').
-_KEY, _STEM, _REGEX = 0, 1, 2
+# its first word is a trigger); a key is only a trigger, confirmed by a regex over the
+# stream (a '?' pattern of several words); decided by a key that the word memo gives
+# the words matching a one-word '?' pattern (its trigger found, its regex confirmed).
+_KEY, _STEM, _REGEX, _WORD = 0, 1, 2, 3
 # How a _KEY occurrence ends: at the key's closing space; extended to the end of the
 # word (``*``); right after the key (Hangul prefix).
 _TAIL_EXACT, _TAIL_WORD, _TAIL_PREFIX = 0, 1, 2
@@ -122,6 +133,7 @@ _CNode = tuple[Any, ...]
 
 _WORDCHAR = "[^ \\n]"
 _STEM_KEY = "\x00"  # marks keys that are stems looked up outside the automaton
+_PATTERN_KEY = "\x01"  # marks keys of one-word '?' patterns, confirmed word by word
 
 
 @dataclass(frozen=True, slots=True)
@@ -129,7 +141,7 @@ class _Atom:
     raw: str
     field: int  # -1: any field; 0: title; 1: summary
     kind: int
-    keys: tuple[int, ...]  # _KEY: one key; _STEM: one per language; _REGEX: the trigger
+    keys: tuple[int, ...]  # _KEY, _WORD: one key; _STEM: one per language; _REGEX: the trigger
     nwords: int = 1
     tail: int = _TAIL_EXACT
     stems: tuple[tuple[int, tuple[str, ...]], ...] = ()  # _STEM: (language index, stems of the words)
@@ -141,6 +153,9 @@ class _Watchlist:
     name: str
     root: _CNode
     groups: tuple[frozenset[int], ...]
+    # For the common shape "any of these AND any of those AND NOT ...": the keys whose
+    # atoms explain a match (key -> atoms), so explaining is one intersection, no walk.
+    flat: tuple[frozenset[int], dict[int, tuple[int, ...]]] | None = None
 
 
 def _plain_word(word: str) -> bool:
@@ -164,6 +179,36 @@ class _StemMap(dict[str, str]):
 _STEM_MAPS: dict[str, _StemMap] = {lang: _StemMap(lang) for lang in LANGUAGES}
 
 
+def _stem_head(stemmed: str) -> str:
+    """What every word with this stem begins with: its first four letters, and never its
+    last one. A stem is the word itself, or a truncation of it whose last letter may be
+    a final y turned i (in stems of four letters or more), so all but its last letter
+    begin the word, and a stem of three letters or fewer begins it whole."""
+    return stemmed if len(stemmed) <= 3 else stemmed[: min(4, len(stemmed) - 1)]
+
+
+_STARTS = -1  # in a word's memoised keys: a key spanning words may start in this word
+# What may start in a word: keys whose next word is named whole, by that word
+# (key, the words after it, the prefix of the word after those), and keys that only
+# need a prefix of the next word (key, prefix).
+_Leads = tuple[dict[str, tuple[tuple[int, list[str], str], ...]], tuple[tuple[int, str], ...]]
+
+
+class _WordKeys(dict[str, tuple[int, ...]]):
+    """word -> the keys it brings (see :meth:`Matcher._word_info`); ``map(m.__getitem__,
+    words)`` runs in C once warm. Bounded: cleared when full (``clears`` counts that)."""
+
+    limit = 200_000
+
+    def __init__(self, info: Callable[[str], tuple[tuple[int, ...], tuple[tuple[int, int], ...]]]) -> None:
+        super().__init__()
+        self.info = info
+        self.clears = 0
+
+    def __missing__(self, word: str) -> tuple[int, ...]:
+        return self.info(word)[0]
+
+
 class _Compiler:
     """Turns parsed queries into atoms, automaton keys and tuple trees."""
 
@@ -172,6 +217,8 @@ class _Compiler:
         self.keys: dict[str, int] = {}  # automaton keys, and _STEM_KEY + "<lang>:<stem>" keys
         self.atoms: list[_Atom] = []
         self.atom_ids: dict[_CNode, int] = {}
+        # trigger key -> (regex, key) of the one-word '?' patterns it triggers
+        self.patterns: dict[int, dict[int, re.Pattern[str]]] = {}
 
     def key(self, text: str) -> int:
         kid = self.keys.get(text)
@@ -202,15 +249,19 @@ class _Compiler:
             if is_hangul(last[-1]):
                 return _Atom(term.raw, field, _KEY, (self.key(" " + body),), n, _TAIL_PREFIX)
             return _Atom(term.raw, field, _KEY, (self.key(" " + body + " "),), n)
-        # '?' wildcards: a one-word pattern is tried on the word each trigger lands in
-        # (cheap); a longer one by a regex over the whole stream (rare).
+        # '?' wildcards: a one-word pattern is tried once on each distinct word its trigger
+        # lands in (the word memo); a longer one by a regex over the whole stream (rare).
+        if n == 1:
+            kid = self.key(_PATTERN_KEY + last)
+            self.patterns.setdefault(self.key(_trigger_of(ws)), {})[kid] = _regex_of(ws)
+            return _Atom(term.raw, field, _WORD, (kid,))
         return _Atom(term.raw, field, _REGEX, (self.key(_trigger_of(ws)),), n, regex=_regex_of(ws))
 
     def compile(self, node: Node, field: int, langs: tuple[str, ...]) -> _CNode:
         if isinstance(node, Term):
             aid = self.atom(node, field, langs)
             atom = self.atoms[aid]
-            if field == -1 and (atom.kind == _KEY or (atom.kind == _STEM and atom.nwords == 1)):
+            if field == -1 and (atom.kind in (_KEY, _WORD) or (atom.kind == _STEM and atom.nwords == 1)):
                 return (_N_KEYS, frozenset(atom.keys), aid)
             return (_N_ATOM, aid)
         if isinstance(node, AliasRef):
@@ -347,70 +398,141 @@ class _Story:
         "m",
         "title",
         "summary",
-        "tf",
-        "sf",
         "tt",
         "st",
-        "stream",
+        "_stream",
         "tlen",
-        "hits",
+        "ws",
+        "_keyed",
+        "_keyed_words",
+        "_multi",
         "present",
         "_by_kid",
-        "_asked",
+        "_all_ends",
         "_occ",
         "_starts",
         "_maps",
         "_stems",
         "_near",
-        "_hits",
+        "_made",
+        "_tagged",
     )
 
     def __init__(self, m: Matcher, title: str, summary: str) -> None:
         self.m = m
         self.title = title
         self.summary = summary
-        self.tf = tf = fold(title)
-        self.sf = sf = fold(summary)
-        self.tt = tt = words(tf)
-        self.st = st = words(sf)
-        ts = " " + " ".join(tt) + " "
-        self.tlen = len(ts)
-        self.stream = stream = ts + "\n " + " ".join(st) + " "
-        automaton = m._automaton
-        self.hits: list[tuple[int, int]] = list(automaton.iter(stream)) if automaton is not None else []
-        self.present: set[int] = set(map(itemgetter(1), self.hits))
-        if m._stem_vocab:
-            all_words = tt + st
-            for smap, vocab, stems in m._stem_vocab:
-                found = stems.intersection(map(smap.__getitem__, all_words))
-                if found:
-                    self.present.update(map(vocab.__getitem__, found))
+        self.tt = tt = fold_words(title, m._token_words)
+        self.st = st = fold_words(summary, m._token_words)
+        # len(" " + " ".join(tt) + " "): the title part of the stream, up to its "\n"
+        self.tlen = sum(map(len, tt)) + len(tt) + 1 if tt else 2
+        # Every key that lies inside one word's window " w " (and every stem key) comes
+        # from the per-word memo; keys spanning words are checked where they can start.
+        self.ws = ws = tt + st
+        memo = m._word_keys
+        clears = memo.clears
+        self._keyed = keyed = list(map(memo.__getitem__, ws))
+        if memo.clears != clears:  # the memo filled up midway: look again, all are in it now
+            clears = memo.clears
+            self._keyed = keyed = list(map(memo.__getitem__, ws))
+        self.present = present = set(chain.from_iterable(keyed))
+        self._multi: list[tuple[int, int, int, int]] = []
+        if _STARTS in present:
+            present.discard(_STARTS)
+            self._multi = multi = m._spanning(tt, 0, clears) + m._spanning(st, len(tt), clears)
+            present.update(kid for _, _, _, kid in multi)
+        self._stream: str | None = None
         self._stems: dict[int, list[str]] = {}
         self._near: dict[int, list[tuple[int, int, int]]] = {}
-        self._hits: dict[tuple[int, int, int], Hit] = {}
-        self._by_kid: dict[int, list[int]] | None = None
-        self._asked = 0
+        self._made: dict[tuple[int, int, int], Hit] = {}
+        self._tagged: dict[int, list[tuple[int, int, int]]] = {}
+        self._by_kid: dict[int, list[tuple[int, int]]] | None = None
+        self._all_ends = False
+        self._keyed_words: tuple[list[int], list[tuple[int, ...]]] | None = None
         self._occ: dict[int, list[tuple[int, int]]] = {}
         self._starts: list[int] | None = None
-        self._maps: dict[int, tuple[list[int], Sequence[int], Sequence[int]]] = {}
+        self._maps: dict[int, tuple[list[int], list[int], list[str]]] = {}
+
+    @property
+    def stream(self) -> str:
+        """The word stream ``" t1 t2 \\n s1 s2 "`` (built only when a pattern needs it)."""
+        got = self._stream
+        if got is None:
+            got = self._stream = " " + " ".join(self.tt) + " \n " + " ".join(self.st) + " "
+        return got
 
     # ---- occurrences, in exact-stream coordinates: (start, end) of the matched words
 
-    def ends(self, kid: int) -> list[int]:
-        """End positions of every occurrence of key *kid*.
+    def ends(self, kid: int) -> list[tuple[int, int]]:
+        """``(word, end)`` of every occurrence of key *kid*: the word it ends in and its end
+        position in the stream, as one automaton pass over the whole stream would report
+        it, rebuilt from the per-word memo (the window ``" w "`` of word *i* starts at
+        ``starts[i] - 1``).
 
-        The first two requests of a story filter the hit list directly (the evaluation
-        of candidates usually needs one or two); later ones share a dictionary.
+        The first few keys asked for (evaluating candidates needs one or two) are looked
+        for alone: the words that bring the key are found in C (``compress``). After
+        that (explaining matches needs many), one pass over the words that bring keys
+        files every occurrence of every key.
         """
         by_kid = self._by_kid
         if by_kid is None:
-            self._asked += 1
-            if self._asked <= 2:
-                return [end for end, k in self.hits if k == kid]
             by_kid = self._by_kid = {}
-            for end, k in self.hits:
-                by_kid.setdefault(k, []).append(end)
-        return by_kid.get(kid, [])
+        else:
+            got = by_kid.get(kid)
+            if got is not None:
+                return got
+            if not self._all_ends and len(by_kid) >= 3:
+                self._file_all_ends(by_kid)
+            if self._all_ends:
+                return by_kid.get(kid, [])
+        out: list[tuple[int, int]] = []
+        ws = self.ws
+        word_hits = self.m._word_hits
+        keyed = self._keyed_words
+        if keyed is None:  # (numbers of the words that bring keys, and their keys)
+            keyed = self._keyed_words = (list(compress(range(len(ws)), self._keyed)), [k for k in self._keyed if k])
+        for i in compress(keyed[0], map(contains, keyed[1], repeat(kid))):
+            found = word_hits.get(ws[i])
+            if found is None:  # the memo was cleared since this story's words were seen
+                found = self.m._word_info(ws[i])[1]
+            base = self._word_starts()[i] - 1
+            for off, k in found:
+                if k == kid:
+                    out.append((i, base + off))
+        for _, j, tail, k in self._multi:
+            if k == kid:
+                out.append((j, self._multi_end(j, tail)))
+        by_kid[kid] = out
+        return out
+
+    def _file_all_ends(self, by_kid: dict[int, list[tuple[int, int]]]) -> None:
+        """File the occurrences of every key not filed yet (see :meth:`ends`)."""
+        done = set(by_kid)
+        ws = self.ws
+        starts = self._word_starts()
+        word_hits = self.m._word_hits
+        for i in compress(range(len(ws)), self._keyed):
+            found = word_hits.get(ws[i])
+            if found is None:  # the memo was cleared since this story's words were seen
+                found = self.m._word_info(ws[i])[1]
+            base = starts[i] - 1
+            for off, k in found:
+                if k not in done:
+                    got = by_kid.get(k)
+                    if got is None:
+                        by_kid[k] = [(i, base + off)]
+                    else:
+                        got.append((i, base + off))
+        for _, j, tail, k in self._multi:
+            if k not in done:
+                by_kid.setdefault(k, []).append((j, self._multi_end(j, tail)))
+        self._all_ends = True
+
+    def _multi_end(self, j: int, tail: int) -> int:
+        """End of a key spanning words that ends in word *j*, taking *tail* of its
+        characters (0: the key ends with the space after word *j*)."""
+        start = self._word_starts()[j]
+        return start + tail - 1 if tail else start + len(self.ws[j])
 
     def occ(self, aid: int) -> list[tuple[int, int]]:
         got = self._occ.get(aid)
@@ -420,28 +542,30 @@ class _Story:
         out: list[tuple[int, int]] = []
         present = self.present
         if not present.isdisjoint(atom.keys):
-            stream = self.stream
             key_len = self.m._key_len
             if atom.kind == _KEY:
                 kid = atom.keys[0]
                 klen = key_len[kid]
                 tail = atom.tail
-                for end in self.ends(kid):
+                for _, end in self.ends(kid):
                     if tail == _TAIL_EXACT:
                         e = end
                     elif tail == _TAIL_WORD:
-                        e = stream.find(" ", end + 1)
+                        e = self.stream.find(" ", end + 1)
                     else:
                         e = end + 1
                     out.append((end - klen + 2, e))
+            elif atom.kind == _WORD or (atom.kind == _STEM and atom.nwords == 1):
+                # The word memo recorded every word that matches the pattern, or whose stem
+                # is a stem key, with the end of the match: the occurrence starts the word.
+                starts = self._word_starts()
+                spans = {(starts[i], end + 1) for k in atom.keys for i, end in self.ends(k)}
+                out = sorted(spans)
             elif atom.kind == _STEM:
                 out = self._stemmed(atom)
             else:
                 assert atom.regex is not None
-                if atom.nwords == 1:
-                    out = self._one_word_pattern(atom)
-                else:
-                    out.extend(mt.span() for mt in atom.regex.finditer(stream))
+                out.extend(mt.span() for mt in atom.regex.finditer(self.stream))
             if atom.field == 0:
                 out = [o for o in out if o[0] < self.tlen]
             elif atom.field == 1:
@@ -449,36 +573,21 @@ class _Story:
         self._occ[aid] = out
         return out
 
-    def _one_word_pattern(self, atom: _Atom) -> list[tuple[int, int]]:
-        """Occurrences of a one-word wildcard pattern: try it on each word a trigger hit."""
-        assert atom.regex is not None
-        stream = self.stream
-        kid = atom.keys[0]
-        klen = self.m._key_len[kid]
-        inner = klen - 1 if self.m._key_closed[kid] else klen  # chars of the key inside the word
-        found: set[tuple[int, int]] = set()
-        for end in self.ends(kid):
-            pos = end - (klen - inner)  # a character of the word
-            start = stream.rfind(" ", 0, pos) + 1
-            stop = stream.find(" ", pos)
-            m = atom.regex.match(stream, start, stop)
-            if m is not None:
-                found.add(m.span())
-        return sorted(found)
-
     def _word_starts(self) -> list[int]:
+        """Stream position of every word: title words from 1, summary words from past the
+        title's closing space, its newline and the summary's opening space."""
         starts = self._starts
         if starts is None:
-            starts = []
+            starts = self._starts = []
+            append = starts.append
             p = 1
             for w in self.tt:
-                starts.append(p)
+                append(p)
                 p += len(w) + 1
-            p = self.tlen + 2  # past the title, its newline and the summary's first space
+            p = self.tlen + 2
             for w in self.st:
-                starts.append(p)
+                append(p)
                 p += len(w) + 1
-            self._starts = starts
         return starts
 
     def _stemmed(self, atom: _Atom) -> list[tuple[int, int]]:
@@ -492,7 +601,7 @@ class _Story:
             stems = self._stems.get(li)
             if stems is None:
                 smap = self.m._stem_vocab[li][0]
-                stems = self._stems[li] = list(map(smap.__getitem__, tt + st))
+                stems = self._stems[li] = list(map(smap.__getitem__, self.ws))
             i = -1
             while True:
                 try:
@@ -579,51 +688,72 @@ class _Story:
         elif tag == _N_NEAR:
             out.extend(self.near(node))
 
-    def _field_maps(self, field: int, upto: int) -> tuple[list[int], Sequence[int], Sequence[int]]:
-        """(folded start of each word, known at least up to word *upto*; original offsets
-        of each folded character) for one field. Word starts are found on demand: hits
-        are usually early in a story, and the summary is long."""
+    def _char_maps(self, field: int, i: int) -> tuple[int, tuple[int, ...], tuple[int, ...]]:
+        """Where word *i* of a field (0: title, 1: summary) came from: the start of its
+        token in the original text, and the original start and end (within the token) of
+        each of its folded characters. Words decompose over whitespace-delimited tokens
+        (see :func:`monitor.textnorm.fold_words`): the tokens' starts and running word
+        counts are computed once per story and field, in C (the words of each token are
+        in the memo already), and the offsets of the one token needed come from a memo."""
         got = self._maps.get(field)
-        folded, ws = (self.tf, self.tt) if field == 0 else (self.sf, self.st)
         if got is None:
-            starts, ends = fold_offsets(self.title if field == 0 else self.summary, folded)
-            got = self._maps[field] = ([], starts, ends)
-        if len(got[0]) <= upto:
-            extend_word_starts(folded, ws, got[0], upto)
-        return got
+            text = self.title if field == 0 else self.summary
+            tokens = text.split()
+            lengths = list(map(len, tokens))
+            if len(text) == sum(lengths) + len(tokens) - 1:  # one space between tokens
+                starts = list(map(add, accumulate(lengths, initial=0), range(len(tokens))))
+            else:
+                starts = token_starts(text)[1]
+            counts = list(accumulate(map(len, map(self.m._token_words.__getitem__, tokens))))
+            got = self._maps[field] = (counts, starts, tokens)
+        counts, starts, tokens = got
+        k = bisect_right(counts, i)  # the token: the first whose running word count passes i
+        word = self.m._token_offsets[tokens[k]][i - counts[k - 1] if k else i]
+        return starts[k], word[0], word[1]
 
     def result(self, wl: _Watchlist) -> MatchResult:
         """The explanation: map every contributing occurrence back to the original text.
 
-        Stream position -> word (bisect) -> folded offset (word spans) -> original
-        offset (fold offsets); the maps are built once per story and field.
+        Each distinct occurrence becomes a :class:`Hit` once per story (see :meth:`_hit`),
+        whichever watchlists share it.
         """
-        occs: list[tuple[int, int, int]] = []
-        self.collect(wl.root, occs)
-        made = self._hits  # watchlists share terms: build each Hit once per story
+        occs: list[tuple[int, int, int]] = []  # (start, end, atom): sorts by position
+        if wl.flat is not None:
+            keys, by_key = wl.flat
+            tagged = self._tagged
+            for kid in self.present.intersection(keys):
+                for aid in by_key[kid]:
+                    got = tagged.get(aid)
+                    if got is None:
+                        got = tagged[aid] = [(s, e, aid) for s, e in self.occ(aid)]
+                    occs.extend(got)
+        else:
+            found: list[tuple[int, int, int]] = []
+            self.collect(wl.root, found)
+            occs = [(s, e, aid) for aid, s, e in found]
+        made = self._made  # watchlists share terms: build each Hit once per story
         hits: dict[Hit, None] = {}
-        for occ in sorted(set(occs), key=_by_position):
-            got = made.get(occ)
-            if got is None:
-                got = made[occ] = self._hit(*occ)
-            hits[got] = None
+        for one in sorted(set(occs)):
+            hit = made.get(one)
+            if hit is None:
+                hit = made[one] = self._hit(*one)
+            hits[hit] = None
         return MatchResult(wl.name, tuple(hits))
 
-    def _hit(self, aid: int, s: int, e: int) -> Hit:
+    def _hit(self, s: int, e: int, aid: int) -> Hit:
+        """Stream span -> words (bisect) -> characters of those words -> original offsets."""
         starts = self._word_starts()
         field = 0 if s < self.tlen else 1
         first = bisect_right(starts, s) - 1
         last = bisect_right(starts, e - 1) - 1
         offset = 0 if field == 0 else len(self.tt)
-        folded_starts, ostarts, oends = self._field_maps(field, last - offset)
-        start = ostarts[folded_starts[first - offset] + (s - starts[first])]
-        end = oends[folded_starts[last - offset] + (e - starts[last]) - 1]
+        base, char_starts, char_ends = self._char_maps(field, first - offset)
+        start = base + char_starts[s - starts[first]]
+        if last != first:
+            base, _, char_ends = self._char_maps(field, last - offset)
+        end = base + char_ends[e - 1 - starts[last]]
         original = self.title if field == 0 else self.summary
         return Hit(self.m._atoms[aid].raw, _FIELD_NAMES[field], start, end, original[start:end])
-
-
-def _by_position(occ: tuple[int, int, int]) -> tuple[int, int, int]:
-    return (occ[1], occ[2], occ[0])
 
 
 # --------------------------------------------------------------------------- the matcher
@@ -634,6 +764,8 @@ def _selectivity(key: str) -> float:
     prefixes commoner. Stem keys stand for a family of words."""
     if key.startswith(_STEM_KEY):
         return 3.0 / max(1, len(key) - 4) ** 2
+    if key.startswith(_PATTERN_KEY):
+        return 1.0 / max(1, len(key) - 1) ** 2
     core = key.strip()
     nwords = 1 + core.count(" ")
     return 1.0 / (len(core) ** 2) / (1 + 2 * (nwords - 1)) * (1.0 if key.endswith(" ") else 2.0)
@@ -673,49 +805,168 @@ class Matcher:
             groups = compiler.needs(root)
             if not groups:  # e.g. NOT NOT x: a match still needs one of the query's keys
                 groups = [frozenset(k for a in _atoms_of(root) for k in compiler.atoms[a].keys)]
-            compiled.append(_Watchlist(wl.name, root, _prune(groups)))
+            compiled.append(_Watchlist(wl.name, root, _prune(groups), _flat(root)))
         self._names = tuple(wl.name for wl in watchlists)
         self._watchlists = tuple(compiled)
         self._by_name = {w.name: i for i, w in enumerate(compiled)}
         self._atoms = tuple(compiler.atoms)
         key_text = sorted(compiler.keys, key=compiler.keys.__getitem__)
         self._key_len = tuple(len(k) for k in key_text)
-        self._key_closed = tuple(k.endswith(" ") for k in key_text)
-        # Stem keys are looked up among the stems of the story's words (a set
-        # intersection, in C); every other key goes to the automaton.
+        # Keys inside one word's window " w " go to the automaton, which runs once per
+        # distinct word (memoised); stem keys are looked up among the word's stems; keys
+        # spanning words are indexed by their first window's part (their *lead*), e.g.
+        # " north " for " north korea ", and checked against the next words.
         vocab: list[dict[str, int]] = [{} for _ in stem_langs]
         self._automaton: ahocorasick.Automaton | None = None
         automaton = ahocorasick.Automaton()
+        leads: dict[str, list[tuple[int, list[str], str]]] = {}
         for kid, text in enumerate(key_text):
-            if not text.startswith(_STEM_KEY):
-                automaton.add_word(text, kid)
-            else:
+            if text.startswith(_STEM_KEY):
                 lang, _, stemmed = text[1:].partition(":")
                 vocab[stem_langs.index(lang)][stemmed] = kid
+            elif text.startswith(_PATTERN_KEY):
+                continue  # found through their trigger (see _word_info)
+            elif " " in text.strip(" "):
+                cut = text.index(" ", 1 if text[0] == " " else 0) + 1
+                *full, last = text[cut:].split(" ")
+                leads.setdefault(text[:cut], []).append((kid, full, last))
+            else:
+                automaton.add_word(text, kid)
         if len(automaton):
             automaton.make_automaton()
             self._automaton = automaton
-        self._stem_vocab = tuple((_STEM_MAPS[lang], vocab[i], frozenset(vocab[i])) for i, lang in enumerate(stem_langs))
-        # Candidate filter: watchlist w is bit w of two masks per key. A story's candidates
-        # are the watchlists with a present key in their rarest required group AND (if
-        # they have one) in their second rarest; big-int ORs and one AND do that in C.
+        self._leads = {lead: tuple(found) for lead, found in leads.items()}
+        self._patterns = {kid: tuple(pats.items()) for kid, pats in compiler.patterns.items()}
+        self._stem_vocab = tuple((_STEM_MAPS[lang], vocab[i]) for i, lang in enumerate(stem_langs))
+        self._token_words = TokenWords()
+        self._token_offsets = TokenOffsets()
+        self._word_keys = _WordKeys(self._word_info)
+        # Only a word that begins with the head of some stem key can have that stem (see
+        # _stem_head): most new words are never stemmed.
+        heads: dict[int, set[str]] = {}
+        for v in vocab:
+            for st in v:
+                head = _stem_head(st)
+                heads.setdefault(len(head), set()).add(head)
+        self._stem_heads = tuple((n, frozenset(h)) for n, h in sorted(heads.items()))
+        # Leads not starting with a space end a word: try those lengths of suffix only.
+        self._lead_cuts = tuple(sorted({len(lead) for lead in self._leads if lead[0] != " "}))
+        self._word_hits: dict[str, tuple[tuple[int, int], ...]] = {}
+        self._word_leads: dict[str, _Leads] = {}
+        # Candidate filter: each key lists the watchlists that have it in their rarest
+        # required group, and those that have it in their second rarest; a story's
+        # candidates are the watchlists listed by its keys (a set union, in C) whose second
+        # rarest group (if any) meets the story too. (Lists of numbers, not big-integer bit
+        # masks: with thousands of watchlists every OR of masks allocated a few hundred
+        # bytes, per present key, per story.)
         rank = [_selectivity(text) for text in key_text]
-        first: dict[int, int] = {}
-        second: dict[int, int] = {}
-        single = 0
+        first: dict[int, list[int]] = {}
+        second: dict[int, list[int]] = {}
+        single: set[int] = set()
+        seconds: list[frozenset[int]] = []
         for w, cw in enumerate(compiled):
-            bit = 1 << w
             ordered = sorted(cw.groups, key=lambda g: (sum(rank[k] for k in g), sorted(g)))
             for kid in ordered[0]:
-                first[kid] = first.get(kid, 0) | bit
+                first.setdefault(kid, []).append(w)
             if len(ordered) > 1:
                 for kid in ordered[1]:
-                    second[kid] = second.get(kid, 0) | bit
+                    second.setdefault(kid, []).append(w)
             else:
-                single |= bit
-        self._first = (first, frozenset(first))
-        self._second = (second, frozenset(second), single)
+                single.add(w)
+            seconds.append(ordered[1] if len(ordered) > 1 else ordered[0])
+        self._first = ({k: tuple(v) for k, v in first.items()}, frozenset(first))
+        self._second = ({k: tuple(v) for k, v in second.items()}, frozenset(second), frozenset(single))
+        self._seconds = tuple(seconds)
         self._tests = _generate([cw.root for cw in compiled], rank, self._atoms)
+
+    def _word_info(self, word: str) -> tuple[tuple[int, ...], tuple[tuple[int, int], ...]]:
+        """Memoise what one distinct word brings: the keys inside its window ``" w "``
+        (with their end offsets in the window) and its stem keys, plus :data:`_STARTS`
+        when a key spanning words may start in it."""
+        window = " " + word + " "
+        found = tuple(self._automaton.iter(window)) if self._automaton is not None else ()
+        keys = dict.fromkeys(kid for _, kid in found) if found else {}
+        if found and self._patterns:
+            matched: list[tuple[int, int]] = []
+            for trigger in tuple(keys):
+                for kid, regex in self._patterns.get(trigger, ()):
+                    mt = regex.match(word)
+                    if mt is not None:
+                        keys[kid] = None
+                        matched.append((mt.end(), kid))  # the window offset of its last character
+            found += tuple(matched)
+        stemmable = False
+        for n, heads in self._stem_heads:
+            if word[:n] in heads:
+                stemmable = True
+                break
+        if stemmable:
+            stemmed: list[tuple[int, int]] = []
+            for smap, vocab in self._stem_vocab:
+                skid = vocab.get(smap[word])
+                if skid is not None:
+                    keys[skid] = None
+                    stemmed.append((len(word), skid))  # "ends" at the word's last character
+            found += tuple(stemmed)
+        leads = self._leads
+        starts = leads.get(window, ())
+        for cut in self._lead_cuts:
+            if cut < len(window):
+                starts += leads.get(window[-cut:], ())
+        if starts:
+            keys[_STARTS] = None
+        memo = self._word_keys
+        if len(memo) >= memo.limit:
+            memo.clear()
+            memo.clears += 1
+            self._word_hits.clear()
+            self._word_leads.clear()
+        self._word_hits[word] = found
+        if starts:
+            # Index the keys that may start here by the next word, when they name it whole.
+            by_next: dict[str, list[tuple[int, list[str], str]]] = {}
+            prefixes: list[tuple[int, str]] = []
+            for kid, full, last in starts:
+                if full:
+                    by_next.setdefault(full[0], []).append((kid, full[1:], last))
+                else:
+                    prefixes.append((kid, last))
+            self._word_leads[word] = ({w: tuple(v) for w, v in by_next.items()}, tuple(prefixes))
+        got = memo[word] = tuple(keys)
+        return got, found
+
+    def _spanning(self, ws: list[str], offset: int, clears: int) -> list[tuple[int, int, int, int]]:
+        """Keys spanning words of one field: ``(first word, last word, tail, key)`` with
+        word numbers over title then summary (*offset*: number of the field's first word).
+
+        *clears*: the word memo's clear count when the story's words were looked up; if it
+        was cleared since (another thread), every word is looked up again.
+        """
+        out: list[tuple[int, int, int, int]] = []
+        word_leads = self._word_leads
+        nws = len(ws)
+        where: Iterator[int]
+        if self._word_keys.clears == clears:
+            where = compress(range(nws - 1), map(word_leads.__contains__, ws))  # in C
+        else:  # cleared since: look at every word again
+            where = iter(range(nws - 1))
+        for i in where:
+            leads = word_leads.get(ws[i])
+            if leads is None:
+                self._word_info(ws[i])
+                leads = word_leads.get(ws[i])
+                if leads is None:
+                    continue
+            by_next, prefixes = leads
+            nxt = ws[i + 1]
+            for kid, last in prefixes:  # e.g. " nord coreen" (from nord-coréen*)
+                if nxt.startswith(last):
+                    out.append((offset + i, offset + i + 1, len(last), kid))
+            for kid, full, last in by_next.get(nxt, ()):
+                n = i + 2 + len(full)
+                if ws[i + 2 : n] == full and (not last or (n < nws and ws[n].startswith(last))):
+                    out.append((offset + i, offset + (n if last else n - 1), len(last), kid))
+        return out
 
     def __reduce__(self) -> _CNode:
         """Pickle as the watchlists and aliases; unpickling rebuilds (milliseconds)."""
@@ -736,20 +987,19 @@ class Matcher:
         """Indexes of the watchlists the story matches, ascending."""
         present = story.present
         first, first_keys = self._first
-        candidates = reduce(or_, map(first.__getitem__, first_keys.intersection(present)), 0)
+        candidates = set(chain.from_iterable(map(first.__getitem__, first_keys.intersection(present))))
         if not candidates:
             return []
-        second, second_keys, single = self._second
-        candidates &= reduce(or_, map(second.__getitem__, second_keys.intersection(present)), single)
         tests = self._tests
-        out: list[int] = []
-        while candidates:  # lowest bit first: watchlists in the order given
-            low = candidates & -candidates
-            candidates ^= low
-            w = low.bit_length() - 1
-            if tests[w](present, story):
-                out.append(w)
-        return out
+        # A candidate's second rarest group must meet the story too: checked one by one
+        # when they are few, by a second union and intersection (in C) when they are many
+        # (a story about Russia is a candidate of every watchlist with "Russia").
+        if len(candidates) > 8:
+            second, second_keys, single = self._second
+            seconded = set(chain.from_iterable(map(second.__getitem__, second_keys.intersection(present))))
+            return [w for w in sorted((candidates & seconded) | (candidates & single)) if tests[w](present, story)]
+        seconds = self._seconds
+        return [w for w in sorted(candidates) if not present.isdisjoint(seconds[w]) and tests[w](present, story)]
 
     def match_one(self, name: str, title: str, summary: str) -> MatchResult | None:
         """Match one watchlist by name (``KeyError`` if unknown); None when it does not match."""
@@ -771,6 +1021,24 @@ def _atoms_of(node: _CNode) -> list[int]:
     if tag == _N_NOT:
         return _atoms_of(node[1])
     return [a for c in node[1] for a in _atoms_of(c)]
+
+
+def _flat(root: _CNode) -> tuple[frozenset[int], dict[int, tuple[int, ...]]] | None:
+    """Key -> atoms whose occurrences explain a match, when that does not depend on which
+    branch of an OR or which side of a NEAR was true: a conjunction of keyed atoms, ORs
+    of them, and NOTs (which explain nothing). None for any other shape."""
+    parts = [root] if root[0] in (_N_KEYS, _N_ANY) else list(root[1]) if root[0] == _N_AND else None
+    if parts is None or any(c[0] not in (_N_KEYS, _N_ANY, _N_NOT) for c in parts):
+        return None
+    by_key: dict[int, list[int]] = {}
+    for c in parts:
+        if c[0] == _N_KEYS:
+            for kid in c[1]:
+                by_key.setdefault(kid, []).append(c[2])
+        elif c[0] == _N_ANY:
+            for kid, aids in c[2].items():
+                by_key.setdefault(kid, []).extend(aids)
+    return frozenset(by_key), {kid: tuple(dict.fromkeys(aids)) for kid, aids in by_key.items()}
 
 
 def _prune(groups: list[frozenset[int]]) -> tuple[frozenset[int], ...]:

@@ -76,8 +76,6 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urljoin, urlsplit, urlunsplit
 
-import feedparser
-
 from monitor.entries import Entry, html_to_text, language_code, normalise_entry
 from monitor.errors import ParseError
 
@@ -297,6 +295,10 @@ def parse_feed(
     _check_entity_expansion(body)
     repaired = _repair_charrefs(body)
     base = _without_userinfo(url)
+    # Imported here: the daemon's own process only hands bytes to the workers, and
+    # feedparser (with chardet) is 12 MB it does not need.
+    import feedparser
+
     try:
         result = feedparser.parse(
             io.BytesIO(repaired),
@@ -360,16 +362,21 @@ def parse_feed(
 
 log = logging.getLogger(__name__)
 
-#: A body this big is parsed by one worker at a time: feedparser needs about ten times a
-#: document's size in memory, and two 10 MB parses at once would double the peak.
-BIG_BODY = 2_000_000
-#: A worker whose resident memory grew past this after a job is replaced (Python keeps
-#: freed memory for reuse, so one big feed would otherwise pin its peak for good).
-WORKER_RECYCLE_RSS = 120 * 2**20
-#: Address-space limit of a worker: a document that makes feedparser allocate without
-#: bound ends in MemoryError (reason parser_crash), not in the host swapping.
-WORKER_MEMORY_LIMIT = 1536 * 2**20
+#: A body this big is parsed while no other parse runs: feedparser needs 10 to 20 times a
+#: document's size in memory, and two big parses at once would add their peaks.
+BIG_BODY = 1_000_000
+#: Most resident memory a worker may use while parsing (watched every 50 ms); a parse
+#: that needs more is stopped (``reason="parse_memory"``). A legitimate 10 MB feed needs
+#: about 110 MB; 10 MB of tiny items or one 10 MB description need 200-300 MB.
+WORKER_MEMORY_LIMIT = 160 * 2**20
+#: A worker whose resident memory is still above this after a job is replaced (Python
+#: keeps freed memory for reuse, so one big feed would otherwise pin its peak for good).
+WORKER_RECYCLE_RSS = 96 * 2**20
+#: A worker idle this long exits; the next job starts a new one (a fifth of a second).
+#: Between the cycles of a small install, the daemon then holds no parser memory at all.
+WORKER_IDLE_EXIT = 120.0
 _START_TIMEOUT = 60.0
+_WATCH_EVERY = 0.05
 
 
 @dataclass(frozen=True, slots=True)
@@ -383,9 +390,10 @@ class ParseJob:
     default_language: str | None = None
 
 
-def _own_rss() -> int:
+def _rss_of(pid: int | str = "self") -> int:
+    """Resident memory of a process, from /proc (0 where there is no /proc)."""
     try:
-        with open("/proc/self/statm", "rb") as fh:
+        with open(f"/proc/{pid}/statm", "rb") as fh:
             return int(fh.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
     except (OSError, ValueError, IndexError):
         return 0
@@ -394,26 +402,32 @@ def _own_rss() -> int:
 def _worker_main() -> None:
     """Entry point of a worker process (``python -c "...; _worker_main()"``).
 
-    Reads pickled :class:`ParseJob` on stdin, writes ``("ok", ParsedFeed, retire)`` or
-    ``("error", (message, reason), retire)`` on stdout, until stdin closes (which is
-    also what happens when the daemon dies, even by SIGKILL). ``retire`` says the worker
-    exits after this reply (its memory grew past ``recycle_rss``). Exceptions travel as
-    plain values: a ParseError with keyword arguments does not unpickle. Settings come
-    in ``argv``: recycle_rss, memory_limit (0: none), backstop seconds. The backstop
-    arms SIGALRM around each job, so a worker orphaned in a long parse ends by itself;
-    the parent's own deadline is much shorter.
+    Reads jobs on stdin (the pickled :class:`ParseJob` without its body, then the body as
+    raw bytes: no pickled copy of a 10 MB body on either side), writes
+    ``("ok", ParsedFeed, retire)`` or ``("error", (message, reason), retire)`` on stdout,
+    until stdin closes (which is also what happens when the daemon dies, even by
+    SIGKILL). ``retire``: the worker exits after this reply (its memory stayed above
+    ``recycle_rss``). Exceptions travel as plain values (a ParseError with keyword
+    arguments does not unpickle). ``argv``: recycle_rss, memory_limit, backstop seconds.
+    The address space is capped at twice ``memory_limit`` above the worker's start (the
+    parent's watch is the real limit; this one stops a parse that allocates faster than
+    it looks), and SIGALRM is armed at ``backstop`` seconds around each job, so a worker
+    orphaned in a long parse ends by itself.
     """
-    import sys
-
     recycle_rss, memory_limit, backstop = int(sys.argv[1]), int(sys.argv[2]), float(sys.argv[3])
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle
     if memory_limit:
         try:
             import resource
 
-            resource.setrlimit(resource.RLIMIT_AS, (memory_limit, memory_limit))
-        except (ImportError, ValueError, OSError):
+            with open("/proc/self/statm", "rb") as fh:
+                mapped = int(fh.read().split()[0]) * os.sysconf("SC_PAGE_SIZE")
+            cap = mapped + 2 * memory_limit
+            resource.setrlimit(resource.RLIMIT_AS, (cap, cap))
+        except (ImportError, ValueError, OSError, IndexError):
             pass
+    import feedparser  # noqa: F401  (now, not during the first job's deadline)
+
     # The protocol owns fds 0 and 1; anything printed by a library goes to stderr.
     reader = Connection(os.dup(0), writable=False)
     writer = Connection(os.dup(1), readable=False)
@@ -422,6 +436,7 @@ def _worker_main() -> None:
     while True:
         try:
             job = reader.recv()
+            body = reader.recv_bytes()
         except (EOFError, OSError):
             return
         signal.alarm(max(1, int(backstop)))
@@ -429,7 +444,7 @@ def _worker_main() -> None:
             reply: tuple[str, Any] = (
                 "ok",
                 parse_feed(
-                    job.body,
+                    body,
                     url=job.url,
                     content_type=job.content_type,
                     fetched_at=job.fetched_at,
@@ -438,12 +453,14 @@ def _worker_main() -> None:
             )
         except ParseError as exc:
             reply = ("error", (str(exc), exc.reason))
-        except BaseException as exc:  # MemoryError, RecursionError, a bug in normalising
+        except MemoryError:
+            reply = ("error", ("parsing ran out of memory", "parse_memory"))
+        except BaseException as exc:  # RecursionError, a bug in normalising
             reply = ("error", (f"the parser crashed ({type(exc).__name__}: {exc})", "parser_crash"))
         finally:
             signal.alarm(0)
-        del job
-        retire = _own_rss() > recycle_rss
+        del job, body
+        retire = _rss_of() > recycle_rss
         try:
             writer.send((*reply, retire))
         except (OSError, ValueError):
@@ -498,6 +515,10 @@ class _Worker:
     def alive(self) -> bool:
         return self.process.poll() is None
 
+    def send(self, job: ParseJob) -> None:
+        self.send_conn.send(ParseJob(b"", job.url, job.content_type, job.fetched_at, job.default_language))
+        self.send_conn.send_bytes(job.body)
+
     def kill(self) -> None:
         if self.process.poll() is None:
             self.process.kill()
@@ -538,11 +559,13 @@ class ParsePool:
       fails with ``ParseError(reason="parse_timeout")`` and a fresh worker takes the
       next job. A worker that dies (segfault, OOM killer) fails its job as
       ``parser_crash``; the pool carries on.
-    * **Bounded memory.** :meth:`submit` blocks while ``backlog`` jobs are queued or
-      running, so a fast network cannot pile bodies up in memory; bodies over
-      :data:`BIG_BODY` are parsed one at a time; a worker whose memory grew past
-      ``recycle_rss`` is replaced after its job; a worker cannot map more than
-      ``memory_limit`` bytes.
+    * **Bounded memory.** A worker whose resident memory passes ``memory_limit`` while
+      parsing is stopped the same way (``reason="parse_memory"``): feedparser can need
+      twenty times a document's size. Bodies over ``big_body`` are parsed while no
+      other parse runs. :meth:`submit` blocks while ``backlog`` jobs are queued or
+      running, so a fast network cannot pile bodies up here. A worker still above
+      ``recycle_rss`` after a job is replaced, and one idle for ``idle_exit`` seconds
+      exits (the next job starts a new one).
     * **Lean workers.** Each worker is a fresh interpreter that imports only this
       module (feedparser included): about 25 MB, started on first use (a few tenths of
       a second) and replaced the same way.
@@ -557,26 +580,36 @@ class ParsePool:
         *,
         timeout: float,
         backlog: int | None = None,
-        recycle_rss: int = WORKER_RECYCLE_RSS,
         memory_limit: int | None = WORKER_MEMORY_LIMIT,
+        recycle_rss: int = WORKER_RECYCLE_RSS,
         big_body: int = BIG_BODY,
+        idle_exit: float = WORKER_IDLE_EXIT,
     ) -> None:
         if workers < 1:
             raise ValueError(f"workers must be at least 1, got {workers!r}")
         self.workers = workers
         self.timeout = timeout
         self.backlog = backlog or 2 * workers
-        self.recycle_rss = recycle_rss
         self.memory_limit = memory_limit
+        self.recycle_rss = recycle_rss
         self.big_body = big_body
+        self.idle_exit = idle_exit
         self._jobs: queue.SimpleQueue[_Task | None] = queue.SimpleQueue()
         self._room = threading.Semaphore(self.backlog)
-        self._big = threading.Lock()
+        # Big jobs run alone: a big job takes the write side, every other job a read side.
+        self._gate = _SharedExclusive()
         self._lock = threading.Lock()
         self._threads: list[threading.Thread] = []
         self._live: dict[int, _Worker] = {}  # slot -> its current worker
         self._closed = False
-        self.restarts = 0  # workers replaced after a timeout or a crash (for logs and tests)
+        self.restarts = 0  # workers replaced after a timeout, a memory overrun or a crash
+
+    def warm(self) -> None:
+        """Start every worker now, in the background (a daemon's first cycle then does
+        not wait the fifth of a second an interpreter takes to import feedparser)."""
+        with self._lock:
+            while not self._closed and len(self._threads) < self.workers:
+                self._add_slot(warm=True)
 
     def submit(self, job: ParseJob) -> Future[ParsedFeed]:
         """Queue ``job``; blocks while the pool holds ``backlog`` jobs already."""
@@ -590,15 +623,18 @@ class ParsePool:
                 future.set_exception(ParseError("the parser pool is closed", reason="cancelled"))
                 return future
             if len(self._threads) < self.workers:
-                slot = len(self._threads)
-                thread = threading.Thread(
-                    target=self._run, args=(slot,), name=f"news-monitor-parse-{slot}", daemon=True
-                )
-                self._threads.append(thread)
-                thread.start()
+                self._add_slot(warm=False)
         future.add_done_callback(lambda _: self._room.release())
         self._jobs.put(_Task(job, future))
         return future
+
+    def _add_slot(self, *, warm: bool) -> None:
+        slot = len(self._threads)
+        thread = threading.Thread(
+            target=self._run, args=(slot, warm), name=f"news-monitor-parse-{slot}", daemon=True
+        )
+        self._threads.append(thread)
+        thread.start()
 
     def worker_pids(self) -> list[int]:
         """Process ids of the running workers (for diagnostics and tests)."""
@@ -630,11 +666,24 @@ class ParsePool:
 
     # -- slot threads
 
-    def _run(self, slot: int) -> None:
+    def _run(self, slot: int, warm: bool = False) -> None:
         worker: _Worker | None = None
+        if warm:
+            try:
+                worker = self._start(slot)
+            except ParseError as exc:  # the first job will try again, and report it
+                log.warning("parser worker did not start: %s", exc)
         try:
             while True:
-                task = self._jobs.get()
+                try:
+                    task = self._jobs.get(timeout=self.idle_exit)
+                except queue.Empty:
+                    if worker is not None:  # idle: give its memory back until the next job
+                        worker.retire()
+                        with self._lock:
+                            self._live.pop(slot, None)
+                        worker = None
+                    continue
                 if task is None or self._closed:
                     if task is not None and task.future.set_running_or_notify_cancel():
                         task.future.set_exception(ParseError("the parser pool was closed", reason="cancelled"))
@@ -642,10 +691,11 @@ class ParsePool:
                 if not task.future.set_running_or_notify_cancel():
                     continue
                 big = len(task.job.body) > self.big_body
+                self._gate.acquire(exclusive=big)
                 if big:
-                    self._big.acquire()
+                    self._park_others(slot)
                 try:
-                    worker, outcome = self._one(slot, worker, task.job)
+                    worker, outcome = self._one(slot, worker, task)
                 except Exception as exc:  # a bug here must not leave a future unresolved
                     log.exception("parser pool slot %d failed", slot)
                     if worker is not None:
@@ -653,9 +703,7 @@ class ParsePool:
                     worker = None
                     outcome = ParseError(f"the parser pool failed ({type(exc).__name__})", reason="parser_crash")
                 finally:
-                    if big:
-                        self._big.release()
-                task.job = ParseJob(b"", "", None, task.job.fetched_at)  # free the body now
+                    self._gate.release(exclusive=big)
                 if isinstance(outcome, BaseException):
                     task.future.set_exception(outcome)
                 else:
@@ -666,56 +714,90 @@ class ParsePool:
             with self._lock:
                 self._live.pop(slot, None)
 
+    def _park_others(self, slot: int) -> None:
+        """Stop the other (idle) workers while a big job runs: their memory is what a big
+        parse needs. They are idle for sure: the big job holds the gate alone. Their slot
+        threads start fresh workers for their next jobs."""
+        with self._lock:
+            idle = [w for s, w in self._live.items() if s != slot]
+        for worker in idle:
+            if worker.alive():
+                worker.process.kill()
+                worker.process.wait(5)
+
     def _start(self, slot: int) -> _Worker:
         worker = _Worker(self)
         with self._lock:
             self._live[slot] = worker
         return worker
 
+    def _stopped(self, worker: _Worker, error: ParseError) -> tuple[None, ParseError]:
+        worker.kill()
+        self.restarts += 1
+        if self._closed:
+            return None, ParseError("the parser pool was closed", reason="cancelled")
+        return None, error
+
     def _one(
-        self, slot: int, worker: _Worker | None, job: ParseJob
+        self, slot: int, worker: _Worker | None, task: _Task
     ) -> tuple[_Worker | None, ParsedFeed | ParseError]:
         """Run one job; returns the worker to use next (None: start a new one)."""
+        job = task.job
         try:
             if worker is None or not worker.alive():
                 if worker is not None:
                     worker.kill()
                 worker = self._start(slot)
             try:
-                worker.send_conn.send(job)
+                worker.send(job)
             except (OSError, ValueError):  # it died while idle: one fresh try
                 worker.kill()
                 worker = self._start(slot)
-                worker.send_conn.send(job)
+                worker.send(job)
         except ParseError as exc:
             return None, exc
         except (OSError, ValueError) as exc:
             if worker is not None:
                 worker.kill()
             return None, ParseError(f"cannot reach the parser process ({exc})", reason="parser_crash")
+        size = len(job.body)
+        task.job = job = ParseJob(b"", job.url, None, job.fetched_at)  # the worker has the body now: free it
         started = time.monotonic()
-        if not worker.recv_conn.poll(self.timeout):
-            worker.kill()
-            self.restarts += 1
-            if self._closed:
-                return None, ParseError("the parser pool was closed", reason="cancelled")
-            return None, ParseError(
-                f"parsing took longer than {self.timeout:g} s and was stopped "
-                f"({len(job.body):,} bytes; the feed is too big or built to be slow)",
-                reason="parse_timeout",
-            )
+        deadline = started + self.timeout
+        while True:  # wait for the reply, watching the clock and the worker's memory
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return self._stopped(
+                    worker,
+                    ParseError(
+                        f"parsing took longer than {self.timeout:g} s and was stopped "
+                        f"({size:,} bytes; the feed is too big or built to be slow)",
+                        reason="parse_timeout",
+                    ),
+                )
+            if worker.recv_conn.poll(min(left, _WATCH_EVERY)):
+                break
+            if self.memory_limit and _rss_of(worker.pid) > self.memory_limit:
+                return self._stopped(
+                    worker,
+                    ParseError(
+                        f"parsing needed more than {self.memory_limit // 2**20} MB of memory and was "
+                        f"stopped ({size:,} bytes; the feed is too big or built to be heavy)",
+                        reason="parse_memory",
+                    ),
+                )
         try:
             kind, payload, retire = worker.recv_conn.recv()
         except (EOFError, OSError, ValueError) as exc:
             worker.kill()
             code = worker.process.returncode
-            self.restarts += 1
-            if self._closed:
-                return None, ParseError("the parser pool was closed", reason="cancelled")
             why = f"exit code {code}" if code is not None else type(exc).__name__
-            return None, ParseError(
-                f"the parser process died after {time.monotonic() - started:.1f} s ({why})",
-                reason="parser_crash",
+            return self._stopped(
+                worker,
+                ParseError(
+                    f"the parser process died after {time.monotonic() - started:.1f} s ({why})",
+                    reason="parser_crash",
+                ),
             )
         if retire:
             worker.retire()
@@ -726,3 +808,33 @@ class ParsePool:
             return worker, payload
         message, reason = payload
         return worker, ParseError(message, reason=reason)
+
+
+class _SharedExclusive:
+    """A lock many may hold at once (shared), or one alone (exclusive); waiting exclusive
+    holders block new shared ones, so a big job is not starved by a stream of small ones."""
+
+    def __init__(self) -> None:
+        self._cond = threading.Condition()
+        self._shared = 0
+        self._exclusive = False
+        self._waiting = 0
+
+    def acquire(self, *, exclusive: bool) -> None:
+        with self._cond:
+            if exclusive:
+                self._waiting += 1
+                self._cond.wait_for(lambda: not self._exclusive and self._shared == 0)
+                self._waiting -= 1
+                self._exclusive = True
+            else:
+                self._cond.wait_for(lambda: not self._exclusive and self._waiting == 0)
+                self._shared += 1
+
+    def release(self, *, exclusive: bool) -> None:
+        with self._cond:
+            if exclusive:
+                self._exclusive = False
+            else:
+                self._shared -= 1
+            self._cond.notify_all()

@@ -47,17 +47,23 @@ import re
 import unicodedata
 from collections.abc import Sequence
 from dataclasses import dataclass
+from itertools import accumulate, chain
 
 __all__ = [
     "ELISIONS",
     "Token",
+    "TokenOffsets",
+    "TokenWords",
+    "WordMaps",
     "fold",
     "fold_offsets",
+    "fold_words",
     "fold_with_offsets",
     "extend_word_starts",
     "next_word",
     "is_hangul",
     "pattern_words",
+    "token_starts",
     "tokenize",
     "word_spans",
     "words",
@@ -127,7 +133,7 @@ def fold(text: str) -> str:
     else:
         t = _STRESS_RE.sub("", _MARKS_NOT_ON_GREEK_CYRILLIC_RE.sub("", t))
     t = unicodedata.normalize("NFC", t)
-    if not t.isascii():
+    if not t.isascii() or "`" in t:  # a grave accent is an apostrophe even in "café`s"
         t = _SPECIAL_RE.sub(_special, t)
     return t
 
@@ -207,6 +213,78 @@ def words(folded: str) -> list[str]:
         else:
             out.append(chunk)
     return out
+
+
+class TokenWords(dict[str, tuple[str, ...]]):
+    """Memo for :func:`fold_words`: whitespace-delimited token -> ``tuple(words(fold(token)))``.
+
+    Bounded (cleared when full) so that a long-running daemon's memory stays flat;
+    news vocabulary is Zipfian, so a warm memo answers almost every token of a story.
+    Each :class:`~monitor.matcher.Matcher` owns one, freed with it on reload.
+    """
+
+    def __init__(self, limit: int = 200_000) -> None:
+        super().__init__()
+        self.limit = limit
+
+    def __missing__(self, token: str) -> tuple[str, ...]:
+        if len(self) >= self.limit:
+            self.clear()
+        got = self[token] = tuple(words(fold(token)))
+        return got
+
+
+#: Per word of a token: where each folded character of the word came from in the token
+#: (start offsets, end offsets), as :func:`fold_with_offsets` says.
+WordMaps = tuple[tuple[tuple[int, ...], tuple[int, ...]], ...]
+
+
+class TokenOffsets(dict[str, WordMaps]):
+    """Memo: whitespace-delimited token -> :data:`WordMaps` of its words (explanations).
+
+    Offsets decompose over whitespace like the words do (see :func:`fold_words`), so a
+    word's original offsets are its token's start plus the offsets within the token.
+    """
+
+    def __init__(self, limit: int = 200_000) -> None:
+        super().__init__()
+        self.limit = limit
+
+    def __missing__(self, token: str) -> WordMaps:
+        if len(self) >= self.limit:
+            self.clear()
+        folded, starts, ends = fold_with_offsets(token)
+        got = self[token] = tuple((tuple(starts[a:b]), tuple(ends[a:b])) for a, b in word_spans(folded, words(folded)))
+        return got
+
+
+_TOKENS_RE = re.compile(r"(\S+)")
+
+
+def token_starts(text: str) -> tuple[list[str], list[int]]:
+    """The ``str.split()`` tokens of *text* and where each starts (all in C: one regular
+    expression split, then running sums of the pieces' lengths)."""
+    parts = _TOKENS_RE.split(text)
+    ends = list(accumulate(map(len, parts)))
+    return parts[1::2], ends[0::2][: len(parts) // 2]
+
+
+def fold_words(text: str, memo: TokenWords) -> list[str]:
+    """``words(fold(text))``, computed token by token through *memo* (the matcher's hot path).
+
+    Folding and splitting whole stories cost more than everything else the matcher does
+    per story (NFKD, casefold, NFC and regular-expression passes over every character of
+    mostly non-ASCII text). They decompose over whitespace: no rule of :func:`fold` or
+    :func:`words` looks across a whitespace character (nothing composes with a space,
+    case folding has no context, and words never contain whitespace), so the words of a
+    text are the words of its ``str.split()`` tokens, in order, and each distinct token
+    is folded once. ``tests/test_textnorm.py`` checks the equivalence on random text made
+    of the awkward characters. Pure-ASCII text without apostrophes takes the direct path,
+    which is faster still.
+    """
+    if text.isascii() and "'" not in text and "`" not in text:
+        return text.lower().translate(_ASCII_WORDS).split()
+    return list(chain.from_iterable(map(memo.__getitem__, text.split())))
 
 
 def next_word(folded: str, word: str, pos: int) -> int:

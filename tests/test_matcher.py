@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import importlib.util
 import pickle
+import re
 import time
 from pathlib import Path
 
@@ -10,7 +12,9 @@ import feedparser
 import pytest
 
 from monitor.errors import ConfigError, QuerySyntaxError
-from monitor.matcher import Hit, Matcher, MatchResult, WatchlistQuery, compile_query
+from monitor.matcher import Hit, Matcher, MatchResult, WatchlistQuery, _stem_head, compile_query
+from monitor.stemming import LANGUAGES, stem
+from monitor.textnorm import fold, words
 
 FIXTURES = Path(__file__).parent / "fixtures"
 
@@ -342,3 +346,128 @@ def test_no_watchlists_match_nothing() -> None:
     matcher = Matcher([])
     assert matcher.names == ()
     assert matcher.match("Kursk", "troops") == []
+
+
+@pytest.mark.parametrize(
+    ("query", "title", "summary", "expected"),
+    [
+        # phrases are found across punctuation and tokens, never across title and summary
+        ('"North Korea"', "North Korea's troops", "", [("title", "North Korea")]),
+        ('"North Korea"', "Troops of North", "Korea deploys", []),
+        ('"North Korea"', "Of North Korea", "North Korea's", [("title", "North Korea"), ("summary", "North Korea")]),
+        ('"the army"', "the the army", "", [("title", "the army")]),
+        ('"Kim Jong Un"', "", "Leader Kim Jong-Un said", [("summary", "Kim Jong-Un")]),
+        # a prefix wildcard after a phrase word, within one token and across two
+        ("nord-coréen*", "soldats nord-coréens", "", [("title", "nord-coréens")]),
+        ("nord-coréen*", "soldats nord coréens", "", [("title", "nord coréens")]),
+        ("nord-coréen*", "soldats nord", "coréens", []),
+        # '?' wildcards: in one word, and in a phrase whose trigger starts mid-word
+        ("sanc?ion*", "New sanctions", "", [("title", "sanctions")]),
+        ('"ab?c de fg"', "xx abxc de fg yy", "", [("title", "abxc de fg")]),
+        ('"ab?c de fg"', "xx abxc de fh", "", []),
+        # Hangul: a query word is a prefix of the story word (particles attach to nouns)
+        ('"북한 군대"', "북한 군대가", "", [("title", "북한 군대")]),
+    ],
+)
+def test_terms_spanning_words(query: str, title: str, summary: str, expected: list[tuple[str, str]]) -> None:
+    """Terms of several words are found where they start (the per-word memo) and checked
+    against the words that follow, in the same field only."""
+    (result,) = compile_query(query).match(title, summary) or [MatchResult("none", ())]
+    assert [(h.field, h.text) for h in result.hits] == expected
+    _check_offsets(result, title, summary)
+
+
+def test_results_do_not_depend_on_what_the_memos_remember() -> None:
+    """The per-word and per-token memos are bounded: cleared when full. A matcher whose
+    memos hold three entries (so they clear inside almost every story) gives exactly the
+    results of one with room to spare, over real feed entries and many watchlists."""
+    queries = [
+        "@russia -Ukraine",
+        '@dprk (troops OR soldats OR "forces armées") Kursk*',
+        '"guerre en Ukraine" OR (Kiev NEAR/5 Moscou)',
+        "title:Moscou summary:(EI OR État*)",
+        "organi?ation* OR sanc?ion*",
+        '"Gaza" OR "Israël" OR "Hamas"',
+        "sanction* traité",
+        "nord-coréen* OR 북한",
+    ]
+    watchlists = [WatchlistQuery(f"w{i}", q, ("en", "fr") if i % 2 else ()) for i, q in enumerate(queries)]
+    roomy = Matcher(watchlists, ALIASES)
+    cramped = Matcher(watchlists, ALIASES)
+    cramped._word_keys.limit = 3  # private: force the clearing paths
+    cramped._token_words.limit = 3
+    seen = 0
+    for path in sorted(FIXTURES.glob("*.xml")):
+        for entry in feedparser.parse(path.read_bytes()).entries[:40]:
+            title, summary = str(entry.get("title", "")), str(entry.get("summary", ""))
+            expected = roomy.match(title, summary)
+            assert cramped.match(title, summary) == expected
+            seen += len(expected)
+    assert cramped._word_keys.clears > 100
+    assert seen >= 20
+
+
+def test_words_begin_with_the_head_of_their_stem() -> None:
+    """The matcher stems a word only if it begins with the head of some stem key; that
+    is sound because every word begins with the head of its own stem (all but the last
+    letter of the stem, at most four; the whole stem if it has three letters or fewer)."""
+    vocabulary = {w for path in FIXTURES.glob("*.xml") for w in words(fold(path.read_text(errors="replace")))}
+    vocabulary |= {"ties", "uses", "toys", "treaty", "treaties", "ally", "allies", "agreed", "axes", "hills", "bannis"}
+    for lang in LANGUAGES:
+        for word in vocabulary:
+            assert word.startswith(_stem_head(stem(word, lang))), (lang, word)
+
+
+@pytest.mark.parametrize(
+    ("query", "text"),
+    [("hill", "Azabudai Hills"), ("ax", "new axes"), ("treaty", "the treaties"), ("ally", "allies")],
+)
+def test_short_stems_still_match(query: str, text: str) -> None:
+    """Stems of three letters or fewer (``hil`` from ``hills``, ``ax`` from ``axes``)."""
+    assert compile_query(query, stem=("en", "fr")).match(text, "") != []
+
+
+@pytest.mark.parametrize(
+    "summary",
+    [
+        "Troops from North Korea in Kursk",  # single spaces
+        "  Troops from\tNorth  Korea\u00a0in\n\nKursk  ",  # any whitespace, any amount
+        "Troops\u3000from North\u2003Korea in Kursk",  # ideographic and em spaces
+    ],
+)
+def test_hit_offsets_whatever_the_whitespace(summary: str) -> None:
+    """Offsets come from each word's token and the token's place in the text."""
+    (result,) = compile_query('"North Korea" Kursk troops').match("", summary)
+    phrase = re.search(r"North\s+Korea", summary)
+    assert phrase is not None
+    assert [(h.text, h.start) for h in result.hits] == [
+        ("Troops", summary.index("Troops")),
+        (phrase.group(), phrase.start()),
+        ("Kursk", summary.index("Kursk")),
+    ]
+
+
+@pytest.mark.parametrize("others", [3, 30])
+def test_a_story_that_is_a_candidate_of_many_watchlists(others: int) -> None:
+    """Many watchlists share their rarest term (a story about Russia is a candidate of all
+    of them): the second filter keeps exactly those whose other group meets the story,
+    whether it checks the few candidates one by one or the many by sets."""
+    queries = ["Kremlin"] + [f"Kremlin AND (word{i} OR term{i})" for i in range(others)]
+    watchlists = [WatchlistQuery(f"w{i}", q) for i, q in enumerate(queries)]
+    matcher = Matcher(watchlists)
+    got = matcher.match("The Kremlin", "word1 and term2, not word")
+    assert [r.watchlist for r in got] == ["w0", "w2", "w3"]
+    assert [r.terms for r in got] == [("Kremlin",), ("Kremlin", "word1"), ("Kremlin", "term2")]
+
+
+def test_benchmark_script_runs(capsys: pytest.CaptureFixture[str]) -> None:
+    """bench/match.py (figures only, no timing asserted) still runs against this matcher:
+    it reaches into private parts for its diagnostic."""
+    spec = importlib.util.spec_from_file_location("bench_match", Path(__file__).parents[1] / "bench" / "match.py")
+    assert spec is not None and spec.loader is not None
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    bench.main(["--stories", "300", "--runs", "1", "--watchlists", "4", "--scale", "3", "--per-feed", "20"])
+    out = capsys.readouterr().out
+    assert "ratio match/parse at 4 watchlists" in out
+    assert "ratio 12/4 watchlists" in out

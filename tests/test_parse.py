@@ -897,3 +897,54 @@ def test_close_stops_a_running_parse_and_fails_queued_jobs() -> None:
     assert pool.worker_pids() == []
     with pytest.raises(ParseError):
         pool.submit(job(rss(""))).result(timeout=5)
+
+
+def test_a_parse_that_needs_too_much_memory_is_stopped() -> None:
+    # one 5 MB description: feedparser holds several copies of it at once
+    heavy = rss(
+        "<item><title>heavy</title><link>https://example.org/h</link><description>"
+        + "word " * 1_000_000
+        + "</description></item>"
+    )
+    pool = ParsePool(1, timeout=30.0, memory_limit=60 * 2**20)
+    try:
+        started = time.monotonic()
+        with pytest.raises(ParseError, match="more than 60 MB") as caught:
+            pool.submit(job(heavy)).result(timeout=60)
+        assert caught.value.reason == "parse_memory"
+        assert time.monotonic() - started < 10
+        assert len(pool.submit(job(fixture("npr-news-rss2.xml"))).result(timeout=60).entries) == 15
+    finally:
+        pool.close()
+
+
+@pytest.mark.parametrize(("big_body", "serial"), [(100_000, True), (10_000_000, False)], ids=["big", "small"])
+def test_big_bodies_are_parsed_one_at_a_time(big_body: int, serial: bool) -> None:
+    pool = ParsePool(2, timeout=1.0, big_body=big_body)
+    try:
+        for future in [pool.submit(job(rss(""))) for _ in range(2)]:  # both workers up
+            future.result(timeout=60)
+        started = time.monotonic()
+        for future in [pool.submit(job(SLOW)), pool.submit(job(SLOW))]:
+            with pytest.raises(ParseError):
+                future.result(timeout=60)
+        elapsed = time.monotonic() - started
+        assert (elapsed > 1.9) is serial, elapsed  # two 1 s deadlines one after the other, or together
+    finally:
+        pool.close()
+
+
+def test_an_idle_worker_exits_and_the_next_job_starts_a_new_one() -> None:
+    pool = ParsePool(1, timeout=5.0, idle_exit=0.3)
+    try:
+        pool.warm()
+        deadline = time.monotonic() + 10
+        while not pool.worker_pids() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        (first,) = pool.worker_pids()
+        time.sleep(0.8)
+        assert pool.worker_pids() == []  # gone while idle: no memory held between cycles
+        assert len(pool.submit(job(fixture("npr-news-rss2.xml"))).result(timeout=60).entries) == 15
+        assert pool.worker_pids() not in ([], [first])
+    finally:
+        pool.close()

@@ -11,10 +11,14 @@ import feedparser
 import pytest
 
 from monitor.textnorm import (
+    TokenOffsets,
+    TokenWords,
     fold,
     fold_with_offsets,
+    fold_words,
     is_hangul,
     pattern_words,
+    token_starts,
     tokenize,
     word_spans,
     words,
@@ -38,6 +42,7 @@ FIXTURES = Path(__file__).parent / "fixtures"
         ("l‘OTAN", "l'otan"),
         ("lʼOTAN", "l'otan"),
         ("l`OTAN", "l'otan"),
+        ("Café`s", "cafe's"),  # a grave accent is an apostrophe in accented text too
         ("«\u00a0Kursk\u00a0»", '" kursk "'),  # no-break spaces, guillemets
         ("“troops”", '"troops"'),
         ("Straße", "strasse"),
@@ -182,3 +187,71 @@ def test_word_spans_by_find_agree_with_the_regex_on_tricky_apostrophes() -> None
 @pytest.mark.parametrize(("ch", "expected"), [("북", True), ("ㄱ", True), ("a", False), ("к", False)])
 def test_is_hangul(ch: str, expected: bool) -> None:
     assert is_hangul(ch) is expected
+
+
+# Characters that could make folding or splitting depend on what is around them:
+# whitespace of every kind, combining marks (Latin, Cyrillic, stray), Hangul jamo that
+# compose, characters that expand or vanish, apostrophes, elisions and possessives.
+_AWKWARD = list("abcXYZ019_ '`’‘-–—“”,.()") + [
+    *("\t", "\n", "\xa0", "\u2003", "\u3000", "\x1c", "\x85", "\u2028", "\u200b", "\u00ad", "\u2060"),
+    *("\u0301", "\u0308", "\u0306", "\u0300", "й", "и", "е", "ё", "Й", "ά", "Σ", "ς"),
+    *("한", "\u1100", "\u1161", "\u11a8", "ㄱ", "ㅏ", "ß", "œ", "Œ", "ﬁ", "½", "¨", "´"),
+    *("é", "É", "ñ", "ø", "ł", "ı", "İ", "ِ", "ب", "ऩ", "न", "\u093c", "Ｋ", "ｏ"),
+    *("l'", "qu'", "'s", "s", "ǖ", "ѐ", "ї", "\u0b3e", "\u0b47", "ﾡ", "Ǆ", "ŉ", "ﬆ"),
+]
+
+
+@pytest.mark.parametrize("limit", [200_000, 3])
+def test_fold_words_is_words_of_fold_token_by_token(limit: int) -> None:
+    """The matcher's memoised tokeniser gives exactly words(fold(text)): folding and word
+    splitting never look across whitespace. Also with a memo so small it keeps clearing."""
+    rng = random.Random(11)
+    memo = TokenWords(limit)
+    for _ in range(20_000):
+        text = "".join(rng.choice(_AWKWARD) for _ in range(rng.randint(0, 25)))
+        assert fold_words(text, memo) == words(fold(text)), text
+    assert len(memo) <= limit
+
+
+def test_fold_words_on_real_feed_text() -> None:
+    memo = TokenWords()
+    for text in _fixture_texts():
+        assert fold_words(text, memo) == words(fold(text)), text
+        assert fold_words(text, memo) == words(fold(text)), text  # from the memo this time
+
+
+def _offsets_by_token(text: str, memo: TokenOffsets) -> list[tuple[int, int]]:
+    """Word spans the way the matcher explains hits: each token's memoised offsets plus
+    the token's start."""
+    tokens, starts = token_starts(text)
+    assert tokens == text.split(), text
+    return [
+        (start + char_starts[0], start + char_ends[-1])
+        for token, start in zip(tokens, starts, strict=True)
+        for char_starts, char_ends in memo[token]
+    ]
+
+
+def test_offsets_token_by_token_on_real_feed_text() -> None:
+    """On real text they are exactly the offsets of tokenize() on the whole text."""
+    memo = TokenOffsets()
+    for text in _fixture_texts():
+        assert _offsets_by_token(text, memo) == [(t.start, t.end) for t in tokenize(text)], text
+
+
+def test_offsets_token_by_token_cover_their_words() -> None:
+    """On random awkward text every span covers original text that folds to its word.
+    (Left out: characters that NFC or NFKC compose with a neighbour that is not next to
+    them, loose Hangul jamo and split vowel signs; offsets are estimates there, for the
+    whole text as for a token.)"""
+    rng = random.Random(12)
+    memo = TokenOffsets()
+    composing = {"\u1100", "\u1161", "\u11a8", "ㄱ", "ㅏ", "ﾡ", "\u0b3e", "\u0b47"}
+    alphabet = [c for c in _AWKWARD if c not in composing]
+    for _ in range(20_000):
+        text = "".join(rng.choice(alphabet) for _ in range(rng.randint(0, 25)))
+        spans = _offsets_by_token(text, memo)
+        found = words(fold(text))
+        assert len(spans) == len(found), text
+        for (a, b), word in zip(spans, found, strict=True):
+            assert word in fold(text[a:b]).replace("'", ""), (text, word, a, b)

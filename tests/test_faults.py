@@ -50,8 +50,11 @@ class Farm:
 
     def make_due(self) -> None:
         """Time passes: every feed is due again (their interval is 10 s; the test cannot wait)."""
-        if self.db.exists():
-            with sqlite3.connect(self.db, timeout=30) as conn:
+        if not self.db.exists():
+            return
+        with sqlite3.connect(self.db, timeout=30) as conn:
+            has_feeds = conn.execute("SELECT 1 FROM sqlite_master WHERE type='table' AND name='feeds'").fetchone()
+            if has_feeds:  # a daemon killed while creating the schema leaves no table yet
                 conn.execute("UPDATE feeds SET next_poll_at = '2000-01-01 00:00:00'")
 
     def outbox(self) -> dict[str, int]:

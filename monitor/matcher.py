@@ -545,16 +545,15 @@ class _Story:
             key_len = self.m._key_len
             if atom.kind == _KEY:
                 kid = atom.keys[0]
-                klen = key_len[kid]
-                tail = atom.tail
-                for _, end in self.ends(kid):
-                    if tail == _TAIL_EXACT:
-                        e = end
-                    elif tail == _TAIL_WORD:
-                        e = self.stream.find(" ", end + 1)
-                    else:
-                        e = end + 1
-                    out.append((end - klen + 2, e))
+                back = key_len[kid] - 2  # from the key's last character to its first word's start
+                ends = self.ends(kid)
+                if atom.tail == _TAIL_EXACT:
+                    out = [(end - back, end) for _, end in ends]
+                elif atom.tail == _TAIL_WORD:  # to the end of the word
+                    find = self.stream.find
+                    out = [(end - back, find(" ", end + 1)) for _, end in ends]
+                else:
+                    out = [(end - back, end + 1) for _, end in ends]
             elif atom.kind == _WORD or (atom.kind == _STEM and atom.nwords == 1):
                 # The word memo recorded every word that matches the pattern, or whose stem
                 # is a stem key, with the end of the match: the occurrence starts the word.

@@ -215,9 +215,13 @@ def _term_regex(t: SearchTerm) -> re.Pattern[str]:
 def term_spans(text: str, terms: Iterable[SearchTerm]) -> list[tuple[int, int]]:
     """Sorted, merged (start, end) offsets in ``text`` of every occurrence of the terms."""
     folded = fold_same_length(text)
-    spans = sorted(m.span() for t in terms for m in _term_regex(t).finditer(folded))
+    return merge_spans(m.span() for t in terms for m in _term_regex(t).finditer(folded))
+
+
+def merge_spans(spans: Iterable[tuple[int, int]]) -> list[tuple[int, int]]:
+    """Sorted (start, end) spans with overlapping and touching ones merged."""
     merged: list[tuple[int, int]] = []
-    for s, e in spans:
+    for s, e in sorted(spans):
         if merged and s <= merged[-1][1]:
             merged[-1] = (merged[-1][0], max(e, merged[-1][1]))
         else:
@@ -455,14 +459,7 @@ def backfill(
 
 def hit_spans(result: MatchResult, field_name: str) -> list[tuple[int, int]]:
     """Offsets of a match's hits in one field, merged (for highlighting the original text)."""
-    spans = sorted((h.start, h.end) for h in result.hits if h.field == field_name)
-    merged: list[tuple[int, int]] = []
-    for s, e in spans:
-        if merged and s <= merged[-1][1]:
-            merged[-1] = (merged[-1][0], max(e, merged[-1][1]))
-        else:
-            merged.append((s, e))
-    return merged
+    return merge_spans((h.start, h.end) for h in result.hits if h.field == field_name)
 
 
 def stored_hit_spans(

@@ -689,16 +689,7 @@ class Store:
                 .where(Alert.id.in_(ids))
                 .order_by(Alert.id)
             ).all()
-            story_ids = {r.story_id for r in rows if r.story_id is not None}
-            others: dict[int, list[str]] = {}
-            if story_ids:
-                for sid, name in conn.execute(
-                    select(StoryFeed.story_id, Feed.name)
-                    .join(Feed, Feed.id == StoryFeed.feed_id)
-                    .where(StoryFeed.story_id.in_(story_ids))
-                    .order_by(StoryFeed.first_seen_at, Feed.name)
-                ):
-                    others.setdefault(sid, []).append(name)
+            others = _story_sources(conn, {r.story_id for r in rows if r.story_id is not None})
         return [_claimed(r, others) for r in rows]
 
     def mark_sent(
@@ -1044,16 +1035,9 @@ class Store:
                 stmt = stmt.where(Match.matched_at >= since)
             rows = conn.execute(stmt).all()
             ids = list({r.story_id for r in rows})
-            sources: dict[int, list[str]] = {}
+            sources = _story_sources(conn, ids)
             deliveries: dict[tuple[int, str], list[tuple[str, str]]] = {}
             for chunk in _chunks(ids, 500):
-                for sid, name in conn.execute(
-                    select(StoryFeed.story_id, Feed.name)
-                    .join(Feed, Feed.id == StoryFeed.feed_id)
-                    .where(StoryFeed.story_id.in_(chunk))
-                    .order_by(StoryFeed.first_seen_at, Feed.name)
-                ):
-                    sources.setdefault(sid, []).append(name)
                 for alert_sid, wl, target, status in conn.execute(
                     select(Alert.story_id, Alert.watchlist, Alert.target, Alert.status)
                     .where(Alert.story_id.in_(chunk))
@@ -1208,6 +1192,20 @@ class StoryDetail:
     cluster: tuple[StoredStory, ...]  # the other stories of its cluster
     matches: tuple[tuple[str, tuple[str, ...], dt.datetime, bool], ...]  # watchlist, terms, when, alerted
     alerts: tuple[StoryAlert, ...]
+
+
+def _story_sources(conn: Connection, story_ids: Iterable[int]) -> dict[int, list[str]]:
+    """Every feed that carried each story, first sighting first ("also reported by")."""
+    sources: dict[int, list[str]] = {}
+    for chunk in _chunks(list(story_ids), 500):
+        for sid, name in conn.execute(
+            select(StoryFeed.story_id, Feed.name)
+            .join(Feed, Feed.id == StoryFeed.feed_id)
+            .where(StoryFeed.story_id.in_(chunk))
+            .order_by(StoryFeed.first_seen_at, Feed.name)
+        ):
+            sources.setdefault(sid, []).append(name)
+    return sources
 
 
 def _claimed(r: Any, others: Mapping[int, list[str]]) -> ClaimedAlert:

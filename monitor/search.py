@@ -37,8 +37,8 @@ from sqlalchemy.exc import SQLAlchemyError
 from .config import Config
 from .errors import MonitorError, StoreError
 from .matcher import Matcher, MatchResult, WatchlistQuery
-from .schema import Feed, Match, Story
-from .store import Store, StoredStory, safe_url
+from .schema import Match, Story
+from .store import Store, StoredStory, safe_url, stored_story_select
 
 FTS_TABLE = "stories_fts"
 PG_INDEX = "ix_stories_search"
@@ -280,18 +280,6 @@ def _has_fts5(store: Store) -> bool:
     return row is not None
 
 
-def _story_select() -> Any:
-    return select(
-        Story.id,
-        Feed.name,
-        Story.title,
-        Story.summary,
-        Story.link,
-        Story.published_at,
-        Story.first_seen_at,
-    ).join(Feed, Feed.id == Story.feed_id)
-
-
 def search_stories(
     store: Store,
     query: str | SearchQuery,
@@ -322,7 +310,7 @@ def search_stories(
                 f"SELECT rowid AS id, bm25({FTS_TABLE}) AS rank FROM {FTS_TABLE} WHERE {FTS_TABLE} MATCH :q"
             )
             sub = fts.columns(literal_column("id"), literal_column("rank")).subquery("fts")
-            stmt = _story_select().join(sub, sub.c.id == Story.id).where(*conds)
+            stmt = stored_story_select().join(sub, sub.c.id == Story.id).where(*conds)
             stmt = stmt.order_by(sub.c.rank, *by_date) if order == "relevance" else stmt.order_by(*by_date)
             with store.engine.connect() as conn:
                 rows = conn.execute(stmt.limit(limit), {"q": fts5_query(q)}).all()
@@ -330,7 +318,7 @@ def search_stories(
             engine = "postgresql"
             doc: Any = literal_column(_PG_QUERY_DOCUMENT)
             tsq = func.to_tsquery(literal_column("'simple'::regconfig"), tsquery(q))
-            stmt = _story_select().where(doc.op("@@")(tsq), *conds)
+            stmt = stored_story_select().where(doc.op("@@")(tsq), *conds)
             if order == "relevance":
                 stmt = stmt.order_by(func.ts_rank(doc, tsq).desc(), *by_date)
             else:
@@ -341,7 +329,7 @@ def search_stories(
             engine = "scan"
             rows = []
             with store.engine.connect() as conn:
-                for row in conn.execute(_story_select().where(*conds).order_by(*by_date)):
+                for row in conn.execute(stored_story_select().where(*conds).order_by(*by_date)):
                     if matches_text(q, row.title, row.summary):
                         rows.append(row)
                         if len(rows) >= limit:

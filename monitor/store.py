@@ -226,6 +226,23 @@ class FeedConfigRow:
     enabled: bool = True
 
 
+#: The columns of a StoredStory, in its field order (stories join their first feed for its name).
+STORED_STORY_COLUMNS = (
+    Story.id,
+    Feed.name,
+    Story.title,
+    Story.summary,
+    Story.link,
+    Story.published_at,
+    Story.first_seen_at,
+)
+
+
+def stored_story_select() -> Any:
+    """SELECT of StoredStory rows, to which callers add their WHERE and ORDER BY."""
+    return select(*STORED_STORY_COLUMNS).join(Feed, Feed.id == Story.feed_id)
+
+
 def story_ident(feed_id: int, entry: Entry) -> str:
     """Global identity of a story; see schema.Story.ident."""
     if entry.link_key:
@@ -912,16 +929,7 @@ class Store:
         """Stories published since ``since``, newest first (what a backtest or a backfill runs on)."""
         with self._tx() as conn:
             stmt = (
-                select(
-                    Story.id,
-                    Feed.name,
-                    Story.title,
-                    Story.summary,
-                    Story.link,
-                    Story.published_at,
-                    Story.first_seen_at,
-                )
-                .join(Feed, Feed.id == Story.feed_id)
+                stored_story_select()
                 .where(Story.published_at >= since)
                 .order_by(Story.published_at.desc(), Story.id.desc())
             )
@@ -1076,15 +1084,7 @@ class Store:
 
     def story_detail(self, story_id: int) -> StoryDetail | None:
         """One story with where it was seen, its cluster, its matches and its alerts."""
-        story_cols = (
-            Story.id,
-            Feed.name,
-            Story.title,
-            Story.summary,
-            Story.link,
-            Story.published_at,
-            Story.first_seen_at,
-        )
+        story_cols = STORED_STORY_COLUMNS
         with self._tx() as conn:
             row = conn.execute(
                 select(*story_cols, Story.guid, Story.language, Story.author, Story.cluster_id)

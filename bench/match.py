@@ -44,8 +44,8 @@ import feedparser
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from monitor.matcher import Matcher, WatchlistQuery, _Story  # noqa: E402
-from monitor.textnorm import fold, words  # noqa: E402
+from monitor.matching.matcher import Matcher, WatchlistQuery, _Story  # noqa: E402
+from monitor.matching.textnorm import fold, words  # noqa: E402
 
 FIXTURES = Path(__file__).resolve().parents[1] / "tests" / "fixtures"
 # Not news: a podcast (730 near-identical entries that would swamp the corpus), a quotes

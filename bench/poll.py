@@ -236,7 +236,7 @@ def _fresh_database(tmp: Path, url: str | None, run: int) -> str:
         return f"sqlite:///{tmp / f'run{run}.db'}"
     from sqlalchemy import create_engine, text
 
-    from monitor.store import normalise_url
+    from monitor.storage.store import normalise_url
 
     engine = create_engine(normalise_url(url))
     with engine.begin() as conn:
@@ -248,13 +248,12 @@ def _fresh_database(tmp: Path, url: str | None, run: int) -> str:
 
 def _runtime(config: Path) -> Any:
     """The runtime ``news-monitor poll`` builds, with the config's whole poll policy."""
-    from monitor.config import load_config
-    from monitor.daemon import Runtime
-    from monitor.feedstate import PollPolicy
+    from monitor.app.daemon import Runtime
+    from monitor.config.model import load_config
 
     loaded = load_config(config)
     rt = Runtime.build(loaded)
-    rt.pipeline.reconfigure(rt.pipeline.watch, policy=PollPolicy.from_config(loaded.config))
+    rt.pipeline.reconfigure(rt.pipeline.watch, policy=loaded.config.poll_policy())
     return rt
 
 
@@ -416,7 +415,7 @@ def _alerts_of(rt: Any, feed: str) -> list[str]:
     """Watchlists alerted for the stories of one feed (the outbox rows queued)."""
     from sqlalchemy import select
 
-    from monitor.schema import Alert, Feed, Story
+    from monitor.storage.schema import Alert, Feed, Story
 
     with rt.store.engine.connect() as conn:
         return sorted(

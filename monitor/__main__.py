@@ -1,3 +1,3 @@
-from monitor.cli import main
+from monitor.app.cli import main
 
 main()

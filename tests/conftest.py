@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import create_engine, text
 
-from monitor.store import Store, normalise_url
+from monitor.storage.store import Store, normalise_url
 
 FIXTURES = Path(__file__).parent / "fixtures"
 POSTGRES_URL = os.environ.get("MONITOR_TEST_POSTGRES_URL")

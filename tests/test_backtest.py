@@ -12,13 +12,13 @@ import pytest
 from click.testing import CliRunner
 from sqlalchemy import func, select
 
-from monitor.cli import cli
-from monitor.config import load_config
-from monitor.entries import Entry
-from monitor.matcher import Matcher
-from monitor.schema import Alert, Match
-from monitor.search import backfill, backtest, watchlist_matcher
-from monitor.store import FeedConfigRow, Store
+from monitor.app.cli import cli
+from monitor.config.model import load_config
+from monitor.ingest.entries import Entry
+from monitor.matching.matcher import Matcher
+from monitor.storage.schema import Alert, Match
+from monitor.storage.search import backfill, backtest, watchlist_matcher
+from monitor.storage.store import FeedConfigRow, Store
 
 # (title, summary, hours ago)
 STORIES: list[tuple[str, str, float]] = [
@@ -180,7 +180,7 @@ def test_bad_requests_are_one_clear_error(setup: tuple[Path, Store], args: list[
 
 def test_backtest_is_pure_and_counts(store: Store) -> None:
     seed(store)
-    from monitor.search import days_ago
+    from monitor.storage.search import days_ago
 
     stories = store.stories_published_since(days_ago(7))
     matcher = Matcher([], None)
@@ -197,7 +197,7 @@ def test_backtest_is_pure_and_counts(store: Store) -> None:
 
 
 def load_config_text(text: str) -> object:
-    from monitor.config import parse_config
+    from monitor.config.model import parse_config
 
     return parse_config(text)[0]
 

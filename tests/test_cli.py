@@ -9,7 +9,7 @@ import click
 import pytest
 from click.testing import CliRunner
 
-from monitor.cli import cli
+from monitor.app.cli import cli
 
 ROOT = Path(__file__).resolve().parent.parent
 SEED = ROOT / "tests" / "fixtures" / "seed-article-fr.txt"

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from monitor.config import load_config, parse_config, parse_duration, parse_size, resolve_database_url
+from monitor.config.model import load_config, parse_config, parse_duration, parse_size, resolve_database_url
 from monitor.errors import ConfigError, QuerySyntaxError
 
 ROOT = Path(__file__).resolve().parent.parent

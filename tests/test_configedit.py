@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from monitor.config import load_config
-from monitor.configedit import ConfigEditor, FeedSpec, WatchlistSpec, atomic_write
+from monitor.config.edit import ConfigEditor, FeedSpec, WatchlistSpec, atomic_write
+from monitor.config.model import load_config
 from monitor.errors import ConfigError, QuerySyntaxError
 
 ROOT = Path(__file__).resolve().parent.parent

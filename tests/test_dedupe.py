@@ -13,7 +13,7 @@ import re
 
 import pytest
 
-from monitor.dedupe import canonical_url, normalise_title, text_key, title_key, url_key
+from monitor.ingest.dedupe import canonical_url, normalise_title, text_key, title_key, url_key
 
 LEMONDE = (
     "https://www.lemonde.fr/idees/article/2024/03/27/les-soldats-de-louis-xvi-qui-combattirent-aux-cotes-des-"

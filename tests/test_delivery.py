@@ -13,11 +13,11 @@ from dataclasses import dataclass
 
 import pytest
 
-from monitor.config import parse_config
-from monitor.notify import Notifier
-from monitor.outbox import Deliverer, Policies
-from monitor.render import Renderer
-from monitor.store import FeedConfigRow, Store
+from monitor.app.deliver import Deliverer, Policies
+from monitor.config.model import parse_config
+from monitor.delivery.notify import Notifier
+from monitor.delivery.render import Renderer
+from monitor.storage.store import FeedConfigRow, Store
 from tests.support.smtpserver import SMTPTestServer
 from tests.support.stories import entry, result
 from tests.support.webhook import WebhookReceiver

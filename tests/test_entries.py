@@ -15,8 +15,8 @@ from typing import Any
 
 import pytest
 
-from monitor import dedupe
-from monitor.entries import SUMMARY_MAX_CHARS, Entry, html_to_text, language_code, normalise_entry
+from monitor.ingest import dedupe
+from monitor.ingest.entries import SUMMARY_MAX_CHARS, Entry, html_to_text, language_code, normalise_entry
 
 FETCHED = datetime(2024, 3, 27, 12, 0, 0, tzinfo=UTC)
 FEED_URL = "https://www.lemonde.fr/international/rss_full.xml"

@@ -8,8 +8,8 @@ import datetime as dt
 import pytest
 
 from monitor.backoff import backoff_delay
-from monitor.config import parse_config
-from monitor.feedstate import (
+from monitor.config.model import parse_config
+from monitor.ingest.schedule import (
     FeedSnapshot,
     PollPolicy,
     after_deferred,
@@ -293,16 +293,14 @@ def test_policy_from_config() -> None:
         "  - {name: a, url: 'https://a.example/feed'}\n"
         "  - {name: b, url: 'https://b.example/feed', learn_cadence: false}\n"
     )[0]
-    policy = PollPolicy.from_config(config)
+    policy = config.poll_policy()
     assert (policy.max_interval, policy.parse_timeout, policy.jitter) == (7200.0, 5.0, 0.0)
     assert policy.learns(feed(name="a")) and not policy.learns(feed(name="b"))
-    off = PollPolicy.from_config(
-        parse_config(
+    off = parse_config(
             "poll: {learn_cadence: false}\nfeeds:\n"
             "  - {name: a, url: 'https://a.example/feed'}\n"
             "  - {name: b, url: 'https://b.example/feed', learn_cadence: true}\n"
-        )[0]
-    )
+        )[0].poll_policy()
     assert not off.learns(feed(name="a")) and off.learns(feed(name="b"))
 
 

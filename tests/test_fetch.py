@@ -20,7 +20,7 @@ from typing import Any
 import pytest
 
 from monitor.errors import FetchError
-from monitor.fetch import (
+from monitor.ingest.fetch import (
     DEFAULT_USER_AGENT,
     MAX_RETRY_AFTER,
     FeedFetchError,

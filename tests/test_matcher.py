@@ -14,9 +14,9 @@ import feedparser
 import pytest
 
 from monitor.errors import ConfigError, QuerySyntaxError
-from monitor.matcher import Hit, Matcher, MatchResult, WatchlistQuery, _stem_head, compile_query
-from monitor.stemming import LANGUAGES, stem
-from monitor.textnorm import fold, words
+from monitor.matching.matcher import Hit, Matcher, MatchResult, WatchlistQuery, _stem_head, compile_query
+from monitor.matching.stemming import LANGUAGES, stem
+from monitor.matching.textnorm import fold, words
 
 FIXTURES = Path(__file__).parent / "fixtures"
 

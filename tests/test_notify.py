@@ -18,10 +18,10 @@ from typing import Any
 
 import pytest
 
-import monitor.notify
+import monitor.delivery.notify
+from monitor.delivery.notify import Notifier
+from monitor.delivery.render import AlertStory, ChannelKind, Renderer
 from monitor.errors import ConfigError, NotifyError
-from monitor.notify import Notifier
-from monitor.render import AlertStory, ChannelKind, Renderer
 from tests.support.smtpserver import SMTPTestServer
 from tests.support.webhook import WebhookReceiver, redirect_host
 
@@ -240,7 +240,7 @@ def test_console_registration_is_idempotent(
     capsys: pytest.CaptureFixture[str], caplog: pytest.LogCaptureFixture, renderer: Renderer
 ) -> None:
     caplog.set_level(logging.WARNING, logger="apprise")
-    reloaded = importlib.reload(monitor.notify)
+    reloaded = importlib.reload(monitor.delivery.notify)
     notifiers = [reloaded.Notifier({"c": "console://"}, renderer=renderer) for _ in range(2)]
     notifiers.append(Notifier({"c": "console://"}, renderer=renderer))
     for n in notifiers:

@@ -8,10 +8,10 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from monitor.cli import cli
-from monitor.config import load_config
+from monitor.app.cli import cli
+from monitor.config.model import load_config
+from monitor.config.opml import ExportFeed, OpmlFeed, export_opml, parse_opml, plan_import
 from monitor.errors import ConfigError
-from monitor.opml import ExportFeed, OpmlFeed, export_opml, parse_opml, plan_import
 from tests.support.feeds import Item, rss
 from tests.support.httpserver import HTTPTestServer, Static, Status
 

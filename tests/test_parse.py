@@ -20,9 +20,9 @@ from pathlib import Path
 
 import pytest
 
-from monitor import dedupe
 from monitor.errors import ParseError
-from monitor.parse import ParsedFeed, ParseJob, ParsePool, parse_feed
+from monitor.ingest import dedupe
+from monitor.ingest.parse import ParsedFeed, ParseJob, ParsePool, parse_feed
 
 FIXTURES = Path(__file__).parent / "fixtures"
 FETCHED = datetime(2026, 1, 1, 12, 0, tzinfo=UTC)

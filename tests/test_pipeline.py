@@ -21,13 +21,12 @@ from click.testing import CliRunner
 from ruamel.yaml import YAML
 from sqlalchemy import func, select
 
-from monitor.cli import cli
-from monitor.config import load_config
-from monitor.daemon import Runtime
-from monitor.feedstate import PollPolicy
-from monitor.pipeline import CycleReport
-from monitor.schema import Alert, Story, StoryFeed
-from monitor.store import FeedConfigRow, RecordItem, Store
+from monitor.app.cli import cli
+from monitor.app.daemon import Runtime
+from monitor.app.poll import CycleReport
+from monitor.config.model import load_config
+from monitor.storage.schema import Alert, Story, StoryFeed
+from monitor.storage.store import FeedConfigRow, RecordItem, Store
 from tests.support.feeds import Item, rss, seed_article
 from tests.support.httpserver import Behaviour, HTTPTestServer, Static, Status
 from tests.support.stories import NOW, entry, result
@@ -85,11 +84,7 @@ class Harness:
     def runtime(self) -> Runtime:
         """The runtime the CLI and the daemon build, with the config's full poll policy."""
         loaded = load_config(self.write_config())
-        rt = Runtime.build(loaded)
-        # daemon.poll_policy passes jitter and backoff only; the rest of `poll:` (cadence,
-        # parse timeout) comes with PollPolicy.from_config, applied the way a reload does.
-        rt.pipeline.reconfigure(rt.pipeline.watch, policy=PollPolicy.from_config(loaded.config))
-        return rt
+        return Runtime.build(loaded)
 
 
 @pytest.fixture
@@ -253,7 +248,7 @@ def test_stopping_mid_cycle_finishes_what_is_in_hand_and_releases_the_rest(
         if name not in done:
             assert f.state == "new" and f.consecutive_failures == 0
     with rt.store.engine.connect() as conn:
-        from monitor.schema import Feed
+        from monitor.storage.schema import Feed
 
         assert conn.execute(select(func.count()).where(Feed.claimed_by.is_not(None))).scalar_one() == 0
 

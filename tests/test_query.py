@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from monitor.errors import ConfigError, QuerySyntaxError
-from monitor.query import (
+from monitor.matching.query import (
     AliasRef,
     And,
     Field,

@@ -11,8 +11,8 @@ import pytest
 from click.testing import CliRunner
 from ruamel.yaml import YAML
 
-from monitor.cli import cli
-from monitor.reload import ConfigWatcher
+from monitor.app.cli import cli
+from monitor.app.reload import ConfigWatcher
 from tests.support.daemon import DaemonProcess
 from tests.support.feeds import Item, rss
 from tests.support.httpserver import HTTPTestServer, Static

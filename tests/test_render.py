@@ -13,8 +13,8 @@ from datetime import UTC, datetime
 
 import pytest
 
+from monitor.delivery.render import SUMMARY_MAX, TEMPLATE_NAMES, TITLE_MAX, AlertStory, ChannelKind, Message, Renderer
 from monitor.errors import ConfigError
-from monitor.render import SUMMARY_MAX, TEMPLATE_NAMES, TITLE_MAX, AlertStory, ChannelKind, Message, Renderer
 
 PUBLISHED = datetime(2024, 6, 19, 5, 5, tzinfo=UTC)
 TITLE = "Putin and Kim sign mutual defence pact in Pyongyang"

@@ -30,8 +30,8 @@ from typing import Any
 import pytest
 from sqlalchemy import select
 
-from monitor.daemon import Runtime
-from monitor.schema import Alert, Feed, Story
+from monitor.app.daemon import Runtime
+from monitor.storage.schema import Alert, Feed, Story
 from tests.support.feeds import FIXTURES, SEED_TITLE, Item, rss, seed_article
 from tests.support.httpserver import (
     Dynamic,

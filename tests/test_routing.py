@@ -6,7 +6,7 @@ import datetime as dt
 
 import pytest
 
-from monitor.routing import (
+from monitor.delivery.routing import (
     ClaimedAlert,
     QuietHours,
     RateLimit,

@@ -12,11 +12,11 @@ from alembic.config import Config as AlembicConfig
 from click.testing import CliRunner
 from sqlalchemy import text, update
 
-from monitor import search
-from monitor.cli import cli
-from monitor.config import load_config
-from monitor.schema import Story
-from monitor.search import (
+from monitor.app.cli import cli
+from monitor.config.model import load_config
+from monitor.storage import search
+from monitor.storage.schema import Story
+from monitor.storage.search import (
     SearchSyntaxError,
     SearchTerm,
     fts5_query,
@@ -26,7 +26,7 @@ from monitor.search import (
     term_spans,
     tsquery,
 )
-from monitor.store import MIGRATIONS, Store
+from monitor.storage.store import MIGRATIONS, Store
 from tests.test_backtest import CONFIG, STORIES, seed
 
 MORE = [
@@ -106,7 +106,7 @@ def test_search_on_both_databases(store: Store, query: str, expected: set[str]) 
 
 
 def test_search_filters_since_watchlist_and_orders(store: Store) -> None:
-    from monitor.search import days_ago, watchlist_matcher
+    from monitor.storage.search import days_ago, watchlist_matcher
 
     config = load_config_from(
         "targets: {m: 'json://127.0.0.1:9/'}\nwatchlists: [{name: w, query: troops, notify: [m]}]\n"
@@ -133,7 +133,7 @@ def test_search_filters_since_watchlist_and_orders(store: Store) -> None:
 
 
 def load_config_from(text_: str) -> object:
-    from monitor.config import parse_config
+    from monitor.config.model import parse_config
 
     return parse_config(text_)[0]
 
@@ -204,7 +204,7 @@ def cli_config(db_backend: tuple[str, str | None], tmp_path: Path) -> tuple[Path
 
 def test_cli_stories_search_and_show(cli_config: tuple[Path, Store]) -> None:
     path, store = cli_config
-    from monitor.search import watchlist_matcher
+    from monitor.storage.search import watchlist_matcher
 
     matcher = watchlist_matcher(load_config(path).config, "kursk-troops")
     ids = seed(store, STORIES + MORE, matcher=matcher, targets={"kursk-troops": ("mail",)})

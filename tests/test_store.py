@@ -11,9 +11,9 @@ from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from sqlalchemy import func, select
 
-from monitor.schema import Alert, Base, Match, Story
-from monitor.search import include_name
-from monitor.store import FeedConfigRow, Store, migrate, safe_url
+from monitor.storage.schema import Alert, Base, Match, Story
+from monitor.storage.search import include_name
+from monitor.storage.store import FeedConfigRow, Store, migrate, safe_url
 from tests.support.stories import NOW, entry, result
 
 

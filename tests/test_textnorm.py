@@ -10,7 +10,7 @@ from pathlib import Path
 import feedparser
 import pytest
 
-from monitor.textnorm import (
+from monitor.matching.textnorm import (
     TokenOffsets,
     TokenWords,
     fold,

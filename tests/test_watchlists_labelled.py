@@ -1,7 +1,7 @@
 """The default watchlists of config.yaml, measured on the hand-labelled headlines.
 
 config.yaml's ``aliases:`` and ``watchlists:`` are read with ruamel.yaml directly (not
-through monitor.config) so that this test judges the queries alone. Every labelled
+through monitor.config.model) so that this test judges the queries alone. Every labelled
 item (title and summary, as a feed gives them) goes through the real Matcher; each
 watchlist must keep precision and recall >= 0.95, and the seed article of the product
 must match all three themes.
@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 from ruamel.yaml import YAML
 
-from monitor.matcher import Matcher, WatchlistQuery
+from monitor.matching.matcher import Matcher, WatchlistQuery
 
 ROOT = Path(__file__).resolve().parents[1]
 CONFIG = ROOT / "config.yaml"

@@ -11,12 +11,12 @@ import feedparser
 import httpx
 import pytest
 
-from monitor.config import load_config
-from monitor.metrics import Metrics
-from monitor.pipeline import CycleReport, FeedOutcome
-from monitor.search import watchlist_matcher
-from monitor.store import Store
-from monitor.web import WebServer, WebState
+from monitor.app.metrics import Metrics
+from monitor.app.poll import CycleReport, FeedOutcome
+from monitor.app.web import WebServer, WebState
+from monitor.config.model import load_config
+from monitor.storage.search import watchlist_matcher
+from monitor.storage.store import Store
 from tests.test_backtest import STORIES, seed
 
 CONFIG = """\

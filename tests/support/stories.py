@@ -5,8 +5,8 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 
-from monitor.entries import Entry
-from monitor.matcher import Hit, MatchResult
+from monitor.ingest.entries import Entry
+from monitor.matching.matcher import Hit, MatchResult
 
 NOW = dt.datetime(2026, 11, 26, 12, 0, tzinfo=dt.UTC)
 

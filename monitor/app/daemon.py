@@ -1,0 +1,365 @@
+"""The long-running service: APScheduler drives poll cycles and outbox deliveries.
+
+Per the field notes, the scheduler holds no per-feed jobs: one *tick* job asks the
+store for the feeds whose ``next_poll_at`` is due (the same query several daemons can
+share on PostgreSQL, each claiming with ``FOR UPDATE SKIP LOCKED``), and one *deliver*
+job drains the outbox. Both jobs use ``coalesce=True, max_instances=1`` and a generous
+``misfire_grace_time``, so a slow cycle delays the next one instead of silently dropping
+or overlapping it.
+
+Signals (handled in the main thread): SIGTERM and SIGINT finish the work in hand (every
+fetch has a deadline, so this is bounded) and exit 0; a second one exits at once.
+SIGHUP reloads the config: a valid new config is swapped in without restarting
+polling; an invalid one is logged with file, line and field, and the running one stays.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import os
+import signal
+import socket
+import threading
+import time
+import uuid
+from dataclasses import dataclass
+from types import FrameType
+from typing import TYPE_CHECKING
+
+from apscheduler.executors.pool import ThreadPoolExecutor
+from apscheduler.schedulers.background import BackgroundScheduler
+
+from monitor import __version__
+from monitor.app.deliver import Deliverer, DeliveryReport, Policies
+from monitor.app.metrics import Metrics
+from monitor.app.poll import Pipeline, Watch
+from monitor.app.reload import ConfigWatcher
+from monitor.config.model import Config, LoadedConfig, load_config
+from monitor.delivery.notify import Notifier
+from monitor.delivery.render import Renderer
+from monitor.errors import ConfigError, MonitorError
+from monitor.ingest.fetch import Fetcher, FetchSettings
+from monitor.matching.matcher import Matcher, WatchlistQuery
+from monitor.storage.store import FeedConfigRow, Store
+
+if TYPE_CHECKING:
+    from monitor.app.web import WebServer
+
+log = logging.getLogger("monitor.app.daemon")
+
+
+def worker_id() -> str:
+    """Unique per process: claims and leases name who holds them."""
+    return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
+
+
+def build_watch(config: Config) -> Watch:
+    enabled = [w for w in config.watchlists if w.enabled]
+    matcher = Matcher([WatchlistQuery(w.name, w.query, tuple(w.stem)) for w in enabled], config.aliases)
+    return Watch(
+        matcher=matcher,
+        targets={w.name: tuple(w.notify) for w in enabled},
+        catchup_new_feeds=config.poll.catchup_new_feeds,
+    )
+
+
+def feed_rows(config: Config) -> list[FeedConfigRow]:
+    return [
+        FeedConfigRow(
+            name=f.name,
+            url=f.url,
+            interval_s=f.interval or config.poll.interval,
+            language=f.language,
+            enabled=f.enabled,
+        )
+        for f in config.feeds
+    ]
+
+
+def fetch_settings(config: Config) -> FetchSettings:
+    p = config.poll
+    return FetchSettings(
+        timeout=p.timeout,
+        deadline=p.deadline,
+        max_bytes=p.max_bytes,
+        concurrency=p.concurrency,
+        per_host=p.per_host,
+        user_agent=f"news-monitor/{__version__} (+https://github.com/news-monitor/news-monitor)",
+    )
+
+
+@dataclass
+class Runtime:
+    """Everything built from one config: the pieces the CLI commands and the daemon share."""
+
+    loaded: LoadedConfig
+    store: Store
+    fetcher: Fetcher
+    pipeline: Pipeline
+    notifier: Notifier
+    renderer: Renderer
+    deliverer: Deliverer
+    worker: str
+
+    @classmethod
+    def build(cls, loaded: LoadedConfig, *, worker: str | None = None) -> Runtime:
+        config = loaded.config
+        worker = worker or worker_id()
+        renderer = Renderer(timezone=config.timezone, overrides=config.templates)
+        notifier = Notifier(config.target_urls, renderer=renderer, timeout=config.delivery.timeout)
+        store = Store(loaded.database_url)
+        try:
+            freed = store.release_dead_claims(host=socket.gethostname(), alive=_pid_alive)
+            if any(freed):
+                log.warning(
+                    "released %d feed claim(s) and %d alert lease(s) left by a process that died", *freed
+                )
+            store.sync_feeds(feed_rows(config))
+            fetcher = Fetcher(fetch_settings(config))
+        except BaseException:
+            store.close()
+            raise
+        pipeline = Pipeline(
+            store,
+            fetcher,
+            build_watch(config),
+            policy=config.poll_policy(),
+            lease=config.poll.deadline * 3 + 60,
+            worker=worker,
+            parse_workers=config.poll.parse_workers,
+        )
+        deliverer = Deliverer(
+            store, notifier, renderer, config.delivery, worker=worker, policies=Policies.from_config(config)
+        )
+        return cls(loaded, store, fetcher, pipeline, notifier, renderer, deliverer, worker)
+
+    def reload(self, loaded: LoadedConfig) -> None:
+        """Swap in a new, already validated config without restarting anything."""
+        config = loaded.config
+        if loaded.database_url != self.loaded.database_url:
+            log.warning(
+                "database changed in the config: restart the daemon to use it (keeping the current one)"
+            )
+        renderer = Renderer(timezone=config.timezone, overrides=config.templates)
+        notifier = Notifier(config.target_urls, renderer=renderer, timeout=config.delivery.timeout)
+        watch = build_watch(config)
+        report = self.store.sync_feeds(feed_rows(config))
+        self.pipeline.reconfigure(watch, policy=config.poll_policy())
+        self.deliverer.reconfigure(notifier, renderer, config.delivery, Policies.from_config(config))
+        self.notifier, self.renderer, self.loaded = notifier, renderer, loaded
+        log.info(
+            "config reloaded: %d feeds (%d added, %d changed, %d removed), %d watchlists, %d targets",
+            len(config.feeds),
+            len(report.added),
+            len(report.updated),
+            len(report.removed),
+            len(watch.targets),
+            len(config.targets),
+        )
+
+    def deliver(self) -> DeliveryReport:
+        """Queue feed-health alerts that are due, then drain the outbox."""
+        health = self.loaded.config.health
+        if health.notify:
+            for feed, change in self.store.queue_health_alerts(targets=health.notify, after=health.after):
+                if change == "down":
+                    log.error("feed=%s has been failing for over %s: health alert queued", feed, _span(health.after))
+                else:
+                    log.info("feed=%s recovered: health alert queued", feed)
+        return self.deliverer.deliver()
+
+    def close(self) -> None:
+        self.pipeline.close()
+        self.fetcher.close()
+        self.store.close()
+
+
+class Daemon:
+    def __init__(self, config_path: str) -> None:
+        self.config_path = config_path
+        self.runtime = Runtime.build(load_config(config_path))
+        self.stop_event = threading.Event()
+        self.reload_event = threading.Event()
+        self.scheduler = BackgroundScheduler(
+            executors={"default": ThreadPoolExecutor(max_workers=3)},
+            job_defaults={"coalesce": True, "max_instances": 1, "misfire_grace_time": 300},
+            timezone="UTC",
+        )
+        self._signals = 0
+        # Issue 6: metrics, the config file watcher and the optional web page.
+        self.metrics = Metrics(store=lambda: self.runtime.store)
+        self.watcher = ConfigWatcher(config_path, self.request_reload)
+        self.web_settings = self.runtime.loaded.config.web
+        self.web: WebServer | None = self._make_web()  # binds now: a taken port fails the start
+
+    def request_reload(self) -> None:
+        """Ask the main loop to reload the config (file watcher, web page; thread-safe)."""
+        self.reload_event.set()
+        self.stop_event.set()
+
+    def scheduler_alive(self) -> bool:
+        """For /healthz: the scheduler runs and its thread is alive."""
+        thread = getattr(self.scheduler, "_thread", None)
+        return bool(self.scheduler.running) and (thread is None or thread.is_alive())
+
+    def _make_web(self) -> WebServer | None:
+        web = self.web_settings
+        if not web.listen:
+            return None
+        from monitor.app.web import WebServer, WebState
+        from monitor.app.web.app import CachedConfig
+        from monitor.config.model import split_listen
+
+        host, port = split_listen(web.listen)
+        state = WebState(
+            config_path=self.config_path,
+            # What the file says (the page shows a save at once, before the reload is done).
+            loaded=CachedConfig(self.config_path, self.runtime.loaded),
+            store=self.runtime.store,
+            scheduler_alive=self.scheduler_alive,
+            metrics=self.metrics,
+            on_saved=self.request_reload,
+        )
+        return WebServer(state, host, port, token=web.token)
+
+    # --- jobs ------------------------------------------------------------------------------
+
+    def _tick(self) -> None:
+        try:
+            report = self.runtime.pipeline.run_cycle()
+        except MonitorError as exc:  # e.g. the database is unreachable: log, retry next tick
+            self.metrics.cycle_failures.inc()
+            log.error("poll cycle failed: %s", exc)
+            return
+        except Exception:
+            self.metrics.cycle_failures.inc()
+            log.exception("poll cycle crashed; the next tick retries")
+            return
+        self.metrics.observe_cycle(report)
+        if report.outcomes:
+            log.info("cycle: %s", report.summary())
+        if report.total("alerts"):
+            self._deliver_soon()
+
+    def _deliver(self) -> None:
+        try:
+            result = self.runtime.deliver()
+        except MonitorError as exc:
+            log.error("delivery round failed: %s", exc)
+            return
+        except Exception:
+            log.exception("delivery round crashed; the next round retries")
+            return
+        self.metrics.observe_delivery(result)
+        if result.messages or result.given_up or result.retrying:
+            log.info(
+                "delivery: %d alerts sent in %d messages, %d to retry, %d given up",
+                result.sent,
+                result.messages,
+                result.retrying,
+                result.given_up,
+            )
+
+    def _deliver_soon(self) -> None:
+        job = self.scheduler.get_job("deliver")
+        if job is not None:
+            job.modify(next_run_time=_utcnow())
+
+    # --- signals and the main loop -------------------------------------------------------
+
+    def _on_stop(self, signum: int, _frame: FrameType | None) -> None:
+        self._signals += 1
+        if self._signals > 1:
+            log.warning("second %s: exiting now", signal.Signals(signum).name)
+            os._exit(1)
+        log.info("%s received: finishing the work in hand, then exiting", signal.Signals(signum).name)
+        self.runtime.pipeline.stopping.set()
+        self.stop_event.set()
+
+    def _on_hup(self, _signum: int, _frame: FrameType | None) -> None:
+        self.reload_event.set()
+        self.stop_event.set()  # wake the main loop
+
+    def reload(self) -> bool:
+        """Re-read the config file; keep the running config if the new one is invalid."""
+        self.watcher.acknowledge()  # what is read now needs no second reload from the watcher
+        try:
+            loaded = load_config(self.config_path)
+            self.runtime.reload(loaded)
+        except ConfigError as exc:
+            self.metrics.reloads.labels("rejected").inc()
+            log.error("config reload rejected, keeping the running config: %s", exc)
+            return False
+        except MonitorError as exc:
+            self.metrics.reloads.labels("rejected").inc()
+            log.error("config reload failed, keeping the running config: %s", exc)
+            return False
+        self.metrics.reloads.labels("ok").inc()
+        if loaded.config.web != self.web_settings:
+            log.warning("web settings changed in the config: restart the daemon to apply them")
+        self.scheduler.reschedule_job("tick", trigger="interval", seconds=loaded.config.poll.tick)
+        self.scheduler.reschedule_job("deliver", trigger="interval", seconds=loaded.config.delivery.interval)
+        return True
+
+    def run(self) -> int:
+        config = self.runtime.loaded.config
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(sig, self._on_stop)
+        signal.signal(signal.SIGHUP, self._on_hup)
+        now = _utcnow()
+        self.scheduler.add_job(self._tick, "interval", seconds=config.poll.tick, id="tick", next_run_time=now)
+        self.scheduler.add_job(
+            self._deliver, "interval", seconds=config.delivery.interval, id="deliver", next_run_time=now
+        )
+        log.info(
+            "news-monitor %s started (worker %s): %d feeds, %d watchlists, %d targets, database %s",
+            __version__,
+            self.runtime.worker,
+            len(config.feeds),
+            len(config.watchlists),
+            len(config.targets),
+            self.runtime.store.engine.url.render_as_string(hide_password=True),
+        )
+        self.scheduler.start()
+        self.watcher.start()
+        try:
+            if self.web is not None:
+                self.web.start()
+            while True:
+                self.stop_event.wait()
+                if self.reload_event.is_set() and not self.runtime.pipeline.stopping.is_set():
+                    self.reload_event.clear()
+                    self.stop_event.clear()
+                    self.reload()
+                    continue
+                break
+        finally:
+            t0 = time.monotonic()
+            self.watcher.stop()
+            if self.web is not None:
+                self.web.stop()
+            self.scheduler.shutdown(wait=True)
+            self.runtime.close()
+            log.info("stopped cleanly in %.1fs", time.monotonic() - t0)
+        return 0
+
+
+def _pid_alive(pid: int) -> bool:
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # exists, owned by someone else
+        return True
+    return True
+
+
+def _span(seconds: float) -> str:
+    return f"{seconds / 3600:g}h" if seconds >= 3600 else f"{seconds / 60:g}m"
+
+
+def _utcnow() -> dt.datetime:
+    return dt.datetime.now(dt.UTC)

@@ -1,0 +1,276 @@
+"""Draining the outbox: claim, plan, render, send, mark — at least once, almost exactly once.
+
+Each outbox row is one (story cluster, watchlist, target), or one feed-health event for
+one target. The deliverer claims due rows with a lease, asks :func:`routing.plan` what
+to do with each target's rows (send one message per story naming all its watchlists,
+fold into a digest, or hold for a digest time, quiet hours or a full rate window),
+sends through the notifier, and marks the rows sent together with a line in the
+delivery log. A failed send puts the rows back to ``pending`` with exponential backoff
+and jitter; past ``delivery.give_up_after`` they are marked ``failed`` and logged loudly.
+
+The guarantee (README, "Delivery"): no alert is lost — rows are written in the same
+transaction as their story, and a row is only ``sent`` after the target accepted it.
+A duplicate is possible only if the process dies between a target accepting a message
+and the ``sent`` commit (milliseconds); then the claim is released and the row is sent
+again. E-mail and webhooks have no idempotency key, so this is the honest best.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import random
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+
+from monitor.backoff import backoff_delay
+from monitor.config.model import Config, DeliverySettings, parse_quiet_hours, parse_rate
+from monitor.delivery.notify import Notifier
+from monitor.delivery.render import AlertStory, Message, Renderer
+from monitor.delivery.routing import (
+    ClaimedAlert,
+    PlannedMessage,
+    QuietHours,
+    RateLimit,
+    TargetPolicy,
+    WatchlistPolicy,
+    plan,
+)
+from monitor.errors import NotifyError
+from monitor.storage.store import Store, utcnow
+
+log = logging.getLogger("monitor.deliver")
+
+MAX_ROUNDS = 50  # claims per deliver() call, so one call cannot run for ever under a flood
+HEALTH_LABEL = "feed health"
+
+
+@dataclass(frozen=True, slots=True)
+class DeliveryReport:
+    sent: int = 0
+    retrying: int = 0
+    given_up: int = 0
+    messages: int = 0
+    held: int = 0
+
+    def __add__(self, other: DeliveryReport) -> DeliveryReport:
+        return DeliveryReport(
+            self.sent + other.sent,
+            self.retrying + other.retrying,
+            self.given_up + other.given_up,
+            self.messages + other.messages,
+            self.held + other.held,
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class Policies:
+    """Routing settings taken from the config: per target and per watchlist."""
+
+    targets: Mapping[str, TargetPolicy] = field(default_factory=dict)
+    watchlists: Mapping[str, WatchlistPolicy] = field(default_factory=dict)
+
+    @classmethod
+    def from_config(cls, config: Config) -> Policies:
+        targets: dict[str, TargetPolicy] = {}
+        for name, t in config.targets.items():
+            quiet = None
+            if t.quiet_hours:
+                start, end = parse_quiet_hours(t.quiet_hours)
+                quiet = QuietHours(start, end, t.timezone or config.timezone)
+            rate = None
+            if t.rate_limit:
+                count, per = parse_rate(t.rate_limit)
+                rate = RateLimit(count, per)
+            targets[name] = TargetPolicy(name, quiet, rate)
+        watchlists = {
+            w.name: WatchlistPolicy(w.mode, w.schedule, w.timezone or config.timezone, w.urgent)
+            for w in config.watchlists
+        }
+        return cls(targets, watchlists)
+
+
+def story_for(rows: Sequence[ClaimedAlert]) -> AlertStory:
+    """One story for one target, possibly matched by several watchlists."""
+    first = rows[0]
+    watchlists: list[str] = []
+    terms: list[str] = []
+    highlights: list[tuple[str, int, int]] = []
+    for row in rows:
+        label = HEALTH_LABEL if row.kind != "story" else row.watchlist
+        if label not in watchlists:
+            watchlists.append(label)
+        for term in row.terms:
+            if term not in terms:
+                terms.append(term)
+        for _term, fld, start, end, _text in row.hits:
+            span = (fld, start, end)
+            if span not in highlights:
+                highlights.append(span)
+    return AlertStory(
+        story_id=first.story_id or 0,
+        title=first.title,
+        link=first.link,
+        source=first.source,
+        published_at=first.published_at,
+        summary=first.summary,
+        watchlists=tuple(watchlists),
+        matched_terms=tuple(terms),
+        highlights=tuple(sorted(highlights)),
+        also_reported_by=first.also_reported_by,
+    )
+
+
+def digest_stories(rows: Sequence[ClaimedAlert]) -> list[AlertStory]:
+    """The stories of a digest, one per story cluster (or health event), in row order."""
+    groups: dict[tuple[str, int], list[ClaimedAlert]] = {}
+    for row in rows:
+        groups.setdefault(row.group_key, []).append(row)
+    return [story_for(g) for g in groups.values()]
+
+
+class Deliverer:
+    def __init__(
+        self,
+        store: Store,
+        notifier: Notifier,
+        renderer: Renderer,
+        settings: DeliverySettings,
+        *,
+        worker: str,
+        policies: Policies | None = None,
+        clock: Callable[[], dt.datetime] = utcnow,
+        rand: Callable[[], float] = random.random,
+    ) -> None:
+        self.store = store
+        self.notifier = notifier
+        self.renderer = renderer
+        self.settings = settings
+        self.policies = policies or Policies()
+        self.worker = worker
+        self.clock = clock
+        self.rand = rand
+
+    def reconfigure(
+        self, notifier: Notifier, renderer: Renderer, settings: DeliverySettings, policies: Policies
+    ) -> None:
+        self.notifier, self.renderer, self.settings, self.policies = notifier, renderer, settings, policies
+
+    def deliver(self) -> DeliveryReport:
+        """Send everything that is due now; returns what happened."""
+        total = DeliveryReport()
+        for _ in range(MAX_ROUNDS):
+            claimed = self.store.claim_alerts(
+                worker=self.worker, lease=self.settings.lease, limit=self.settings.batch, now=self.clock()
+            )
+            if not claimed:
+                break
+            by_target: dict[str, list[ClaimedAlert]] = {}
+            for row in claimed:
+                by_target.setdefault(row.target, []).append(row)
+            for target, rows in by_target.items():
+                total = total + self._deliver_target(target, rows)
+            if len(claimed) < self.settings.batch:
+                break
+        return total
+
+    def _deliver_target(self, target: str, rows: list[ClaimedAlert]) -> DeliveryReport:
+        now = self.clock()
+        if target not in self.notifier.names:
+            return self._failed(target, rows, f"target {target!r} is no longer in the config", permanent=True)
+        policy = self.policies.targets.get(target, TargetPolicy(target))
+        sent_at: list[dt.datetime] = []
+        if policy.rate_limit is not None:
+            sent_at = self.store.sent_times(target, now - dt.timedelta(seconds=policy.rate_limit.per))
+        result = plan(policy, rows, now=now, watchlists=self.policies.watchlists, sent_at=sent_at)
+        report = DeliveryReport()
+        for d in result.deferrals:
+            self.store.defer([r.id for r in d.rows], worker=self.worker, until=d.until, fold=d.fold)
+            log.info(
+                "alerts held target=%s count=%d reason=%s until=%s",
+                target,
+                len(d.rows),
+                d.reason,
+                d.until.isoformat(timespec="minutes"),
+            )
+            report = report + DeliveryReport(held=len(d.rows))
+        for message in result.messages:
+            report = report + self._send(message)
+        return report
+
+    def _render(self, planned: PlannedMessage) -> tuple[Message, str]:
+        kind = self.notifier.kind(planned.target)
+        if planned.digest:
+            stories = digest_stories(planned.rows)
+            names = sorted({s for st in stories for s in st.watchlists})
+            noun = "story" if len(stories) == 1 else "stories"
+            title = f"news-monitor digest: {len(stories)} {noun} ({', '.join(names)})"
+            return self.renderer.digest(stories, kind, title=title), "digest"
+        delivery_kind = "health" if planned.rows[0].kind != "story" else "alert"
+        return self.renderer.alert(story_for(planned.rows), kind), delivery_kind
+
+    def _send(self, planned: PlannedMessage) -> DeliveryReport:
+        rows = list(planned.rows)
+        target = planned.target
+        try:
+            message, delivery_kind = self._render(planned)
+            self.notifier.send(target, message)
+        except NotifyError as exc:
+            return self._failed(target, rows, str(exc), permanent=False)
+        self.store.mark_sent(
+            [r.id for r in rows],
+            worker=self.worker,
+            now=self.clock(),
+            delivery=(target, delivery_kind, message.title),
+        )
+        first = rows[0]
+        log.info(
+            "%s sent target=%s story=%s watchlists=%s feed=%s title=%r",
+            "digest" if planned.digest else "alert",
+            target,
+            first.story_id,
+            ",".join(dict.fromkeys(r.watchlist for r in rows)),
+            first.source,
+            message.title[:120],
+        )
+        return DeliveryReport(sent=len(rows), messages=1)
+
+    def _failed(
+        self, target: str, rows: list[ClaimedAlert], error: str, *, permanent: bool
+    ) -> DeliveryReport:
+        now = self.clock()
+        ids = [r.id for r in rows]
+        attempts = max(r.attempts for r in rows)
+        oldest = min(r.created_at for r in rows)
+        give_up = permanent or (now - oldest).total_seconds() >= self.settings.give_up_after
+        delay = backoff_delay(
+            attempts, base=self.settings.retry_base, cap=self.settings.retry_max, rand=self.rand
+        )
+        self.store.mark_failed(
+            ids,
+            worker=self.worker,
+            error=error,
+            next_attempt_at=now + dt.timedelta(seconds=delay),
+            give_up=give_up,
+        )
+        if give_up:
+            log.error(
+                "GAVE UP on %d alert(s) target=%s story=%s watchlists=%s after %d attempts since %s: %s",
+                len(rows),
+                target,
+                rows[0].story_id,
+                ",".join(dict.fromkeys(r.watchlist for r in rows)),
+                attempts,
+                oldest.isoformat(timespec="seconds"),
+                error,
+            )
+            return DeliveryReport(given_up=len(rows))
+        log.warning(
+            "alert delivery failed target=%s story=%s attempt=%d, retry in %ds: %s",
+            target,
+            rows[0].story_id,
+            attempts,
+            int(delay),
+            error,
+        )
+        return DeliveryReport(retrying=len(rows))

@@ -1,0 +1,568 @@
+"""One poll cycle: fetch -> parse -> match -> store (with the outbox rows).
+
+The cycle claims the feeds that are due and runs three stages at once, each on what it
+is good at, with bounded memory between them:
+
+* **fetch** (``fetch.Fetcher``, asyncio in its own thread): every request has a
+  deadline; at most a window of bodies waits for the parser (``fetch_many(window=)``),
+  so a fast network cannot fill memory while the parser is busy.
+* **parse** (``parse.ParsePool``): one worker process per core, each parse under
+  ``poll.parse_timeout``; :meth:`ParsePool.submit` blocks when the pool is full, which
+  is what slows the fetch stage down to the parser's pace.
+* **match and store** (this thread): parsed feeds are taken in batches (up to
+  :data:`BATCH_FEEDS` feeds, or whatever arrived within :data:`BATCH_AGE` seconds), their
+  new entries found with one query (``Store.unseen_many``), matched in memory, and
+  written with one transaction (``Store.record_many``): stories, matches, outbox rows
+  and every feed's new state together. Unchanged and failed feeds join the same
+  transaction, so a steady-state cycle of 1,000 feeds answering 304 is a handful of
+  statements.
+
+One feed's failure (HTTP error, timeout, garbage, a parser crash or overrun) is logged
+with the feed's name, recorded in its health and backed off; it never stops the cycle.
+A host that answers 429/503 with Retry-After defers its other feeds, in this cycle
+(they are not contacted) and in the database (their next poll waits too). Delivery is
+not part of the cycle: the outbox is drained by ``outbox.Deliverer``.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import os
+import queue
+import random
+import threading
+import time
+from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import Future
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+from monitor.errors import MonitorError, ParseError
+from monitor.ingest.fetch import FeedFetchError, Fetcher, FetchRequest, FetchResult, host_key, redact_url
+from monitor.ingest.parse import ParsedFeed, ParseJob, ParsePool
+from monitor.ingest.schedule import (
+    FeedSnapshot,
+    PollPolicy,
+    after_deferred,
+    after_failure,
+    after_success,
+    after_unchanged,
+)
+from monitor.matching.matcher import Matcher, MatchResult
+from monitor.storage.store import RecordItem, Store, utcnow
+
+log = logging.getLogger("monitor.poll")
+
+BATCH_FEEDS = 64
+"""Most parsed feeds written in one transaction (about 1,600 stories for 25-entry feeds):
+each transaction costs a connection, a commit and (SQLite) a WAL checkpoint on close."""
+BATCH_STATES = 500
+"""Most state-only changes (unchanged, failed, deferred feeds) written in one transaction."""
+BATCH_AGE = 0.5
+"""Longest a finished feed waits for its batch, in seconds (and 50 ms when idle)."""
+IN_FLIGHT = BATCH_FEEDS + 16
+"""Most bodies and parsed feeds between the fetch stage and the store stage: the fetch
+stage waits when the store stage lags behind (a parsed feed is ~130 KB in memory)."""
+_IDLE = 0.05
+
+
+@dataclass(frozen=True, slots=True)
+class FeedOutcome:
+    feed: str
+    status: str  # "new" (parsed), "unchanged", "error", "deferred" (host asked to wait)
+    new: int = 0
+    matched: int = 0
+    alerts: int = 0
+    reason: str | None = None
+    error: str | None = None
+    elapsed: float = 0.0
+
+
+@dataclass(slots=True)
+class CycleReport:
+    started_at: dt.datetime
+    duration: float = 0.0
+    outcomes: list[FeedOutcome] = field(default_factory=list)
+
+    @property
+    def errors(self) -> list[FeedOutcome]:
+        return [o for o in self.outcomes if o.status == "error"]
+
+    def total(self, attr: str) -> int:
+        return sum(int(getattr(o, attr)) for o in self.outcomes)
+
+    def summary(self) -> str:
+        deferred = sum(o.status == "deferred" for o in self.outcomes)
+        return (
+            f"{len(self.outcomes)} feeds polled in {self.duration:.2f}s: "
+            f"{sum(o.status == 'new' for o in self.outcomes)} changed, "
+            f"{sum(o.status == 'unchanged' for o in self.outcomes)} unchanged, "
+            f"{len(self.errors)} failed"
+            + (f", {deferred} deferred" if deferred else "")
+            + f"; {self.total('new')} new stories, "
+            f"{self.total('matched')} matches, {self.total('alerts')} alerts queued"
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class Watch:
+    """What the cycle needs of the current config; swapped atomically on reload."""
+
+    matcher: Matcher
+    targets: Mapping[str, Sequence[str]]  # watchlist name -> targets it notifies
+    catchup_new_feeds: bool = True
+
+
+class Pipeline:
+    def __init__(
+        self,
+        store: Store,
+        fetcher: Fetcher,
+        watch: Watch,
+        *,
+        policy: PollPolicy,
+        lease: float,
+        worker: str,
+        parse_workers: int = 0,
+        rand: Callable[[], float] = random.random,
+    ) -> None:
+        self.store = store
+        self.fetcher = fetcher
+        self._watch = watch
+        self.policy = policy
+        self.lease = lease
+        self.worker = worker
+        self.rand = rand
+        self.parse_workers = parse_workers or (os.cpu_count() or 1)
+        self._pool: ParsePool | None = None
+        self._lock = threading.Lock()
+        self.stopping = threading.Event()
+        self.parser().warm()  # workers start in the background, ready for the first cycle
+
+    # A reload swaps the whole Watch; a running cycle keeps the one it started with.
+    @property
+    def watch(self) -> Watch:
+        with self._lock:
+            return self._watch
+
+    def reconfigure(self, watch: Watch, *, policy: PollPolicy | None = None) -> None:
+        with self._lock:
+            self._watch = watch
+            if policy is not None:
+                self.policy = policy
+                if self._pool is not None:
+                    self._pool.timeout = policy.parse_timeout
+
+    def close(self) -> None:
+        with self._lock:
+            pool, self._pool = self._pool, None
+        if pool is not None:
+            pool.close()
+
+    def parser(self) -> ParsePool:
+        """The parse pool (its worker processes start with the first parse)."""
+        with self._lock:
+            if self._pool is None:
+                self._pool = ParsePool(self.parse_workers, timeout=self.policy.parse_timeout)
+            return self._pool
+
+    def run_cycle(
+        self,
+        *,
+        force: bool = False,
+        names: Sequence[str] | None = None,
+        catchup: bool = False,
+        now: dt.datetime | None = None,
+    ) -> CycleReport:
+        """Poll the due feeds (all enabled feeds with ``force``) once.
+
+        ``catchup`` records everything as seen without queuing alerts (like feed2exec's
+        catchup): useful after a long outage when the backlog is no longer news.
+        """
+        start = time.monotonic()
+        report = CycleReport(started_at=now or utcnow())
+        feeds = self.store.claim_due_feeds(
+            worker=self.worker, lease=self.lease, force=force, names=names, now=now
+        )
+        if not feeds:
+            return report
+        cycle = _Cycle(self, feeds, self.watch, self.policy, catchup, report)
+        try:
+            cycle.run()
+        finally:
+            cycle.finish()
+        report.duration = time.monotonic() - start
+        return report
+
+
+@dataclass(frozen=True, slots=True)
+class _Parsed:
+    """A fetched body on its way through the parse pool (without the future: the future's
+    callback holds this, and a cycle between them would keep parsed feeds alive until the
+    garbage collector's next full pass)."""
+
+    feed: FeedSnapshot
+    result: FetchResult
+
+
+@dataclass(slots=True)
+class _Write:
+    """One feed's pending write: its new state, and its new stories if it was parsed."""
+
+    feed: FeedSnapshot
+    outcome: FeedOutcome
+    changes: dict[str, Any]
+    parsed: ParsedFeed | None = None
+    result: FetchResult | None = None
+
+
+class _Cycle:
+    """The state of one running cycle (see the module docstring for the stages)."""
+
+    def __init__(
+        self,
+        pipeline: Pipeline,
+        feeds: list[FeedSnapshot],
+        watch: Watch,
+        policy: PollPolicy,
+        catchup: bool,
+        report: CycleReport,
+    ) -> None:
+        self.p = pipeline
+        self.store = pipeline.store
+        self.watch = watch
+        self.policy = policy
+        self.catchup = catchup
+        self.report = report
+        self.by_id = {f.id: f for f in feeds}
+        self.t0 = time.monotonic()
+        self.done: set[int] = set()
+        self.events: queue.SimpleQueue[tuple[str, Any]] = queue.SimpleQueue()
+        self.writes: list[_Write] = []
+        self.parsed_pending = 0  # writes that carry a parsed feed
+        self.oldest: float | None = None
+        self.deferred_hosts: set[str] = set()
+        self.in_flight = threading.Semaphore(IN_FLIGHT)
+
+    # -- the stages
+
+    def run(self) -> None:
+        fetching = threading.Thread(target=self._fetch_all, name="news-monitor-cycle-fetch", daemon=True)
+        fetching.start()
+        submitted: int | None = None  # known once the fetch stage has ended
+        parsed = 0
+        while submitted is None or parsed < submitted:
+            try:
+                kind, payload = self.events.get(timeout=_IDLE if self.writes else 1.0)
+            except queue.Empty:
+                self._flush()
+                continue
+            if kind == "fetched":
+                self._on_fetched(payload)
+            elif kind == "parsed":
+                parsed += 1
+                self._on_parsed(*payload)
+            elif kind == "crashed":
+                log.error("the fetch stage of the cycle failed", exc_info=payload)
+            else:  # "end"
+                submitted = payload
+            if self._batch_due():
+                self._flush()
+        self._flush()
+        fetching.join(5)
+
+    def finish(self) -> None:
+        """Write what is pending, then give back the claims of feeds not concluded."""
+        try:
+            self._flush()
+        finally:
+            leftover = [fid for fid in self.by_id if fid not in self.done]
+            if leftover:
+                try:
+                    self.store.release_feeds(leftover)
+                except MonitorError as exc:
+                    log.error("could not release %d feed claims: %s", len(leftover), exc)
+
+    def _fetch_all(self) -> None:
+        """Fetch stage (its own thread): fetch, hand bodies to the pool, report the rest."""
+        submitted = 0
+        try:
+            pool = self.p.parser()
+            requests = [
+                FetchRequest(
+                    key=f.id, url=f.fetch_url, etag=f.etag, last_modified=f.last_modified, body_hash=f.body_hash
+                )
+                for f in self.by_id.values()
+            ]
+            window = max(8, 2 * self.p.fetcher.settings.concurrency)
+            for outcome in self.p.fetcher.fetch_many(requests, window=window):
+                if isinstance(outcome, FetchResult) and outcome.status == "ok":
+                    if not self._reserve():
+                        break  # stopping: this body and the rest are left for the next cycle
+                    feed = self.by_id[outcome.request.key]
+                    job = ParseJob(outcome.body, outcome.url, outcome.content_type, utcnow(), feed.language)
+                    future = pool.submit(job)  # blocks while the pool is full: back-pressure
+                    submitted += 1
+                    future.add_done_callback(self._announce(_Parsed(feed, _without_body(outcome))))
+                else:
+                    self.events.put(("fetched", outcome))
+                if self.p.stopping.is_set():
+                    log.info("stop requested: finishing the feeds in hand, leaving the rest for later")
+                    break
+        except BaseException as exc:
+            self.events.put(("crashed", exc))
+        finally:
+            self.events.put(("end", submitted))
+
+    def _reserve(self) -> bool:
+        """Wait for room between the fetch and store stages; False if stopping meanwhile."""
+        while not self.in_flight.acquire(timeout=0.5):  # the store stage lags behind
+            if self.p.stopping.is_set():
+                return False
+        return True
+
+    def _announce(self, item: _Parsed) -> Callable[[Future[ParsedFeed]], None]:
+        return lambda future: self.events.put(("parsed", (item, future)))
+
+    def _on_fetched(self, outcome: FetchResult | FeedFetchError) -> None:
+        feed = self.by_id[outcome.request.key]
+        if isinstance(outcome, FetchResult):
+            self._unchanged(feed, outcome)
+        elif outcome.deferred:
+            self._deferred(feed, outcome)
+        else:
+            self._failed(feed, outcome.reason, str(outcome), outcome.status, outcome.retry_after)
+            if outcome.reason == "rate_limited" and outcome.retry_after:
+                self._defer_host(feed, outcome.retry_after)
+
+    def _on_parsed(self, item: _Parsed, future: Future[ParsedFeed]) -> None:
+        feed, result = item.feed, item.result
+        try:
+            parsed = future.result()
+        except ParseError as exc:
+            self.in_flight.release()
+            self._failed(feed, exc.reason, str(exc), result.http_status, None)
+            return
+        except Exception as exc:  # the pool must not take the cycle down
+            self.in_flight.release()
+            log.exception("feed=%s parse failed unexpectedly", feed.name)
+            self._failed(feed, "parser_crash", f"parser failed: {type(exc).__name__}: {exc}", None, None)
+            return
+        for warning in parsed.warnings:
+            log.debug("feed=%s parse warning: %s", feed.name, warning)
+        self._queue(_Write(feed, FeedOutcome(feed.name, "new"), {}, parsed, result))
+
+    # -- outcomes that only change the feed's state
+
+    def _elapsed(self) -> float:
+        return time.monotonic() - self.t0
+
+    def _queue(self, write: _Write) -> None:
+        self.writes.append(write)
+        self.parsed_pending += write.parsed is not None
+        if self.oldest is None:
+            self.oldest = time.monotonic()
+
+    def _unchanged(self, feed: FeedSnapshot, result: FetchResult) -> None:
+        changes = after_unchanged(
+            feed,
+            now=utcnow(),
+            http_status=result.http_status,
+            etag=result.etag,
+            last_modified=result.last_modified,
+            permanent_redirect=result.permanent_redirect,
+            policy=self.policy,
+            rand=self.p.rand,
+        )
+        self._log_moved(feed, changes)
+        log.debug("feed=%s unchanged (HTTP %s)", feed.name, result.http_status)
+        self._queue(_Write(feed, FeedOutcome(feed.name, "unchanged", elapsed=self._elapsed()), changes))
+
+    def _failed(
+        self, feed: FeedSnapshot, reason: str, message: str, status: int | None, retry_after: float | None
+    ) -> None:
+        now = utcnow()
+        changes = after_failure(
+            feed,
+            now=now,
+            reason=reason,
+            message=message,
+            http_status=status,
+            retry_after=retry_after,
+            policy=self.policy,
+            rand=self.p.rand,
+        )
+        wait = (changes["next_poll_at"] - now).total_seconds()
+        if reason == "gone":
+            log.error("feed=%s is gone (HTTP 410): disabled until its URL changes in the config", feed.name)
+        else:
+            log.warning(
+                "feed=%s failed (%s): %s; failure %d in a row, next try in %s",
+                feed.name,
+                reason,
+                message,
+                changes["consecutive_failures"],
+                _human(wait),
+            )
+        outcome = FeedOutcome(feed.name, "error", reason=reason, error=message, elapsed=self._elapsed())
+        self._queue(_Write(feed, outcome, changes))
+
+    def _deferred(self, feed: FeedSnapshot, error: FeedFetchError) -> None:
+        wait = error.retry_after or 0.0
+        changes = after_deferred(feed, now=utcnow(), wait=wait, policy=self.policy, rand=self.p.rand)
+        log.info(
+            "feed=%s not polled: its host asked us to wait (Retry-After), %s left",
+            feed.name,
+            _human(wait),
+        )
+        outcome = FeedOutcome(
+            feed.name, "deferred", reason="rate_limited", error=str(error), elapsed=self._elapsed()
+        )
+        self._queue(_Write(feed, outcome, changes))
+
+    def _defer_host(self, feed: FeedSnapshot, wait: float) -> None:
+        """The host of ``feed`` asked us to wait: its feeds not in this cycle wait too, in
+        the database, so the wait holds across cycles and restarts. (Those in this cycle
+        are deferred by the fetcher, which no longer contacts the host.)"""
+        key = host_key(feed.fetch_url)
+        if key is None or key in self.deferred_hosts:
+            return
+        self.deferred_hosts.add(key)
+        try:
+            others = [
+                f.id
+                for f in self.store.feeds()
+                if f.id not in self.by_id and host_key(f.fetch_url) == key
+            ]
+            if others:
+                until = utcnow() + dt.timedelta(seconds=wait)
+                moved = self.store.defer_feeds(others, until)
+                log.info(
+                    "host of %s asked us to wait %s: %d other feed(s) of that host deferred",
+                    redact_url(feed.fetch_url),
+                    _human(wait),
+                    moved,
+                )
+        except MonitorError as exc:
+            log.error("could not defer the other feeds of %s: %s", redact_url(feed.fetch_url), exc)
+
+    # -- the store stage
+
+    def _batch_due(self) -> bool:
+        if not self.writes:
+            return False
+        return (
+            self.parsed_pending >= BATCH_FEEDS
+            or len(self.writes) >= BATCH_STATES
+            or (self.oldest is not None and time.monotonic() - self.oldest >= BATCH_AGE)
+        )
+
+    def _flush(self) -> None:
+        """Find, match and write everything pending in one transaction (two with the lookup)."""
+        writes, self.writes, self.oldest, self.parsed_pending = self.writes, [], None, 0
+        if not writes:
+            return
+        watch = self.watch
+        parsed = [w for w in writes if w.parsed is not None]
+        items: list[RecordItem] = []
+        for _ in parsed:  # these no longer count against the fetch stage's budget
+            self.in_flight.release()
+        try:
+            fresh = self.store.unseen_many([(w.feed.id, w.parsed.entries) for w in parsed if w.parsed])
+            new_by_feed = {w.feed.id: new for w, new in zip(parsed, fresh, strict=True)}
+            now = utcnow()
+            for w in writes:
+                if w.parsed is None or w.result is None:
+                    items.append(RecordItem(w.feed, (), {}, alert=False, feed_changes=w.changes))
+                    continue
+                new = new_by_feed[w.feed.id]
+                matches: dict[int, list[MatchResult]] = {}
+                for i, entry in enumerate(new):
+                    found = watch.matcher.match(entry.title, entry.summary)
+                    if found:
+                        matches[i] = found
+                alert = not self.catchup and (w.feed.initialized or not watch.catchup_new_feeds)
+                w.changes = after_success(
+                    w.feed,
+                    now=now,
+                    http_status=w.result.http_status,
+                    etag=w.result.etag,
+                    last_modified=w.result.last_modified,
+                    body_hash=w.result.body_hash,
+                    permanent_redirect=w.result.permanent_redirect,
+                    title=w.parsed.title,
+                    new_entries=len(new),
+                    policy=self.policy,
+                    rand=self.p.rand,
+                    published=[e.published_at for e in w.parsed.entries if e.date_from_feed],
+                )
+                self._log_moved(w.feed, w.changes)
+                items.append(RecordItem(w.feed, new, matches, alert=alert, feed_changes=w.changes))
+            reports = self.store.record_many(items, targets=watch.targets)
+        except MonitorError as exc:
+            log.error("%d feed(s) could not be stored: %s", len(writes), exc)
+            for w in writes:
+                log.error("feed=%s could not be stored: %s", w.feed.name, exc)
+                self.report.outcomes.append(
+                    FeedOutcome(w.feed.name, "error", reason="store", error=str(exc), elapsed=self._elapsed())
+                )
+            return  # the claims stay until their lease ends; the next cycle retries
+        finally:
+            self.done.update(w.feed.id for w in writes)
+        for w, item, rec in zip(writes, items, reports, strict=True):
+            if w.parsed is None or w.result is None:
+                self.report.outcomes.append(w.outcome)
+                continue
+            elapsed = self._elapsed()
+            note = (
+                " (catch-up)"
+                if self.catchup
+                else ""
+                if item.alert
+                else " (first poll: recorded without alerting)"
+            )
+            learned = w.changes.get("learned_interval_s")
+            log.info(
+                "feed=%s fetched status=%s entries=%d new=%d matched=%d alerts=%d in %.2fs%s%s",
+                w.feed.name,
+                w.result.http_status,
+                len(w.parsed.entries),
+                rec.new_stories,
+                rec.matches,
+                rec.alerts,
+                elapsed,
+                note,
+                f"; polled every {_human(learned)} (learned)" if learned and learned > w.feed.interval_s else "",
+            )
+            self.report.outcomes.append(
+                FeedOutcome(w.feed.name, "new", rec.new_stories, rec.matches, rec.alerts, elapsed=elapsed)
+            )
+
+    @staticmethod
+    def _log_moved(feed: FeedSnapshot, changes: Mapping[str, Any]) -> None:
+        if "fetch_url" in changes:
+            log.warning(
+                "feed=%s moved permanently: now polling %s", feed.name, redact_url(str(changes["fetch_url"]))
+            )
+        elif changes.get("redirect_to"):
+            log.info(
+                "feed=%s permanently redirected to %s (adopted if seen again on the next poll)",
+                feed.name,
+                redact_url(str(changes["redirect_to"])),
+            )
+
+
+def _without_body(result: FetchResult) -> FetchResult:
+    """The result without its body: the body is the pool's now, and must not be kept
+    alive by the cycle's bookkeeping while it waits to be parsed."""
+    return replace(result, body=b"")
+
+
+def _human(seconds: float) -> str:
+    seconds = max(0, int(seconds))
+    if seconds < 120:
+        return f"{seconds}s"
+    if seconds < 7200:
+        return f"{seconds // 60}m"
+    return f"{seconds / 3600:.1f}h"

@@ -1,0 +1,671 @@
+"""Loading and validating ``config.yaml``.
+
+The file is read with ruamel.yaml's round-trip loader because it remembers where every
+key and item sits: a pydantic validation error is turned back into *file:line: field*,
+which is what a user needs to fix a typo at 3 a.m. (and the same loader later lets the
+CLI edit watchlists in place without losing comments).
+
+``${VAR}`` in any string is replaced from the environment before validation, so
+secrets live in the environment (systemd ``EnvironmentFile=``), never in the file; a
+missing variable is an error naming the variable and the line. ``$${`` writes a
+literal ``${``.
+
+Durations accept ``30s``, ``10m``, ``2h``, ``1d`` or a number of seconds; sizes accept
+``512KB``, ``10MB`` or a number of bytes.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import re
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Annotated, Any, Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+from ruamel.yaml import YAML
+from ruamel.yaml.comments import CommentedMap, CommentedSeq
+from ruamel.yaml.error import MarkedYAMLError, YAMLError
+
+from monitor.errors import ConfigError, QuerySyntaxError
+from monitor.ingest.schedule import PollPolicy
+
+DEFAULT_CONFIG = "config.yaml"
+
+_DURATION_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d|w)?\s*$", re.IGNORECASE)
+_DURATION_UNITS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+_SIZE_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(b|kb|kib|mb|mib|gb|gib)?\s*$", re.IGNORECASE)
+_SIZE_UNITS = {
+    "b": 1,
+    "kb": 1000,
+    "kib": 1024,
+    "mb": 1000**2,
+    "mib": 1024**2,
+    "gb": 1000**3,
+    "gib": 1024**3,
+}
+_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+_ENV_RE = re.compile(r"\$\$\{|\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
+
+
+def parse_duration(value: Any) -> float:
+    """Seconds from ``30s`` / ``10m`` / ``2h`` / ``1d`` / a bare number."""
+    if isinstance(value, bool):
+        raise ValueError("expected a duration such as 30s, 10m, 2h")
+    if isinstance(value, int | float):
+        seconds = float(value)
+    elif isinstance(value, str):
+        m = _DURATION_RE.match(value)
+        if not m:
+            raise ValueError(f"{value!r} is not a duration (use e.g. 30s, 10m, 2h, 1d)")
+        seconds = float(m.group(1)) * _DURATION_UNITS[(m.group(2) or "s").lower()]
+    else:
+        raise ValueError("expected a duration such as 30s, 10m, 2h")
+    if seconds < 0:
+        raise ValueError("a duration cannot be negative")
+    return seconds
+
+
+def parse_size(value: Any) -> int:
+    """Bytes from ``512KB`` / ``10MB`` / a bare number."""
+    if isinstance(value, bool):
+        raise ValueError("expected a size such as 10MB")
+    if isinstance(value, int):
+        size = value
+    elif isinstance(value, str):
+        m = _SIZE_RE.match(value)
+        if not m:
+            raise ValueError(f"{value!r} is not a size (use e.g. 512KB, 10MB)")
+        size = int(float(m.group(1)) * _SIZE_UNITS[(m.group(2) or "b").lower()])
+    else:
+        raise ValueError("expected a size such as 10MB")
+    if size <= 0:
+        raise ValueError("a size must be positive")
+    return size
+
+
+Duration = Annotated[float, BeforeValidator(parse_duration)]
+Size = Annotated[int, BeforeValidator(parse_size)]
+
+
+def _check_name(value: str) -> str:
+    if not _NAME_RE.match(value):
+        raise ValueError(
+            f"{value!r} is not a valid name (letters, digits, '-', '_', '.'; at most 64 characters)"
+        )
+    return value
+
+
+Name = Annotated[str, BeforeValidator(lambda v: _check_name(str(v)) if isinstance(v, str) else v)]
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class PollSettings(_Model):
+    """How feeds are polled. Every value can be overridden per feed where it makes sense."""
+
+    interval: Duration = 600.0
+    jitter: Duration = 30.0
+    timeout: Duration = 20.0
+    deadline: Duration = 30.0
+    max_bytes: Size = 10_000_000
+    concurrency: int = Field(default=16, ge=1, le=256)
+    per_host: int = Field(default=2, ge=1, le=32)
+    catchup_new_feeds: bool = True
+    backoff_max: Duration = 86400.0
+    tick: Duration = 5.0
+    parse_workers: int = Field(default=0, ge=0, le=64)
+    # A parse that takes longer is stopped (its worker process is killed and replaced)
+    # and the feed fails with reason parse_timeout: a crafted feed must not stall a cycle.
+    parse_timeout: Duration = 20.0
+    # Learned cadence: a feed that publishes rarely is polled less often than `interval`,
+    # but at least every `max_interval`; `learn_cadence: false` (here or per feed) turns it off.
+    learn_cadence: bool = True
+    max_interval: Duration = 3600.0
+
+    @field_validator("interval")
+    @classmethod
+    def _polite(cls, value: float) -> float:
+        if value < 10:
+            raise ValueError("must be at least 10s (be polite to publishers)")
+        return value
+
+    @field_validator("parse_timeout")
+    @classmethod
+    def _parse_timeout(cls, value: float) -> float:
+        if value < 0.1:
+            raise ValueError("must be at least 0.1s")
+        return value
+
+    @model_validator(mode="after")
+    def _sane(self) -> PollSettings:
+        if self.deadline < self.timeout:
+            raise ValueError("poll.deadline must be at least poll.timeout")
+        return self
+
+
+class DeliverySettings(_Model):
+    """How the outbox is drained: retries back off exponentially up to ``give_up_after``."""
+
+    retry_base: Duration = 30.0
+    retry_max: Duration = 3600.0
+    give_up_after: Duration = 172800.0
+    lease: Duration = 120.0
+    timeout: Duration = 30.0
+    interval: Duration = 5.0
+    batch: int = Field(default=100, ge=1, le=10_000)
+
+
+class FeedConfig(_Model):
+    name: Name
+    url: str
+    interval: Duration | None = None
+    language: str | None = None
+    enabled: bool = True
+    learn_cadence: bool | None = None  # None: poll.learn_cadence
+
+    @field_validator("url")
+    @classmethod
+    def _url(cls, value: str) -> str:
+        value = value.strip()
+        if not re.match(r"^https?://[^\s/?#]+[^\s]*$", value, re.IGNORECASE):
+            raise ValueError(f"{value!r} is not an http(s) URL")
+        return value
+
+    @field_validator("interval")
+    @classmethod
+    def _interval(cls, value: float | None) -> float | None:
+        if value is not None and value < 10:
+            raise ValueError("a feed's interval must be at least 10s")
+        return value
+
+
+def _check_tz(value: str | None) -> str | None:
+    if value is None:
+        return None
+    try:
+        ZoneInfo(value)
+    except (ZoneInfoNotFoundError, ValueError) as exc:
+        raise ValueError(f"unknown time zone {value!r} (use e.g. Europe/Paris)") from exc
+    return value
+
+
+TimeZone = Annotated[str, BeforeValidator(lambda v: _check_tz(v) if isinstance(v, str) else v)]
+_QUIET_RE = re.compile(r"^\s*(\d{1,2}):(\d{2})\s*[-–]\s*(\d{1,2}):(\d{2})\s*$")
+_RATE_RE = re.compile(r"^\s*(\d+)\s*(?:/|per)\s*(.+?)\s*$")
+
+
+def parse_quiet_hours(value: Any) -> tuple[dt.time, dt.time]:
+    """``"22:00-07:00"`` -> (22:00, 07:00); the window may cross midnight."""
+    m = _QUIET_RE.match(str(value))
+    if not m:
+        raise ValueError(f"{value!r} is not a time window (use e.g. 22:00-07:00)")
+    h1, m1, h2, m2 = (int(g) for g in m.groups())
+    try:
+        start, end = dt.time(h1, m1), dt.time(h2, m2)
+    except ValueError as exc:
+        raise ValueError(f"{value!r}: {exc}") from None
+    if start == end:
+        raise ValueError(f"{value!r} is an empty window")
+    return start, end
+
+
+def parse_rate(value: Any) -> tuple[int, float]:
+    """``"10/10m"`` or ``"10 per 10m"`` -> (10, 600.0)."""
+    m = _RATE_RE.match(str(value))
+    if not m or int(m.group(1)) < 1:
+        raise ValueError(f"{value!r} is not a rate limit (use e.g. 10/10m: at most 10 messages per 10 minutes)")
+    return int(m.group(1)), parse_duration(m.group(2))
+
+
+class TargetConfig(_Model):
+    """A target: an Apprise URL, with optional quiet hours and rate limit.
+
+    A plain string in the config is the URL alone.
+    """
+
+    url: str
+    quiet_hours: str | None = None  # "22:00-07:00", in `timezone` (default: the config's)
+    timezone: TimeZone | None = None
+    rate_limit: str | None = None  # "10/10m"
+
+    @field_validator("quiet_hours")
+    @classmethod
+    def _quiet(cls, value: str | None) -> str | None:
+        if value is not None:
+            parse_quiet_hours(value)
+        return value
+
+    @field_validator("rate_limit")
+    @classmethod
+    def _rate(cls, value: str | None) -> str | None:
+        if value is not None:
+            parse_rate(value)
+        return value
+
+
+def _target(value: Any) -> Any:
+    return {"url": value} if isinstance(value, str) else value
+
+
+class WatchlistConfig(_Model):
+    name: Name
+    query: str
+    notify: list[str] = Field(default_factory=list)
+    enabled: bool = True
+    stem: list[Literal["en", "fr"]] = Field(default_factory=list)
+    description: str | None = None
+    mode: Literal["instant", "digest"] = "instant"
+    schedule: str = "0 8 * * *"  # digest time, crontab (minute hour day month weekday)
+    timezone: TimeZone | None = None  # of the schedule (default: the config's)
+    urgent: bool = False  # bypasses the targets' quiet hours
+
+    @field_validator("schedule")
+    @classmethod
+    def _schedule(cls, value: str) -> str:
+        from monitor.delivery.routing import validate_schedule
+
+        validate_schedule(value)
+        return value
+
+
+class HealthSettings(_Model):
+    """Feed-health alerts: one when a feed has failed for ``after``, one when it recovers."""
+
+    notify: list[str] = Field(default_factory=list)
+    after: Duration = 21600.0
+
+
+_LOOPBACK_HOSTS = frozenset({"127.0.0.1", "localhost", "::1"})
+
+
+def split_listen(value: str) -> tuple[str, int]:
+    """``host:port`` (``[::1]:8080`` for IPv6) -> (host, port); raises ValueError."""
+    m = re.match(r"^\s*(?:\[([0-9A-Fa-f:.]+)\]|([A-Za-z0-9.-]+)):(\d{1,5})\s*$", value)
+    if not m or int(m.group(3)) > 65535:
+        raise ValueError(f"{value!r} is not host:port (e.g. 127.0.0.1:8080 or [::1]:8080)")
+    return m.group(1) or m.group(2), int(m.group(3))
+
+
+class WebSettings(_Model):
+    """The web interface inside the daemon (``web: {listen: 127.0.0.1:8080}``).
+
+    Off unless ``listen`` is set. Bound to a loopback address it needs no token (only
+    this machine can reach it); bound anywhere else a ``token`` is required, since the
+    page can rewrite watchlists.
+    """
+
+    listen: str | None = None
+    token: str | None = None
+
+    @field_validator("listen")
+    @classmethod
+    def _listen(cls, value: str | None) -> str | None:
+        if value is not None:
+            split_listen(value)
+        return value
+
+    @model_validator(mode="after")
+    def _token_off_loopback(self) -> WebSettings:
+        if self.listen and split_listen(self.listen)[0] not in _LOOPBACK_HOSTS and not self.token:
+            raise ValueError(
+                "web.token is required when web.listen is not a loopback address "
+                "(set token: ${WEB_TOKEN} and export WEB_TOKEN)"
+            )
+        if self.token is not None and len(self.token) < 12:
+            raise ValueError("web.token must be at least 12 characters")
+        return self
+
+
+class Config(_Model):
+    """The whole validated configuration."""
+
+    database: str = "sqlite:///data/monitor.db"
+    timezone: str = "UTC"
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    poll: PollSettings = PollSettings()
+    delivery: DeliverySettings = DeliverySettings()
+    feeds: list[FeedConfig] = Field(default_factory=list)
+    targets: dict[Name, Annotated[TargetConfig, BeforeValidator(_target)]] = Field(default_factory=dict)
+    health: HealthSettings = HealthSettings()
+    templates: dict[str, str] = Field(default_factory=dict)  # template name -> Jinja2 source
+    aliases: dict[Name, str] = Field(default_factory=dict)
+    watchlists: list[WatchlistConfig] = Field(default_factory=list)
+    web: WebSettings = WebSettings()
+
+    @field_validator("timezone")
+    @classmethod
+    def _tz(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError) as exc:
+            raise ValueError(f"unknown time zone {value!r} (use e.g. Europe/Paris)") from exc
+        return value
+
+    def poll_policy(self) -> PollPolicy:
+        """The poll cycle's policy (``poll:`` and each feed's ``learn_cadence``)."""
+        poll = self.poll
+        default = poll.learn_cadence
+        fixed = frozenset(f.name for f in self.feeds if not (default if f.learn_cadence is None else f.learn_cadence))
+        return PollPolicy(
+            jitter=poll.jitter,
+            backoff_max=poll.backoff_max,
+            max_interval=poll.max_interval,
+            learn_cadence=default or len(fixed) < len(self.feeds),
+            fixed_feeds=fixed,
+            parse_timeout=poll.parse_timeout,
+        )
+
+    @property
+    def target_urls(self) -> dict[str, str]:
+        return {name: t.url for name, t in self.targets.items()}
+
+    def feed(self, name: str) -> FeedConfig:
+        for feed in self.feeds:
+            if feed.name == name:
+                return feed
+        raise KeyError(name)
+
+    def watchlist(self, name: str) -> WatchlistConfig:
+        for wl in self.watchlists:
+            if wl.name == name:
+                return wl
+        raise KeyError(name)
+
+
+@dataclass(frozen=True)
+class LoadedConfig:
+    """A validated config and where it came from."""
+
+    config: Config
+    path: Path
+    database_url: str  # relative SQLite paths resolved against the config file's folder
+
+    def line_of(self, *field: str | int) -> int | None:
+        """Line of a field in the file, for messages that point back at it."""
+        return _line_of(_load_yaml_tree(self.path.read_text(encoding="utf-8")), tuple(field))
+
+
+# --- the loader -------------------------------------------------------------------------
+
+
+def _yaml() -> YAML:
+    yaml = YAML(typ="rt")
+    yaml.preserve_quotes = True
+    return yaml
+
+
+def _load_yaml_tree(text: str) -> Any:
+    return _yaml().load(text)
+
+
+def _line_of(tree: Any, loc: tuple[str | int, ...]) -> int | None:
+    """1-based line of the deepest node of ``loc`` that exists in the YAML tree."""
+    node = tree
+    line: int | None = None
+    for part in loc:
+        if isinstance(node, CommentedMap) and isinstance(part, str) and part in node:
+            line = node.lc.key(part)[0] + 1
+            node = node[part]
+        elif isinstance(node, CommentedSeq) and isinstance(part, int) and 0 <= part < len(node):
+            line = node.lc.item(part)[0] + 1
+            node = node[part]
+        else:
+            break
+    return line
+
+
+def _field_path(loc: tuple[str | int, ...]) -> str:
+    out = ""
+    for part in loc:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        else:
+            out += ("." if out else "") + str(part)
+    return out
+
+
+def _expand_env(
+    node: Any, env: Mapping[str, str], loc: tuple[str | int, ...]
+) -> Iterator[tuple[tuple[str | int, ...], str]]:
+    """Replace ``${VAR}`` in place in every string; yield (loc, name) of missing variables."""
+    if isinstance(node, CommentedMap):
+        for key in list(node.keys()):
+            value = node[key]
+            if isinstance(value, str):
+                new, missing = _substitute(value, env)
+                for name in missing:
+                    yield (*loc, key), name
+                node[key] = new
+            else:
+                yield from _expand_env(value, env, (*loc, key))
+    elif isinstance(node, CommentedSeq):
+        for i, value in enumerate(node):
+            if isinstance(value, str):
+                new, missing = _substitute(value, env)
+                for name in missing:
+                    yield (*loc, i), name
+                node[i] = new
+            else:
+                yield from _expand_env(value, env, (*loc, i))
+
+
+def _substitute(value: str, env: Mapping[str, str]) -> tuple[str, list[str]]:
+    missing: list[str] = []
+
+    def repl(m: re.Match[str]) -> str:
+        if m.group(0) == "$${":
+            return "${"
+        name = m.group(1)
+        if name not in env:
+            missing.append(name)
+            return m.group(0)
+        return env[name]
+
+    return _ENV_RE.sub(repl, value), missing
+
+
+def _plain(node: Any) -> Any:
+    """ruamel's commented containers -> plain dicts/lists/str for pydantic."""
+    if isinstance(node, dict):
+        return {str(k): _plain(v) for k, v in node.items()}
+    if isinstance(node, list):
+        return [_plain(v) for v in node]
+    if isinstance(node, str):
+        return str(node)
+    return node
+
+
+def _duplicates(tree: Any, file: str) -> None:
+    """Duplicate feed names/URLs and watchlist names are errors, pointed at the second one."""
+    for section, keys in (("feeds", ("name", "url")), ("watchlists", ("name",))):
+        items = tree.get(section) if isinstance(tree, CommentedMap) else None
+        if not isinstance(items, CommentedSeq):
+            continue
+        for key in keys:
+            seen: dict[str, int] = {}
+            for i, item in enumerate(items):
+                if not isinstance(item, CommentedMap) or not isinstance(item.get(key), str):
+                    continue
+                value = str(item[key]).strip()
+                if key == "url":
+                    value = value.rstrip("/").lower()
+                if value in seen:
+                    raise ConfigError(
+                        f"duplicate {section[:-1]} {key} {item[key]!r}",
+                        file=file,
+                        line=_line_of(tree, (section, i, key)),
+                        field=f"{section}[{i}].{key}",
+                        hint=f"already used by {section}[{seen[value]}]",
+                    )
+                seen[value] = i
+
+
+def _cross_checks(config: Config, tree: Any, file: str) -> None:
+    """Checks that need the whole config: target names, query syntax, aliases."""
+    from monitor.matching.matcher import (  # the pure matcher; imported late to keep start-up light
+        Matcher,
+        WatchlistQuery,
+    )
+    from monitor.matching.query import validate_aliases
+
+    for i, wl in enumerate(config.watchlists):
+        if wl.enabled and not wl.notify:
+            raise ConfigError(
+                "a watchlist needs at least one target to notify",
+                file=file,
+                line=_line_of(tree, ("watchlists", i)),
+                field=f"watchlists[{i}].notify",
+                hint=f"known targets: {', '.join(config.targets) or 'none defined'}",
+            )
+        for j, target in enumerate(wl.notify):
+            if target not in config.targets:
+                raise ConfigError(
+                    f"unknown target {target!r}",
+                    file=file,
+                    line=_line_of(tree, ("watchlists", i, "notify", j)),
+                    field=f"watchlists[{i}].notify[{j}]",
+                    hint=f"known targets: {', '.join(config.targets) or 'none defined'}",
+                )
+    for j, target in enumerate(config.health.notify):
+        if target not in config.targets:
+            raise ConfigError(
+                f"unknown target {target!r}",
+                file=file,
+                line=_line_of(tree, ("health", "notify", j)),
+                field=f"health.notify[{j}]",
+                hint=f"known targets: {', '.join(config.targets) or 'none defined'}",
+            )
+    if config.templates:
+        from monitor.delivery.render import TEMPLATE_NAMES, Renderer
+
+        for name in config.templates:
+            if name not in TEMPLATE_NAMES:
+                raise ConfigError(
+                    f"unknown template {name!r}",
+                    file=file,
+                    line=_line_of(tree, ("templates", name)),
+                    field=f"templates.{name}",
+                    hint=f"templates are: {', '.join(TEMPLATE_NAMES)}",
+                )
+        try:
+            Renderer(timezone=config.timezone, overrides=config.templates)
+        except ConfigError as exc:
+            name = (exc.field or "").removeprefix("templates.")
+            raise ConfigError(
+                exc.message, file=file, line=_line_of(tree, ("templates", name)), field=exc.field, hint=exc.hint
+            ) from None
+    try:
+        validate_aliases(config.aliases)
+    except QuerySyntaxError as exc:
+        name = (exc.watchlist or "").lstrip("@")
+        raise exc.with_context(
+            file=file,
+            line=_line_of(tree, ("aliases", name)),
+            field=f"aliases.{name}" if name else "aliases",
+        ) from None
+    for i, wl in enumerate(config.watchlists):
+        try:
+            Matcher([WatchlistQuery(wl.name, wl.query, tuple(wl.stem))], config.aliases)
+        except QuerySyntaxError as exc:
+            raise exc.with_context(
+                watchlist=wl.name,
+                file=file,
+                line=_line_of(tree, ("watchlists", i, "query")),
+                field=f"watchlists[{i}].query",
+            ) from None
+
+
+def resolve_database_url(url: str, base: Path) -> str:
+    """Make a relative SQLite path relative to the config file, not to the working directory.
+
+    A systemd unit and ``make run`` start in different folders; resolving against the
+    config file means the same file always finds the same database.
+    """
+    prefix = "sqlite:///"
+    if url.startswith(prefix) and not url.startswith("sqlite:////") and url != "sqlite:///:memory:":
+        rest = url[len(prefix) :]
+        path_part, sep, query = rest.partition("?")
+        if path_part and not path_part.startswith(":"):
+            path = (base / path_part).resolve()
+            return f"sqlite:///{path}" + (sep + query if sep else "")
+    return url
+
+
+def parse_config(
+    text: str, *, file: str = DEFAULT_CONFIG, env: Mapping[str, str] | None = None
+) -> tuple[Config, Any]:
+    """Validate config text; returns the Config and the YAML tree (for line look-ups)."""
+    env = os.environ if env is None else env
+    try:
+        tree = _load_yaml_tree(text)
+    except MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        line = mark.line + 1 if mark is not None else None
+        problem = exc.problem or exc.context or "invalid YAML"
+        raise ConfigError(f"invalid YAML: {problem}", file=file, line=line) from None
+    except YAMLError as exc:
+        raise ConfigError(f"invalid YAML: {exc}", file=file) from None
+    if tree is None:
+        tree = CommentedMap()
+    if not isinstance(tree, CommentedMap):
+        raise ConfigError("the top level must be a mapping of settings", file=file, line=1)
+    for loc, name in _expand_env(tree, env, ()):
+        raise ConfigError(
+            f"environment variable {name} is not set",
+            file=file,
+            line=_line_of(tree, loc),
+            field=_field_path(loc),
+            hint=f"export {name}=... or set it in the service's EnvironmentFile ($${{ is a literal ${{)",
+        )
+    _duplicates(tree, file)
+    try:
+        config = Config.model_validate(_plain(tree))
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        loc = tuple(err["loc"])
+        msg = err["msg"].removeprefix("Value error, ")
+        hint = None
+        if err["type"] == "extra_forbidden":
+            msg = f"unknown setting {loc[-1]!r}"
+            hint = "check the spelling against README.md's configuration reference"
+        elif err["type"] == "missing":
+            msg = "this setting is required"
+        more = len(exc.errors()) - 1
+        if more:
+            msg += f" (and {more} more error{'s' if more > 1 else ''})"
+        raise ConfigError(
+            msg, file=file, line=_line_of(tree, loc), field=_field_path(loc) or None, hint=hint
+        ) from None
+    _cross_checks(config, tree, file)
+    return config, tree
+
+
+def load_config(path: str | os.PathLike[str], *, env: Mapping[str, str] | None = None) -> LoadedConfig:
+    """Read, expand and validate a config file. Raises ConfigError naming file, line and field."""
+    p = Path(path)
+    try:
+        text = p.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError("config file not found", file=str(p)) from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"cannot read config file: {exc}", file=str(p)) from None
+    config, _ = parse_config(text, file=str(p), env=env)
+    return LoadedConfig(
+        config=config,
+        path=p.resolve(),
+        database_url=resolve_database_url(config.database, p.resolve().parent),
+    )

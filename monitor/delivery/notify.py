@@ -1,0 +1,410 @@
+"""Deliver rendered alerts to the configured targets through Apprise.
+
+This is the edge where Apprise lives; nothing else in news-monitor imports it. Choices:
+
+* **One Apprise object per target.** A failure is then attributable to exactly one
+  target, and the outbox can retry that target alone.
+* **No Apprise retries.** The outbox retries failed deliveries with its own back-off and
+  lease; an Apprise ``retry=`` in a target URL would multiply attempts behind its back,
+  so such a URL is refused at start-up.
+* **A deadline on every send** (``timeout``), both as Apprise's per-service limit and as
+  the limit of the whole ``notify()`` call: a hung SMTP server must not hold a delivery
+  worker forever. Apprise 2.x's own per-plugin throttle (e-mail: one send per 5.5 s per
+  target, by sleeping in the sender) is switched off: pacing is the outbox's job
+  (``rate_limit`` per target folds the overflow into a digest instead of sleeping),
+  and a burst of breaking news must not queue behind 5.5 s sleeps.
+* **Secrets stay out of logs and errors.** Apprise writes some secrets to its logger (its
+  Slack plugin logs the webhook URL, tokens included, at debug level; an unparseable
+  URL may be echoed), and urllib3 logs every request line (a Slack webhook's path *is*
+  its tokens). A filter on those loggers replaces every secret of every target (private
+  URL tokens, passwords, the raw URL) with ``****`` in each record before any handler
+  sees it, and errors name targets by ``url(privacy=True)`` only. Exception
+  chains from Apprise are cut (``from None``) for the same reason: their text can
+  contain a URL with its tokens.
+* **A ``console://`` target** prints alerts on standard output, so ``make run`` shows
+  alerts with no credentials at all.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import sys
+import threading
+from collections.abc import Iterable, Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Any, cast
+from urllib.parse import parse_qsl, quote, unquote, urlsplit
+
+import apprise
+from apprise.plugins.email import NotifyEmail
+from apprise.plugins.slack import NotifySlack
+
+from monitor.delivery.render import ChannelKind, Message, Renderer
+from monitor.errors import ConfigError, NotifyError
+
+__all__ = ["CONSOLE_SCHEME", "Notifier"]
+
+log = logging.getLogger("monitor.notify")
+
+#: The custom Apprise scheme that prints alerts on standard output.
+CONSOLE_SCHEME = "console"
+
+#: Shorter strings are not treated as secrets: scrubbing them would mangle every log
+#: line, and a two-character "password" protects nothing anyway.
+_MIN_SECRET_LEN = 3
+_MASK = "****"
+_APPRISE_LOGGER = "apprise"
+_EMAIL_RE = re.compile(r"[^@\s]+@[^@\s]+\.[^@\s]+")
+
+_console_lock = threading.Lock()
+_register_lock = threading.Lock()
+
+
+def _console_send(body: str, title: str, *args: Any, **kwargs: Any) -> bool:
+    """Apprise ``console://`` plugin: one block per alert on stdout, written at once.
+
+    ``sys.stdout`` is looked up at call time, so a redirected stdout (the journal,
+    pytest's capture) receives the alert.
+    """
+    lines = []
+    if title:
+        lines += [title, "-" * min(max(len(title), 8), 78)]
+    lines += [body.rstrip("\n"), "", ""]
+    with _console_lock:
+        sys.stdout.write("\n".join(lines))
+        sys.stdout.flush()
+    return True
+
+
+def _register_console() -> None:
+    """Register ``console://`` with Apprise once per process.
+
+    Apprise's plugin registry is process-wide; registering a scheme twice logs a
+    warning and keeps the first, so the check makes re-imports and any number of
+    :class:`Notifier` instances harmless.
+    """
+    with _register_lock:
+        # Apprise's registry and decorator carry no type hints.
+        if CONSOLE_SCHEME in apprise.NotificationManager():  # type: ignore[no-untyped-call]
+            return
+        apprise.decorators.notify(  # type: ignore[no-untyped-call]
+            on=CONSOLE_SCHEME, name="news-monitor console", body_format=apprise.NotifyFormat.TEXT
+        )(_console_send)
+
+
+class _SecretFilter(logging.Filter):
+    """Replaces known secrets in every record of the loggers it is attached to.
+
+    A logger filter runs before any handler, Apprise's own result capture included,
+    so the scrubbed text is all that reaches log files, consoles and ``result.logs()``.
+    """
+
+    news_monitor_scrubber = True
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._lock = threading.Lock()
+        self._secrets: set[str] = set()
+        self._temporary: list[frozenset[str]] = []
+        self._pattern: re.Pattern[str] | None = None
+
+    def add(self, secrets: Iterable[str]) -> None:
+        with self._lock:
+            self._secrets.update(_variants(secrets))
+            self._compile()
+
+    @contextmanager
+    def temporarily(self, secrets: Iterable[str]) -> Iterator[None]:
+        """Also scrub ``secrets`` inside the block (URL parts before Apprise parsed it)."""
+        extra = frozenset(_variants(secrets))
+        with self._lock:
+            self._temporary.append(extra)
+            self._compile()
+        try:
+            yield
+        finally:
+            with self._lock:
+                self._temporary.remove(extra)
+                self._compile()
+
+    def scrub(self, text: str) -> str:
+        pattern = self._pattern
+        return pattern.sub(_MASK, text) if pattern is not None else text
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if self._pattern is None:
+            return True
+        try:
+            message = record.getMessage()
+        except Exception:  # a malformed record: let logging report it as usual
+            return True
+        scrubbed = self.scrub(message)
+        if scrubbed != message:
+            record.msg, record.args = scrubbed, None
+        if record.exc_info and not record.exc_text:
+            record.exc_text = self.scrub(logging.Formatter().formatException(record.exc_info))
+        elif record.exc_text:
+            record.exc_text = self.scrub(record.exc_text)
+        return True
+
+    def _compile(self) -> None:
+        every = self._secrets.union(*self._temporary)
+        # Longest first, so a URL is masked whole rather than token by token.
+        ordered = sorted(every, key=len, reverse=True)
+        self._pattern = re.compile("|".join(map(re.escape, ordered))) if ordered else None
+
+
+def _variants(secrets: Iterable[str]) -> set[str]:
+    """Each secret as given, percent-encoded and percent-decoded (logs show all three)."""
+    out: set[str] = set()
+    for secret in secrets:
+        for form in (secret, quote(secret, safe=""), unquote(secret)):
+            if len(form) >= _MIN_SECRET_LEN:
+                out.add(form)
+    return out
+
+
+#: Loggers that can see a target's secrets: Apprise's own, and urllib3's (under
+#: ``requests``), which logs each request line at debug level, e.g.
+#: ``"POST /services/T…/B…/X… HTTP/1.1" 200`` for a Slack webhook. Filters attached to a
+#: logger apply only to records created on that very logger, hence the full names.
+_SCRUBBED_LOGGERS = (
+    _APPRISE_LOGGER,
+    "urllib3.connectionpool",
+    "urllib3.connection",
+    "urllib3.poolmanager",
+    "urllib3.util.retry",
+    "urllib3.response",
+)
+
+
+def _shared_scrubber() -> _SecretFilter:
+    """The one scrubber, installed on every logger of :data:`_SCRUBBED_LOGGERS`.
+
+    Found by a marker rather than a module global, so a second import of this module
+    (``importlib.reload``, another import path) reuses it instead of stacking filters
+    that each know only half of the secrets.
+    """
+    with _register_lock:
+        scrubber: _SecretFilter | None = None
+        for existing in logging.getLogger(_APPRISE_LOGGER).filters:
+            if getattr(existing, "news_monitor_scrubber", False):
+                scrubber = cast(_SecretFilter, existing)
+        if scrubber is None:
+            scrubber = _SecretFilter()
+        for name in _SCRUBBED_LOGGERS:
+            target = logging.getLogger(name)
+            if scrubber not in target.filters:
+                target.addFilter(scrubber)
+        return scrubber
+
+
+_SCRUBBER = _shared_scrubber()
+
+
+def _url_parts(url: str) -> set[str]:
+    """Every part of a raw URL that might be a secret, before Apprise has parsed it.
+
+    Used only while Apprise loads the URL, when we cannot yet tell tokens from other
+    parts: Apprise's complaint about a bad Slack token quotes the token. Dotted host
+    names and e-mail addresses are left readable; Apprise never keeps secrets there.
+    """
+    parts = {url}
+    try:
+        split = urlsplit(url)
+        host = split.hostname
+        candidates = [split.username, split.password, host if host and "." not in host else None]
+        candidates += re.split(r"[/,]", split.path)
+        candidates += [v for _, v in parse_qsl(split.query)]
+    except ValueError:
+        return parts
+    parts.update(c for c in candidates if c and not _EMAIL_RE.fullmatch(c))
+    return parts
+
+
+def _plugin_secrets(plugin: Any, url: str) -> set[str]:
+    """The private values of a loaded Apprise plugin, as its own metadata marks them.
+
+    Every Apprise plugin flags its secret URL parts (``password``, Slack's three
+    tokens, bot tokens, API keys) with ``"private": True`` in ``template_tokens``,
+    ``template_args`` or ``template_kwargs``; ``map_to`` names the attribute holding
+    the value.
+    """
+    found: set[str] = {url}
+    for table in ("template_tokens", "template_args", "template_kwargs"):
+        for key, meta in (getattr(plugin, table, None) or {}).items():
+            if not (isinstance(meta, dict) and meta.get("private")):
+                continue
+            value = getattr(plugin, str(meta.get("map_to", key)), None)
+            if isinstance(value, str):
+                found.add(value)
+            elif isinstance(value, list | tuple | set | frozenset):
+                found.update(v for v in value if isinstance(v, str))
+    password = getattr(plugin, "password", None)
+    if isinstance(password, str):
+        found.add(password)
+    return {s for s in found if s}
+
+
+class _LogCollector(logging.Handler):
+    """Collects Apprise warnings while a URL loads, to explain why it was refused."""
+
+    def __init__(self) -> None:
+        super().__init__(level=logging.WARNING)
+        self.messages: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.messages.append(record.getMessage())
+
+
+def _unloadable(url: str) -> str:
+    """How to show a URL Apprise could not load: its scheme only.
+
+    Apprise's ``url(privacy=True)`` needs a loaded plugin; for anything else, the parts
+    that would help (tokens, passwords) are the parts that must not be shown.
+    """
+    scheme = url.split("://", 1)[0] if "://" in url else ""
+    return f"{scheme}://…" if re.fullmatch(r"[A-Za-z][A-Za-z0-9+.-]*", scheme) else "(not a URL)"
+
+
+@dataclass(frozen=True, slots=True)
+class _Target:
+    name: str
+    apobj: apprise.Apprise
+    kind: ChannelKind
+    private_url: str
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+
+class Notifier:
+    """Sends :class:`~monitor.delivery.render.Message` objects to named Apprise targets.
+
+    ``targets`` maps target names to Apprise URLs (environment variables already
+    expanded). Each URL is loaded here: an unusable one raises
+    :class:`~monitor.errors.ConfigError` naming the target, never showing the URL's
+    secrets. ``renderer`` is the :class:`~monitor.delivery.render.Renderer` messages for these
+    targets are made with (:attr:`renderer`), so callers render with
+    ``notifier.renderer.alert(story, notifier.kind(name))``.
+    """
+
+    def __init__(self, targets: Mapping[str, str], *, renderer: Renderer, timeout: float = 30.0) -> None:
+        if not timeout > 0:
+            raise ValueError(f"timeout must be positive, not {timeout!r}")
+        _register_console()
+        self._renderer = renderer
+        self._timeout = float(timeout)
+        self._asset = apprise.AppriseAsset(app_id="news-monitor", service_timeout=self._timeout)
+        self._targets: dict[str, _Target] = {}
+        for name, url in targets.items():
+            self._targets[name] = self._load(name, url)
+
+    @property
+    def names(self) -> tuple[str, ...]:
+        """Target names, in configuration order."""
+        return tuple(self._targets)
+
+    @property
+    def renderer(self) -> Renderer:
+        return self._renderer
+
+    def kind(self, target: str) -> ChannelKind:
+        """What to render for ``target``: ``email`` (mailto/mailtos), ``slack`` or ``text``."""
+        return self._target(target).kind
+
+    def describe(self, target: str) -> str:
+        """The target's URL with its secrets masked (Apprise's ``url(privacy=True)``)."""
+        return self._target(target).private_url
+
+    def send(self, target: str, message: Message) -> None:
+        """Deliver ``message`` to ``target`` or raise :class:`~monitor.errors.NotifyError`.
+
+        The error names the target, its privacy URL and the reason Apprise logged
+        (secrets scrubbed). Sends to one target are serialised: Apprise plugins keep
+        per-instance state (throttle clock, SMTP session).
+        """
+        t = self._target(target)
+        with t.lock:
+            try:
+                result = t.apobj.notify(
+                    body=message.body,
+                    title=message.title,
+                    body_format=apprise.NotifyFormat(message.body_format),
+                    timeout=self._timeout,
+                )
+            except Exception as exc:
+                # Apprise reports delivery problems in its result; an exception here is a
+                # bug or a refused argument. Its text may hold a URL: keep only the type.
+                raise NotifyError(
+                    f"target {t.name!r} ({t.private_url}): Apprise raised {type(exc).__name__}",
+                    target=t.name,
+                ) from None
+        if result:
+            log.debug("alert %r sent to %s (%s)", message.title, t.name, t.private_url)
+            return
+        status = getattr(getattr(result, "status", None), "name", "FAILURE")
+        reasons: list[str] = []
+        for entry in result.logs():
+            if logging.getLevelName(entry.level) in (logging.DEBUG, logging.INFO):
+                continue
+            text = _SCRUBBER.scrub(entry.message)
+            if text not in reasons:
+                reasons.append(text)
+        reason = "; ".join(reasons) or "no reason logged"
+        if status == "TIMEOUT":
+            reason = f"no answer within {self._timeout:g}s ({reason})"
+        raise NotifyError(
+            f"target {t.name!r} ({t.private_url}): delivery failed ({status.lower()}): {reason}",
+            target=t.name,
+        )
+
+    # -- internals ---------------------------------------------------------------------
+
+    def _target(self, name: str) -> _Target:
+        try:
+            return self._targets[name]
+        except KeyError:
+            known = ", ".join(self._targets) or "none"
+            raise ConfigError(f"unknown target {name!r} (known: {known})") from None
+
+    def _load(self, name: str, url: str) -> _Target:
+        where = f"targets.{name}"
+        if not isinstance(url, str) or not url.strip():
+            raise ConfigError(f"target {name!r} has no URL", field=where)
+        url = url.strip()
+        collector = _LogCollector()
+        apprise_log = logging.getLogger(_APPRISE_LOGGER)
+        with _SCRUBBER.temporarily(_url_parts(url)):
+            apprise_log.addHandler(collector)
+            try:
+                plugin: Any = apprise.Apprise.instantiate(url, asset=self._asset)
+            finally:
+                apprise_log.removeHandler(collector)
+        if plugin is None:
+            reason = "; ".join(dict.fromkeys(collector.messages)) or "unsupported or malformed URL"
+            raise ConfigError(
+                f"target {name!r}: Apprise cannot use the URL {_unloadable(url)}: {reason}",
+                field=where,
+                hint="see https://github.com/caronc/apprise/wiki for the URL of each service",
+            )
+        _SCRUBBER.add(_plugin_secrets(plugin, url))
+        private_url = str(plugin.url(privacy=True))
+        if int(getattr(plugin, "retry", 0) or 0) > 0:
+            raise ConfigError(
+                f"target {name!r} ({private_url}): remove 'retry=' from the URL",
+                field=where,
+                hint="news-monitor retries failed alerts itself; Apprise retries would multiply them",
+            )
+        plugin.request_rate_per_sec = 0  # see the module docstring: the outbox paces
+        apobj = apprise.Apprise(asset=self._asset)
+        apobj.add(plugin)
+        kind: ChannelKind
+        if isinstance(plugin, NotifyEmail):
+            kind = "email"
+        elif isinstance(plugin, NotifySlack):
+            kind = "slack"
+        else:
+            kind = "text"
+        log.debug("target %s: %s (%s)", name, private_url, kind)
+        return _Target(name=name, apobj=apobj, kind=kind, private_url=private_url)

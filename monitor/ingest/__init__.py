@@ -1,0 +1,9 @@
+"""Ingest: from a feed URL to the decision of what a poll changes.
+
+Owns: HTTP fetching and URL redaction (``fetch``), feed parsing (``parse``), entry
+normalisation (``entries``) and dedupe keys (``dedupe``), the feed scheduling policy
+(``schedule``).
+May import: ``monitor.errors``, ``monitor.backoff``, ``monitor.matching``. Never config,
+storage, delivery or app: settings arrive as plain values, and storage applies what ingest
+decides.
+"""

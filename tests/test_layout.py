@@ -1,0 +1,122 @@
+"""The package layout: imports only go downwards, pure modules stay pure.
+
+Ranks (a module may import its own package or a lower rank, never a higher one)::
+
+    0  monitor.errors, monitor.backoff
+    1  monitor.matching     pure
+    2  monitor.ingest       pure decisions, plus the fetcher and the parse pool
+    3  monitor.delivery     pure planning and rendering, plus the transports
+    4  monitor.config       validates against the vocabularies below it (queries, templates, schedules)
+    5  monitor.storage      applies what the pure modules decided
+    6  monitor.app          wires it all: poll cycle, drain loop, daemon, CLI, web
+
+Every import statement of the package is read with :mod:`ast` (those inside functions
+and ``TYPE_CHECKING`` blocks too), so a lazy import cannot hide a cycle.
+"""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import pytest
+
+PACKAGE = Path(__file__).resolve().parents[1] / "monitor"
+RANKS = {
+    "monitor.errors": 0,
+    "monitor.backoff": 0,
+    "monitor.matching": 1,
+    "monitor.ingest": 2,
+    "monitor.delivery": 3,
+    "monitor.config": 4,
+    "monitor.storage": 5,
+    "monitor.app": 6,
+}
+# Libraries that mean I/O: a pure module imports none of them.
+IO_LIBRARIES = ("sqlalchemy", "alembic", "psycopg", "httpx", "apscheduler", "apprise", "starlette", "uvicorn")
+# APScheduler's cron trigger is used as a calculator of fire times (digest schedules); no
+# scheduler is created by the module that imports it.
+ALLOWED_IO = {"apscheduler.triggers.cron", "apscheduler.triggers.cron.CronTrigger"}
+PURE = (
+    "monitor.matching",
+    "monitor.ingest.entries",
+    "monitor.ingest.dedupe",
+    "monitor.ingest.schedule",
+    "monitor.delivery.routing",
+    "monitor.delivery.render",
+)
+
+
+def _modules() -> dict[str, Path]:
+    found = {}
+    for path in PACKAGE.rglob("*.py"):
+        if "migrations" in path.parts:
+            continue
+        parts = path.relative_to(PACKAGE.parent).with_suffix("").parts
+        name = ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+        found[name] = path
+    return found
+
+
+def _imports(name: str, path: Path) -> set[str]:
+    is_package = path.name == "__init__.py"
+    out: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if isinstance(node, ast.Import):
+            out.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom):
+            if node.level:
+                base = name.split(".")
+                base = base if is_package else base[:-1]
+                base = base[: len(base) - node.level + 1]
+                module = ".".join(base + ([node.module] if node.module else []))
+            else:
+                module = node.module or ""
+            out.add(module)
+            out.update(f"{module}.{alias.name}" for alias in node.names)
+    return out
+
+
+def _rank(module: str) -> int | None:
+    for prefix, rank in RANKS.items():
+        if module == prefix or module.startswith(prefix + "."):
+            return rank
+    return None
+
+
+MODULES = _modules()
+
+
+def test_every_module_has_a_rank() -> None:
+    unranked = [m for m in MODULES if m not in ("monitor", "monitor.__main__") and _rank(m) is None]
+    assert unranked == []
+
+
+@pytest.mark.parametrize("module", sorted(MODULES))
+def test_imports_go_downwards(module: str) -> None:
+    own = _rank(module)
+    if own is None:
+        return  # the package root and ``python -m monitor`` may reach anything
+    upwards = sorted(
+        imported
+        for imported in _imports(module, MODULES[module])
+        if (rank := _rank(imported)) is not None and rank > own
+    )
+    assert upwards == [], f"{module} (rank {own}) imports upwards"
+
+
+@pytest.mark.parametrize("module", sorted(m for m in MODULES if m.startswith(PURE)))
+def test_pure_modules_do_no_io(module: str) -> None:
+    io = sorted(
+        imported
+        for imported in _imports(module, MODULES[module])
+        if imported.split(".")[0] in IO_LIBRARIES and imported not in ALLOWED_IO
+    )
+    assert io == [], f"{module} is pure but imports I/O libraries"
+
+
+def test_every_package_says_what_it_owns_and_may_import() -> None:
+    for module, path in MODULES.items():
+        if path.name == "__init__.py" and module.count(".") == 1:
+            doc = ast.get_docstring(ast.parse(path.read_text(encoding="utf-8"))) or ""
+            assert "Owns:" in doc and ("May import" in doc or "Pure" in doc), module

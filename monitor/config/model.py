@@ -39,6 +39,7 @@ from ruamel.yaml.comments import CommentedMap, CommentedSeq
 from ruamel.yaml.error import MarkedYAMLError, YAMLError
 
 from monitor.errors import ConfigError, QuerySyntaxError
+from monitor.ingest.fetch import FetchSettings
 from monitor.ingest.schedule import PollPolicy
 
 DEFAULT_CONFIG = "config.yaml"
@@ -114,27 +115,33 @@ class _Model(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+# The fetcher's limits and the scheduling policy are defined once, by the values that use
+# them; the config's defaults are read from there.
+_FETCH = FetchSettings()
+_POLICY = PollPolicy()
+
+
 class PollSettings(_Model):
     """How feeds are polled. Every value can be overridden per feed where it makes sense."""
 
     interval: Duration = 600.0
-    jitter: Duration = 30.0
-    timeout: Duration = 20.0
-    deadline: Duration = 30.0
-    max_bytes: Size = 10_000_000
-    concurrency: int = Field(default=16, ge=1, le=256)
-    per_host: int = Field(default=2, ge=1, le=32)
+    jitter: Duration = _POLICY.jitter
+    timeout: Duration = _FETCH.timeout
+    deadline: Duration = _FETCH.deadline
+    max_bytes: Size = _FETCH.max_bytes
+    concurrency: int = Field(default=_FETCH.concurrency, ge=1, le=256)
+    per_host: int = Field(default=_FETCH.per_host, ge=1, le=32)
     catchup_new_feeds: bool = True
-    backoff_max: Duration = 86400.0
+    backoff_max: Duration = _POLICY.backoff_max
     tick: Duration = 5.0
     parse_workers: int = Field(default=0, ge=0, le=64)
     # A parse that takes longer is stopped (its worker process is killed and replaced)
     # and the feed fails with reason parse_timeout: a crafted feed must not stall a cycle.
-    parse_timeout: Duration = 20.0
+    parse_timeout: Duration = _POLICY.parse_timeout
     # Learned cadence: a feed that publishes rarely is polled less often than `interval`,
     # but at least every `max_interval`; `learn_cadence: false` (here or per feed) turns it off.
-    learn_cadence: bool = True
-    max_interval: Duration = 3600.0
+    learn_cadence: bool = _POLICY.learn_cadence
+    max_interval: Duration = _POLICY.max_interval
 
     @field_validator("interval")
     @classmethod

@@ -150,10 +150,11 @@ class FetchResult:
 
 @dataclass(frozen=True, slots=True)
 class FetchSettings:
-    """Limits of one :class:`Fetcher` (the ``poll:`` section of config.yaml)."""
+    """Limits of one :class:`Fetcher` (the ``poll:`` section of config.yaml, whose defaults
+    are these)."""
 
     timeout: float = 20.0  # per operation (connect, read)
-    deadline: float = 60.0  # whole request incl. redirects and body download
+    deadline: float = 30.0  # whole request incl. redirects and body download
     max_bytes: int = 10_000_000  # after decompression
     concurrency: int = 16
     per_host: int = 2

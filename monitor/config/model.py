@@ -17,6 +17,7 @@ Durations accept ``30s``, ``10m``, ``2h``, ``1d`` or a number of seconds; sizes 
 from __future__ import annotations
 
 import datetime as dt
+import math
 import os
 import re
 from collections.abc import Iterator, Mapping
@@ -56,6 +57,11 @@ _SIZE_UNITS = {
     "gb": 1000**3,
     "gib": 1024**3,
 }
+#: Longest duration and largest size the config accepts: every duration ends up in a
+#: ``datetime.timedelta`` (which overflows near 2.7 million years) and every size in a
+#: buffer, so both are bounded far above any sensible value.
+MAX_DURATION = 366 * 86400.0
+MAX_SIZE = 1024**3
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 _ENV_RE = re.compile(r"\$\$\{|\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 
@@ -73,8 +79,10 @@ def parse_duration(value: Any) -> float:
         seconds = float(m.group(1)) * _DURATION_UNITS[(m.group(2) or "s").lower()]
     else:
         raise ValueError("expected a duration such as 30s, 10m, 2h")
-    if seconds < 0:
-        raise ValueError("a duration cannot be negative")
+    if math.isnan(seconds) or seconds < 0:
+        raise ValueError("a duration cannot be negative or NaN")
+    if seconds > MAX_DURATION:
+        raise ValueError(f"{value!r} is longer than the longest duration accepted (366d)")
     return seconds
 
 
@@ -83,17 +91,19 @@ def parse_size(value: Any) -> int:
     if isinstance(value, bool):
         raise ValueError("expected a size such as 10MB")
     if isinstance(value, int):
-        size = value
+        size: float = value
     elif isinstance(value, str):
         m = _SIZE_RE.match(value)
         if not m:
             raise ValueError(f"{value!r} is not a size (use e.g. 512KB, 10MB)")
-        size = int(float(m.group(1)) * _SIZE_UNITS[(m.group(2) or "b").lower()])
+        size = float(m.group(1)) * _SIZE_UNITS[(m.group(2) or "b").lower()]
     else:
         raise ValueError("expected a size such as 10MB")
     if size <= 0:
         raise ValueError("a size must be positive")
-    return size
+    if size > MAX_SIZE:
+        raise ValueError(f"{value!r} is larger than the largest size accepted (1GiB)")
+    return int(size)
 
 
 Duration = Annotated[float, BeforeValidator(parse_duration)]

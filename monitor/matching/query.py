@@ -58,6 +58,7 @@ from monitor.matching.textnorm import fold, is_hangul, pattern_words
 
 __all__ = [
     "FIELDS",
+    "MAX_DEPTH",
     "MAX_NEAR",
     "AliasRef",
     "And",
@@ -78,6 +79,9 @@ FIELDS: tuple[str, ...] = ("title", "summary")
 MAX_NEAR = 100
 #: Shortest literal prefix before a '*' wildcard.
 MIN_PREFIX = 2
+#: Deepest nesting of parentheses, NOT/'-' and aliases in one query (the parser, the
+#: matcher and the renderers recurse over the tree, and Python's stack is ~1,000 frames).
+MAX_DEPTH = 64
 
 _EXPECT_OPERAND = "a term, a phrase, an alias or '('"
 _QUOTES = {'"': '"', "\u201c": '\u201d"', "\u201e": '\u201c\u201d"', "\u00ab": "\u00bb"}
@@ -349,13 +353,22 @@ class _Lexer:
 class _Parser:
     """Recursive descent over the token list; one instance per query or alias text."""
 
-    def __init__(self, text: str, resolver: _AliasResolver, where: str | None) -> None:
+    def __init__(self, text: str, resolver: _AliasResolver, where: str | None, depth: int = 0) -> None:
         self.lexer = _Lexer(text, where)
         self.text = text
         self.toks = self.lexer.tokens()
         self.pos = 0
         self.resolver = resolver
         self.where = where
+        self.depth = depth  # an alias is parsed at the depth of the reference that needs it
+
+    def nest(self, column: int) -> None:
+        """Enter one level of nesting; deeper than :data:`MAX_DEPTH` is an error."""
+        self.depth += 1
+        if self.depth > MAX_DEPTH:
+            raise self.error(
+                f"the query nests deeper than {MAX_DEPTH} levels", column, "fewer nested parentheses or NOTs"
+            )
 
     def error(self, message: str, column: int, expected: str | None) -> QuerySyntaxError:
         return self.lexer.error(message, column, expected)
@@ -403,7 +416,10 @@ class _Parser:
         tok = self.tok
         if tok.kind == "NOT":
             self.advance()
-            return Not(self.unary())
+            self.nest(tok.column)
+            node: Node = Not(self.unary())
+            self.depth -= 1
+            return node
         if tok.kind == "MINUS":
             self.advance()
             if self.tok.kind in ("MINUS", "NOT"):
@@ -448,15 +464,20 @@ class _Parser:
             return self._term(tok.text, tok.column, phrase=True)
         if kind == "ALIAS":
             self.advance()
-            return AliasRef(tok.text, self.resolver.resolve(tok.text, self.error, tok.column))
+            self.nest(tok.column)
+            ref = AliasRef(tok.text, self.resolver.resolve(tok.text, self.error, tok.column, self.depth))
+            self.depth -= 1
+            return ref
         if kind == "LPAREN":
             self.advance()
             if self.tok.kind == "RPAREN":
                 raise self.error("empty parentheses", self.tok.column, _EXPECT_OPERAND)
+            self.nest(tok.column)
             node = self.or_expr()
             if self.tok.kind != "RPAREN":
                 raise self.error("unclosed '('", self.tok.column, f"')' to close the '(' of column {tok.column}")
             self.advance()
+            self.depth -= 1
             return node
         if kind == "FIELD":
             self.advance()
@@ -545,13 +566,14 @@ class _AliasResolver:
     def _no_error(message: str, column: int, expected: str | None) -> QuerySyntaxError:
         raise AssertionError(f"unreachable for a defined alias: {message}")  # pragma: no cover
 
-    def resolve(self, name: str, error: _ErrorFactory, column: int) -> Node:
+    def resolve(self, name: str, error: _ErrorFactory, column: int, depth: int = 0) -> Node:
         got = self.done.get(name)
         if got is not None:
             return got
         if name in self.stack:
             chain = " -> ".join("@" + n for n in [*self.stack[self.stack.index(name) :], name])
             raise error(f"alias cycle {chain}", column, "an alias that does not refer back to itself")
+
         if name not in self.aliases:
             known = sorted(self.aliases)
             expected = (
@@ -562,7 +584,7 @@ class _AliasResolver:
             raise error(f"unknown alias '@{name}'", column, expected)
         self.stack.append(name)
         try:
-            node = _Parser(self.aliases[name], self, f"@{name}").parse()
+            node = _Parser(self.aliases[name], self, f"@{name}", depth).parse()
         finally:
             self.stack.pop()
         self.done[name] = node
@@ -573,8 +595,30 @@ def _strip_at(name: str) -> str:
     return name[1:] if name.startswith("@") else name
 
 
+def _depth(root: Node) -> int:
+    """Depth of the tree, counted without recursion (it may be too deep to recurse over)."""
+    deepest, todo = 0, [(root, 1)]
+    while todo:
+        node, level = todo.pop()
+        deepest = max(deepest, level)
+        if isinstance(node, And | Or):
+            todo.extend((child, level + 1) for child in node.children)
+        elif isinstance(node, Not | Field | AliasRef):
+            todo.append((node.child, level + 1))
+        elif isinstance(node, Near):
+            todo.extend(((node.left, level + 1), (node.right, level + 1)))
+    return deepest
+
+
 def _parse(text: str, resolver: _AliasResolver) -> Query:
     root = _Parser(text, resolver, None).parse()
+    if _depth(root) > 2 * MAX_DEPTH:
+        raise QuerySyntaxError(
+            f"the query and its aliases nest deeper than {2 * MAX_DEPTH} levels",
+            query=text,
+            column=1,
+            expected="fewer nested parentheses, NOTs or aliases inside aliases",
+        )
     if evaluate_empty(root):
         raise QuerySyntaxError(
             "the query would match stories that contain none of its terms",

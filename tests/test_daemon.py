@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import io
 import signal
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -15,6 +16,24 @@ from tests.support.httpserver import HTTPTestServer, Static
 from tests.support.smtpserver import SMTPTestServer
 
 ROOT = Path(__file__).resolve().parent.parent
+
+
+def _edited(text: str, section: str, key: str, value: object) -> str:
+    data = YAML().load(text)
+    target = data[section][0] if section == "watchlists" else data[section]
+    target[key] = value
+    out = io.StringIO()
+    YAML().dump(data, out)
+    return out.getvalue()
+
+
+# Mistakes in config.yaml that a reload must reject with file:line:field, keeping the daemon.
+BROKEN_RELOADS: list[tuple[Callable[[str], str], str]] = [
+    (lambda t: _edited(t, "poll", "backoff_max", float("inf")), "poll.backoff_max: inf is longer"),
+    (lambda t: _edited(t, "poll", "max_interval", float("nan")), "poll.max_interval: a duration cannot be"),
+    (lambda t: _edited(t, "poll", "backoff_max", "99999999999d"), "'99999999999d' is longer than"),
+    (lambda t: _edited(t, "watchlists", "query", "(" * 250 + "Kursk" + ")" * 250), "nests deeper than 64"),
+]
 
 
 @pytest.fixture
@@ -66,6 +85,15 @@ def test_daemon_polls_alerts_reloads_and_stops_cleanly(
         daemon.signal(signal.SIGHUP)
         line = daemon.wait_for_log(r"config reload rejected", start=mark)
         assert f"{config}:" in line and "unknown target 'nowhere'" in line
+
+        # Mistakes that used to kill the daemon on reload are rejected the same way.
+        for broken, said in BROKEN_RELOADS:
+            config.write_text(broken(good), encoding="utf-8")
+            mark = daemon.mark()
+            daemon.signal(signal.SIGHUP)
+            line = daemon.wait_for_log(r"config reload rejected", start=mark)
+            assert f"{config}:" in line and said in line, line
+            assert daemon.proc.poll() is None
 
         # A valid change is taken on SIGHUP: a new feed is added and polled at once.
         http.route("/second.xml", Static(body=rss([Item("Other", "https://x.example/other")]), etag='"a"'))

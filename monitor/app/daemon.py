@@ -295,6 +295,16 @@ class Daemon:
             self.metrics.reloads.labels("rejected").inc()
             log.error("config reload failed, keeping the running config: %s", exc)
             return False
+        except Exception as exc:  # a reload must never stop the daemon, whatever the new config does
+            self.metrics.reloads.labels("rejected").inc()
+            log.error(
+                "config reload of %s failed, keeping the running config: %s: %s",
+                self.config_path,
+                type(exc).__name__,
+                exc,
+            )
+            log.debug("reload failure", exc_info=True)
+            return False
         self.metrics.reloads.labels("ok").inc()
         if loaded.config.web != self.web_settings:
             log.warning("web settings changed in the config: restart the daemon to apply them")

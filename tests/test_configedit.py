@@ -203,16 +203,18 @@ def test_a_bad_query_names_the_watchlist_field_and_column(tmp_path: Path) -> Non
     assert path.read_text(encoding="utf-8") == BLOCK
 
 
-def test_missing_env_var_already_used_is_tolerated_but_a_new_one_is_not(tmp_path: Path) -> None:
+def test_missing_env_var_already_used_is_tolerated_and_input_never_adds_one(tmp_path: Path) -> None:
     path = write(tmp_path, BLOCK)
     editor = ConfigEditor(path, env={})  # an analyst's shell without the service's secrets
-    editor.add_watchlist(WatchlistSpec("three", "x", ("mail",)))
+    editor.add_watchlist(WatchlistSpec("three", "x", ("mail",), description="costs ${SMTP_PW}"))
+    editor.add_feed(FeedSpec("c", "https://c.example/rss?k=${SMTP_PW}"))
     editor.save()
-    assert "three" in path.read_text(encoding="utf-8")
-    editor = ConfigEditor(path, env={})
-    editor.add_watchlist(WatchlistSpec("four", "x", ("console",), description="${NOT_SET}"))
-    with pytest.raises(ConfigError, match="environment variable NOT_SET is not set"):
-        editor.save()
+    text = path.read_text(encoding="utf-8")
+    assert "https://c.example/rss?k=$${SMTP_PW}" in text
+    config = load_config(path, env={"SMTP_PW": "hunter2hunter2"}).config
+    assert config.feed("c").url == "https://c.example/rss?k=${SMTP_PW}"
+    assert next(w for w in config.watchlists if w.name == "three").description == "costs ${SMTP_PW}"
+    assert "hunter2hunter2" in config.targets["mail"].url
 
 
 def test_save_refuses_when_the_file_changed_meanwhile(tmp_path: Path) -> None:

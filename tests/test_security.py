@@ -6,15 +6,20 @@ test asserts what the user sees instead.
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
+from urllib.parse import unquote
 
 import pytest
 
 from monitor.config.model import MAX_DURATION, MAX_SIZE, parse_config
 from monitor.errors import ConfigError, QuerySyntaxError
 from monitor.matching.query import MAX_DEPTH, parse_query
+from tests.support.feeds import Item, rss
+from tests.support.httpserver import HTTPTestServer, Static
 
 
 @pytest.mark.parametrize(
@@ -96,3 +101,91 @@ def test_check_config_prints_one_line_not_a_traceback(tmp_path: Path, value: str
     assert done.returncode != 0
     assert "Traceback" not in done.stderr + done.stdout
     assert f"{config}:2: poll.interval: " in done.stderr + done.stdout
+
+
+# --------------------------------------------------------------------------- ${VAR} expansion
+
+CONSOLE = "targets: {c: 'console://'}\n"
+SECRET_ENV = {"SMTP_PASSWORD": "hunter2-smtp-secret", "WEB_TOKEN": "tok-0123456789abcdef", "DB": "sqlite:///x.db"}
+
+
+@pytest.mark.parametrize(
+    ("yaml_text", "read", "expected"),
+    [
+        # Expanded: the fields that carry secrets or the user's own addresses.
+        ("database: ${DB}\n", lambda c: c.database, "sqlite:///x.db"),
+        ("targets: {m: 'json://u:${SMTP_PASSWORD}@127.0.0.1/'}\n", lambda c: c.targets["m"].url,
+         "json://u:hunter2-smtp-secret@127.0.0.1/"),
+        ("targets: {m: {url: 'json://u:${SMTP_PASSWORD}@127.0.0.1/'}}\n", lambda c: c.targets["m"].url,
+         "json://u:hunter2-smtp-secret@127.0.0.1/"),
+        ("web: {listen: '127.0.0.1:8080', token: '${WEB_TOKEN}'}\n", lambda c: c.web.token, "tok-0123456789abcdef"),
+        ("feeds: [{name: a, url: 'https://u:${SMTP_PASSWORD}@a.example/rss'}]\n", lambda c: c.feeds[0].url,
+         "https://u:hunter2-smtp-secret@a.example/rss"),
+        ("feeds: [{name: a, url: 'https://a.example/rss?x=$${SMTP_PASSWORD}'}]\n", lambda c: c.feeds[0].url,
+         "https://a.example/rss?x=${SMTP_PASSWORD}"),
+        # Literal: everything else, whoever wrote it.
+        (
+            "watchlists: [{name: w, query: '\"${SMTP_PASSWORD}\" OR Kursk', notify: [c]}]\n" + CONSOLE,
+            lambda c: c.watchlists[0].query,
+            '"${SMTP_PASSWORD}" OR Kursk',
+        ),
+        ("watchlists: [{name: w, query: Kursk, description: 'see ${SMTP_PASSWORD}', notify: [c]}]\n" + CONSOLE,
+         lambda c: c.watchlists[0].description, "see ${SMTP_PASSWORD}"),
+        ("aliases: {x: '${SMTP_PASSWORD} OR Kursk'}\nwatchlists: [{name: w, query: '@x', notify: [c]}]\n" + CONSOLE,
+         lambda c: c.aliases["x"], "${SMTP_PASSWORD} OR Kursk"),
+        ("templates: {text.txt: 'pw ${SMTP_PASSWORD} {{ story.title }}'}\n", lambda c: c.templates["text.txt"],
+         "pw ${SMTP_PASSWORD} {{ story.title }}"),
+    ],
+)
+def test_only_secret_fields_expand_variables(yaml_text: str, read: Any, expected: object) -> None:
+    config = parse_config(yaml_text, env=SECRET_ENV)[0]
+    assert read(config) == expected
+
+
+def test_an_unset_variable_outside_the_secret_fields_is_not_an_error() -> None:
+    """The old "not set" error let anyone who can save a query probe variable names."""
+    text = "watchlists: [{name: w, query: '${NO_SUCH_VAR} OR Kursk', notify: [c]}]\n" + CONSOLE
+    config = parse_config(text, env={})[0]
+    assert config.watchlists[0].query == "${NO_SUCH_VAR} OR Kursk"
+
+
+def test_commands_that_send_nothing_need_no_sending_secrets() -> None:
+    text = "targets: {m: 'mailto://u:${SMTP_PASSWORD}@127.0.0.1:25?to=a@b.example'}\nfeeds: []\n"
+    with pytest.raises(ConfigError, match="SMTP_PASSWORD is not set"):
+        parse_config(text, env={})
+    config = parse_config(text, env={}, for_sending=False)[0]
+    assert "${SMTP_PASSWORD}" in config.targets["m"].url
+    with pytest.raises(ConfigError, match="DB_URL is not set"):  # the database is needed to read
+        parse_config("database: '${DB_URL}'\n", env={}, for_sending=False)
+
+
+def test_an_opml_import_cannot_send_the_daemons_secrets_to_a_feed_host(tmp_path: Path) -> None:
+    """The OPML's xmlUrl carries ``${SMTP_PASSWORD}``: the poller requests it literally."""
+    with HTTPTestServer() as http:
+        http.route("/rss", Static(body=rss([Item("Old news", "https://x.example/old")]), etag='"1"'))
+        config = tmp_path / "config.yaml"
+        config.write_text(
+            "database: sqlite:///monitor.db\n"
+            "targets:\n  mail: 'mailto://u:${SMTP_PASSWORD}@127.0.0.1:9?from=a@example.org&to=b@example.org&mode=insecure'\n"
+            "feeds: []\nwatchlists: []\n",
+            encoding="utf-8",
+        )
+        opml = tmp_path / "hostile.opml"
+        opml.write_text(
+            '<?xml version="1.0"?><opml version="2.0"><body>'
+            f'<outline text="x" xmlUrl="{http.url("/rss")}?x=${{SMTP_PASSWORD}}"/>'
+            "</body></opml>",
+            encoding="utf-8",
+        )
+        env = {**os.environ, "SMTP_PASSWORD": SECRET_ENV["SMTP_PASSWORD"]}
+        for args in (["feeds", "import-opml", str(opml)], ["poll", "--once"]):
+            done = subprocess.run(
+                [sys.executable, "-m", "monitor", "--config", str(config), *args],
+                capture_output=True, text=True, timeout=60, env=env, cwd=tmp_path,
+            )
+            assert done.returncode == 0, done.stderr
+            assert SECRET_ENV["SMTP_PASSWORD"] not in done.stdout + done.stderr
+        assert "$${SMTP_PASSWORD}" in config.read_text(encoding="utf-8")
+        (request,) = http.requests("/rss")
+        assert SECRET_ENV["SMTP_PASSWORD"] not in request.path
+        assert unquote(request.path) == "/rss?x=${SMTP_PASSWORD}"

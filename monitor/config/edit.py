@@ -45,7 +45,7 @@ from ruamel.yaml.error import YAMLError
 from ruamel.yaml.scalarstring import DoubleQuotedScalarString, SingleQuotedScalarString
 from ruamel.yaml.util import load_yaml_guess_indent
 
-from monitor.config.model import Config, WatchlistConfig, parse_config
+from monitor.config.model import Config, WatchlistConfig, escape_env, parse_config
 from monitor.errors import ConfigError, QuerySyntaxError
 
 _ENV_REF = re.compile(r"(?<!\$)\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
@@ -518,12 +518,16 @@ class ConfigEditor:
         for spec in specs:
             if spec.name in names:
                 raise ConfigError(f"a feed named {spec.name!r} already exists", file=self.file)
-            known = urls.get(normalise_feed_url(spec.url))
+            # A URL from OPML, the CLI or the web is stored so that it is read back literally:
+            # feed URLs expand ${VAR} (for credentials written by hand), and such input must
+            # never pull the daemon's secrets into a request to somebody else's host.
+            written = escape_env(spec.url)
+            known = urls.get(normalise_feed_url(written))
             if known is not None:
                 raise ConfigError(f"the feed {spec.url} is already configured as {known!r}", file=self.file)
             names.add(spec.name)
-            urls[normalise_feed_url(spec.url)] = spec.name
-            values: dict[str, Any] = {"name": spec.name, "url": self._styled("feeds", "url", spec.url)}
+            urls[normalise_feed_url(written)] = spec.name
+            values: dict[str, Any] = {"name": spec.name, "url": self._styled("feeds", "url", written)}
             if spec.interval:
                 values["interval"] = spec.interval
             if spec.language:

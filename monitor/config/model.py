@@ -5,10 +5,12 @@ key and item sits: a pydantic validation error is turned back into *file:line: f
 which is what a user needs to fix a typo at 3 a.m. (and the same loader later lets the
 CLI edit watchlists in place without losing comments).
 
-``${VAR}`` in any string is replaced from the environment before validation, so
-secrets live in the environment (systemd ``EnvironmentFile=``), never in the file; a
-missing variable is an error naming the variable and the line. ``$${`` writes a
-literal ``${``.
+``${VAR}`` is replaced from the environment before validation in the fields that carry
+secrets or the user's own addresses (:data:`EXPANDED_FIELDS`: ``database``, ``web.token``,
+the targets, the feed URLs), so secrets live in the environment (systemd
+``EnvironmentFile=``), never in the file; a missing variable is an error naming the
+variable and the line. ``$${`` writes a literal ``${`` there. Every other string is
+taken literally: a query or a description never reads the environment.
 
 Durations accept ``30s``, ``10m``, ``2h``, ``1d`` or a number of seconds; sizes accept
 ``512KB``, ``10MB`` or a number of bytes.
@@ -455,29 +457,55 @@ def _field_path(loc: tuple[str | int, ...]) -> str:
     return out
 
 
+#: Where ``${VAR}`` is expanded: the fields that carry secrets or point at the user's own
+#: infrastructure. Everything else (queries, names, descriptions, templates) is taken
+#: literally, so text that reaches the file from a web form, OPML or a feed can never
+#: read the environment; tools that write a feed URL store ``${`` escaped as ``$${``.
+EXPANDED_FIELDS = ("database", "web.token", "targets.<name>", "targets.<name>.url", "feeds[].url")
+#: Of those, the ones only sending needs: a command that sends nothing may leave them unset.
+SENDING_FIELDS = ("web.token", "targets.<name>", "targets.<name>.url")
+
+
+def _expanded_locations(tree: CommentedMap) -> Iterator[tuple[Any, str | int, tuple[str | int, ...], bool]]:
+    """(container, key, loc, only_for_sending) of every string that ``${VAR}`` may fill."""
+    if isinstance(tree.get("database"), str):
+        yield tree, "database", ("database",), False
+    web = tree.get("web")
+    if isinstance(web, CommentedMap) and isinstance(web.get("token"), str):
+        yield web, "token", ("web", "token"), True
+    targets = tree.get("targets")
+    if isinstance(targets, CommentedMap):
+        for name, value in targets.items():
+            if isinstance(value, str):
+                yield targets, name, ("targets", name), True
+            elif isinstance(value, CommentedMap) and isinstance(value.get("url"), str):
+                yield value, "url", ("targets", name, "url"), True
+    feeds = tree.get("feeds")
+    if isinstance(feeds, CommentedSeq):
+        for i, feed in enumerate(feeds):
+            if isinstance(feed, CommentedMap) and isinstance(feed.get("url"), str):
+                yield feed, "url", ("feeds", i, "url"), False
+
+
 def _expand_env(
-    node: Any, env: Mapping[str, str], loc: tuple[str | int, ...]
+    tree: CommentedMap, env: Mapping[str, str], *, for_sending: bool = True
 ) -> Iterator[tuple[tuple[str | int, ...], str]]:
-    """Replace ``${VAR}`` in place in every string; yield (loc, name) of missing variables."""
-    if isinstance(node, CommentedMap):
-        for key in list(node.keys()):
-            value = node[key]
-            if isinstance(value, str):
-                new, missing = _substitute(value, env)
-                for name in missing:
-                    yield (*loc, key), name
-                node[key] = new
-            else:
-                yield from _expand_env(value, env, (*loc, key))
-    elif isinstance(node, CommentedSeq):
-        for i, value in enumerate(node):
-            if isinstance(value, str):
-                new, missing = _substitute(value, env)
-                for name in missing:
-                    yield (*loc, i), name
-                node[i] = new
-            else:
-                yield from _expand_env(value, env, (*loc, i))
+    """Replace ``${VAR}`` in place in the expanded fields; yield (loc, name) of missing variables.
+
+    With ``for_sending=False`` a missing variable of a field only sending needs is left
+    as written, so commands that send nothing work without the service's secrets."""
+    for container, key, loc, sending_only in _expanded_locations(tree):
+        new, missing = _substitute(container[key], env)
+        if missing and sending_only and not for_sending:
+            continue
+        for name in missing:
+            yield loc, name
+        container[key] = new
+
+
+def escape_env(text: str) -> str:
+    """``text`` as it must be written into an expanded field to be read back literally."""
+    return text.replace("${", "$${")
 
 
 def _substitute(value: str, env: Mapping[str, str]) -> tuple[str, list[str]]:
@@ -623,9 +651,12 @@ def resolve_database_url(url: str, base: Path) -> str:
 
 
 def parse_config(
-    text: str, *, file: str = DEFAULT_CONFIG, env: Mapping[str, str] | None = None
+    text: str, *, file: str = DEFAULT_CONFIG, env: Mapping[str, str] | None = None, for_sending: bool = True
 ) -> tuple[Config, Any]:
-    """Validate config text; returns the Config and the YAML tree (for line look-ups)."""
+    """Validate config text; returns the Config and the YAML tree (for line look-ups).
+
+    ``for_sending=False``: the targets' and the web token's variables may be unset (see
+    :func:`_expand_env`); such a config must not be used to send or to serve."""
     env = os.environ if env is None else env
     try:
         tree = _load_yaml_tree(text)
@@ -640,7 +671,7 @@ def parse_config(
         tree = CommentedMap()
     if not isinstance(tree, CommentedMap):
         raise ConfigError("the top level must be a mapping of settings", file=file, line=1)
-    for loc, name in _expand_env(tree, env, ()):
+    for loc, name in _expand_env(tree, env, for_sending=for_sending):
         raise ConfigError(
             f"environment variable {name} is not set",
             file=file,
@@ -671,8 +702,12 @@ def parse_config(
     return config, tree
 
 
-def load_config(path: str | os.PathLike[str], *, env: Mapping[str, str] | None = None) -> LoadedConfig:
-    """Read, expand and validate a config file. Raises ConfigError naming file, line and field."""
+def load_config(
+    path: str | os.PathLike[str], *, env: Mapping[str, str] | None = None, for_sending: bool = True
+) -> LoadedConfig:
+    """Read, expand and validate a config file. Raises ConfigError naming file, line and field.
+
+    ``for_sending=False`` for commands that neither send nor serve (see :func:`parse_config`)."""
     p = Path(path)
     try:
         text = p.read_text(encoding="utf-8")
@@ -680,7 +715,7 @@ def load_config(path: str | os.PathLike[str], *, env: Mapping[str, str] | None =
         raise ConfigError("config file not found", file=str(p)) from None
     except (OSError, UnicodeDecodeError) as exc:
         raise ConfigError(f"cannot read config file: {exc}", file=str(p)) from None
-    config, _ = parse_config(text, file=str(p), env=env)
+    config, _ = parse_config(text, file=str(p), env=env, for_sending=for_sending)
     return LoadedConfig(
         config=config,
         path=p.resolve(),

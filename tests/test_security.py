@@ -189,3 +189,30 @@ def test_an_opml_import_cannot_send_the_daemons_secrets_to_a_feed_host(tmp_path:
         (request,) = http.requests("/rss")
         assert SECRET_ENV["SMTP_PASSWORD"] not in request.path
         assert unquote(request.path) == "/rss?x=${SMTP_PASSWORD}"
+
+
+def _laughs(levels: int) -> str:
+    lines = ['a0: &a0 ["lol", "lol", "lol", "lol", "lol", "lol", "lol", "lol", "lol"]']
+    lines += [f"a{i}: &a{i} [" + ", ".join([f"*a{i - 1}"] * 9) + "]" for i in range(1, levels)]
+    return "templates:\n" + "".join(f"  {line}\n" for line in lines)
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        (_laughs(9), "expands to more than 200,000 values"),
+        ("feeds: []\n" + "# padding\n" * 500_000, "larger than 4 MB"),
+    ],
+)
+def test_yaml_bombs_are_refused_before_they_are_built(text: str, message: str) -> None:
+    with pytest.raises(ConfigError, match=message):  # at once: before, the bomb ran for minutes
+        parse_config(text, file="config.yaml")
+
+
+def test_a_few_yaml_aliases_still_work() -> None:
+    text = (
+        "targets:\n  a: &quiet {url: 'console://', quiet_hours: '22:00-07:00'}\n"
+        "  b: *quiet\nfeeds: []\n"
+    )
+    config = parse_config(text)[0]
+    assert config.targets["b"].quiet_hours == "22:00-07:00"

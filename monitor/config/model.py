@@ -40,6 +40,14 @@ from pydantic import (
 from ruamel.yaml import YAML
 from ruamel.yaml.comments import CommentedMap, CommentedSeq
 from ruamel.yaml.error import MarkedYAMLError, YAMLError
+from ruamel.yaml.events import (
+    AliasEvent,
+    MappingEndEvent,
+    MappingStartEvent,
+    ScalarEvent,
+    SequenceEndEvent,
+    SequenceStartEvent,
+)
 
 from monitor.errors import ConfigError, QuerySyntaxError
 from monitor.ingest.fetch import FetchSettings
@@ -427,6 +435,46 @@ def _yaml() -> YAML:
     return yaml
 
 
+#: Largest config file read, and most values in it once YAML aliases (``*name``) are
+#: expanded: an alias costs nothing to parse but is copied when the tree becomes plain
+#: values, so 442 bytes of nested aliases ("billion laughs") ran for minutes.
+MAX_CONFIG_BYTES = 4 * 1024 * 1024
+MAX_YAML_VALUES = 200_000
+
+
+def _check_yaml_size(text: str, file: str) -> None:
+    """Refuse, from the parser's events and before building anything, a file that would
+    expand to more than :data:`MAX_YAML_VALUES` values."""
+    if len(text) > MAX_CONFIG_BYTES:
+        raise ConfigError(f"the file is larger than {MAX_CONFIG_BYTES // (1024 * 1024)} MB", file=file)
+    sizes: dict[str, int] = {}  # anchor -> values in its node, aliases expanded
+    stack: list[tuple[str | None, int]] = [(None, 0)]
+    for event in _yaml().parse(text):
+        if isinstance(event, SequenceStartEvent | MappingStartEvent):
+            stack.append((event.anchor, 1))
+            continue
+        if isinstance(event, SequenceEndEvent | MappingEndEvent):
+            anchor, size = stack.pop()
+        elif isinstance(event, ScalarEvent):
+            anchor, size = event.anchor, 1
+        elif isinstance(event, AliasEvent):
+            anchor, size = None, sizes.get(event.anchor or "", 1)
+        else:
+            continue
+        if anchor:
+            sizes[anchor] = size
+        parent_anchor, parent_size = stack[-1]
+        stack[-1] = (parent_anchor, parent_size + size)
+        if parent_size + size > MAX_YAML_VALUES:
+            line = event.start_mark.line + 1 if event.start_mark is not None else None
+            raise ConfigError(
+                f"the file expands to more than {MAX_YAML_VALUES:,} values (YAML aliases)",
+                file=file,
+                line=line,
+                hint="repeat the values instead of nesting *aliases of anchors",
+            )
+
+
 def _load_yaml_tree(text: str) -> Any:
     return _yaml().load(text)
 
@@ -659,6 +707,7 @@ def parse_config(
     :func:`_expand_env`); such a config must not be used to send or to serve."""
     env = os.environ if env is None else env
     try:
+        _check_yaml_size(text, file)
         tree = _load_yaml_tree(text)
     except MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark

@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 from urllib.parse import unquote
@@ -17,9 +18,10 @@ import pytest
 
 from monitor.config.model import MAX_DURATION, MAX_SIZE, parse_config
 from monitor.errors import ConfigError, QuerySyntaxError
+from monitor.ingest.fetch import FeedFetchError, Fetcher, FetchRequest, FetchResult, FetchSettings, _classifier
 from monitor.matching.query import MAX_DEPTH, parse_query
 from tests.support.feeds import Item, rss
-from tests.support.httpserver import HTTPTestServer, Static
+from tests.support.httpserver import HTTPTestServer, Redirect, Static
 
 
 @pytest.mark.parametrize(
@@ -216,3 +218,107 @@ def test_a_few_yaml_aliases_still_work() -> None:
     )
     config = parse_config(text)[0]
     assert config.targets["b"].quiet_hours == "22:00-07:00"
+
+
+# --------------------------------------------------------------------------- hostile redirects
+
+# In these tests 127.0.0.1 plays a public host and 127.0.0.2 an internal one: both are on
+# this machine (the only place tests may send traffic); the classifier is told which is which.
+AS_IF_PUBLIC = FetchSettings(timeout=2.0, deadline=4.0, internal_networks=("127.0.0.2/32",))
+
+
+@pytest.mark.parametrize(
+    ("address", "internal"),
+    [
+        ("127.0.0.1", True),
+        ("10.20.30.40", True),
+        ("172.16.0.1", True),
+        ("192.168.1.1", True),
+        ("169.254.169.254", True),  # the cloud metadata address
+        ("100.64.0.1", True),  # carrier-grade NAT
+        ("0.0.0.0", True),
+        ("::1", True),
+        ("fe80::1", True),
+        ("fd00::1", True),
+        ("::ffff:10.0.0.1", True),
+        ("::ffff:127.0.0.1", True),
+        ("224.0.0.1", True),
+        ("8.8.8.8", False),
+        ("2001:4860:4860::8888", False),
+        ("::ffff:8.8.8.8", False),
+    ],
+)
+def test_internal_addresses_by_default(address: str, internal: bool) -> None:
+    assert _classifier(None)(address) is internal
+
+
+@pytest.fixture
+def two_hosts() -> Iterator[tuple[HTTPTestServer, HTTPTestServer]]:
+    with HTTPTestServer() as public, HTTPTestServer(host="127.0.0.2") as internal:
+        internal.route("/secret", Static(body=rss([Item("Internal memo", "https://intranet.example/memo")])))
+        internal.route("/hop", Redirect("/secret"))
+        yield public, internal
+
+
+def _fetch(url: str) -> FetchResult | FeedFetchError:
+    with Fetcher(AS_IF_PUBLIC) as fetcher:
+        try:
+            return fetcher.fetch(FetchRequest(key=1, url=url))
+        except FeedFetchError as exc:
+            return exc
+
+
+@pytest.mark.parametrize(
+    ("chain", "refused"),
+    [
+        # A URL the user configured is the user's choice, wherever it points.
+        (lambda pub, internal: internal.url("/secret", "127.0.0.2"), False),
+        (lambda pub, internal: internal.url("/hop", "127.0.0.2"), False),
+        (lambda pub, internal: pub.url("/ok"), False),
+        # A public server may not send the poller inside, however the address is written.
+        (lambda pub, internal: pub.route("/r", Redirect(internal.url("/secret", "127.0.0.2"))), True),
+        (lambda pub, internal: pub.route("/r", Redirect(internal.url("/secret", "127.0.0.2"), 301)), True),
+        (lambda pub, internal: pub.route("/r", Redirect(f"http://2130706434:{internal.port}/secret")), True),
+        (lambda pub, internal: pub.route("/r", Redirect(f"http://0x7f000002:{internal.port}/secret")), True),
+        (
+            lambda pub, internal: pub.route(
+                "/r", Redirect(pub.route("/r2", Redirect(internal.url("/secret", "127.0.0.2"))))
+            ),
+            True,
+        ),
+    ],
+)
+def test_a_public_redirect_cannot_reach_an_internal_address(
+    two_hosts: tuple[HTTPTestServer, HTTPTestServer], chain: Callable[..., str], refused: bool
+) -> None:
+    public, internal = two_hosts
+    public.route("/ok", Static(body=rss([Item("Public news", "https://x.example/p")])))
+    outcome = _fetch(chain(public, internal))
+    if refused:
+        assert isinstance(outcome, FeedFetchError)
+        assert outcome.reason == "internal_address"
+        assert "127.0.0.2" in str(outcome)
+        assert internal.requests("/secret") == []  # the request never reached it
+    else:
+        assert isinstance(outcome, FetchResult) and outcome.status == "ok"
+
+
+def test_a_kept_alive_connection_to_an_internal_feed_is_not_a_way_in(
+    two_hosts: tuple[HTTPTestServer, HTTPTestServer],
+) -> None:
+    public, internal = two_hosts
+    redirect = public.route("/r", Redirect(internal.url("/secret", "127.0.0.2")))
+    with Fetcher(AS_IF_PUBLIC) as fetcher:
+        own = fetcher.fetch(FetchRequest(key=1, url=internal.url("/secret", "127.0.0.2")))
+        assert own.status == "ok"  # the user's intranet feed, connection kept alive
+        with pytest.raises(FeedFetchError) as err:
+            fetcher.fetch(FetchRequest(key=2, url=redirect))
+    assert err.value.reason == "internal_address"
+
+
+def test_an_ipv4_mapped_ipv6_redirect_is_refused(two_hosts: tuple[HTTPTestServer, HTTPTestServer]) -> None:
+    public, internal = two_hosts
+    outcome = _fetch(public.route("/r", Redirect(f"http://[::ffff:127.0.0.2]:{internal.port}/secret")))
+    assert isinstance(outcome, FeedFetchError)
+    assert outcome.reason in ("internal_address", "connection")  # refused, or no IPv6 socket here
+    assert internal.requests("/secret") == []

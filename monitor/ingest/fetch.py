@@ -21,6 +21,12 @@ pipeline fetches here and hands bytes to the parser. What this module guarantees
 * **Honest redirects.** Redirects are followed by hand, hop by hop, so the caller only
   learns a new permanent URL when *every* hop was a 301/308 (following 302s into the
   stored URL is a known bug of other readers); loops and long chains are errors.
+* **No way inside.** A redirect from a public address may not lead to a loopback,
+  private or link-local one (the cloud metadata address included): the address checked
+  is the one each connection actually reached, before the request is sent, so DNS
+  rebinding, decimal IPs and IPv4-mapped IPv6 addresses do not pass. The configured URL
+  itself may be anywhere (an intranet feed is the user's choice), and so may its
+  redirects while they stay inside.
 * **Cheap "unchanged".** A 304, a 200 whose ETag is the stored one, or a 200 whose body
   hashes to the stored sha256 all come back as ``not_modified``, so the caller skips
   the expensive parse.
@@ -36,7 +42,8 @@ carries its :class:`FetchRequest`), with short ``reason`` codes that the store k
 the feed's health: ``http_<status>``, ``gone``, ``rate_limited``, ``timeout``,
 ``deadline``, ``too_large``, ``connection``, ``redirect_loop``, ``too_many_redirects``,
 ``tls``, ``invalid_url``, ``decoding`` (a body that does not decompress, or a
-Content-Encoding we did not ask for), ``cancelled`` (the fetcher was closed meanwhile).
+Content-Encoding we did not ask for), ``cancelled`` (the fetcher was closed meanwhile),
+``internal_address`` (see below).
 Messages name the URL without user-info and without secret-looking query values.
 """
 
@@ -44,7 +51,9 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import contextvars
 import hashlib
+import ipaddress
 import logging
 import math
 import queue
@@ -61,6 +70,7 @@ from email.utils import parsedate_to_datetime
 from typing import Any, Literal, TypeVar
 from urllib.parse import unquote_plus
 
+import httpcore
 import httpx
 
 from monitor import __version__
@@ -82,11 +92,11 @@ log = logging.getLogger("monitor.fetch")
 _T = TypeVar("_T")
 
 DEFAULT_USER_AGENT = f"news-monitor/{__version__} (+https://github.com/news-monitor/news-monitor)"
-# What feedparser can read, best first; anything else is still accepted (many servers
-# label feeds text/html or application/octet-stream).
+# The feed formats the parser reads, best first; anything else is still accepted (many
+# servers label feeds text/html or application/octet-stream).
 ACCEPT = (
-    "application/rss+xml, application/atom+xml, application/rdf+xml;q=0.9, "
-    "application/xml;q=0.8, text/xml;q=0.8, */*;q=0.1"
+    "application/rss+xml, application/atom+xml, application/feed+json, application/rdf+xml;q=0.9, "
+    "application/xml;q=0.8, text/xml;q=0.8, application/json;q=0.8, */*;q=0.1"
 )
 # Only what _Inflater decodes with bounded output; br/zstd would need a decoder that
 # can stop early, and none is installed.
@@ -160,6 +170,9 @@ class FetchSettings:
     per_host: int = 2
     max_redirects: int = 5
     user_agent: str = DEFAULT_USER_AGENT
+    # Addresses a redirect from elsewhere may not reach; None: every address that is not
+    # globally routable (loopback, private, link-local, CGNAT, reserved, multicast).
+    internal_networks: tuple[str, ...] | None = None
 
     def __post_init__(self) -> None:
         for name in ("timeout", "deadline"):
@@ -423,7 +436,81 @@ class _HostBlocks:
 # ----------------------------------------------------------------------------- engine
 
 
-_Outcome = tuple[int, str]  # a redirect to follow: (status, Location)
+class _InternalAddress(Exception):
+    """Raised inside the connection when a hop that must stay public reached ``address``."""
+
+    def __init__(self, address: str) -> None:
+        super().__init__(address)
+        self.address = address
+
+
+def _classifier(networks: tuple[str, ...] | None) -> Callable[[str], bool]:
+    """``is_internal(address)`` for :attr:`FetchSettings.internal_networks`."""
+    parsed = tuple(ipaddress.ip_network(n, strict=False) for n in networks) if networks is not None else None
+
+    def is_internal(address: str) -> bool:
+        try:
+            ip = ipaddress.ip_address(address.split("%", 1)[0])
+        except ValueError:
+            return True  # not an IP address (a Unix socket): never public
+        if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+            ip = ip.ipv4_mapped
+        if parsed is None:
+            return not ip.is_global or ip.is_multicast
+        return any(ip in net for net in parsed)
+
+    return is_internal
+
+
+#: Whether the hop being connected in this task must reach a public address only. Each
+#: request runs in its own asyncio task, so the flag of one never leaks into another.
+_PUBLIC_ONLY: contextvars.ContextVar[bool] = contextvars.ContextVar("public_only", default=False)
+
+
+class _GuardedBackend(httpcore.AsyncNetworkBackend):
+    """httpcore's network backend, checking the address each new connection reached.
+
+    The check is on the socket's peer, after DNS and the connect, so a host name that
+    resolves to a public address when looked up and to an internal one when connected
+    (DNS rebinding), a decimal IP or an IPv4-mapped IPv6 address cannot slip through;
+    the connection is closed before a byte of the request is sent."""
+
+    def __init__(self, is_internal: Callable[[str], bool]) -> None:
+        self._inner = httpcore.AnyIOBackend()
+        self._is_internal = is_internal
+
+    async def connect_tcp(
+        self,
+        host: str,
+        port: int,
+        timeout: float | None = None,
+        local_address: str | None = None,
+        socket_options: Iterable[Any] | None = None,
+    ) -> httpcore.AsyncNetworkStream:
+        stream = await self._inner.connect_tcp(host, port, timeout, local_address, socket_options)
+        if _PUBLIC_ONLY.get():
+            peer = _peer(stream)
+            if peer is None or self._is_internal(peer):
+                await stream.aclose()
+                raise _InternalAddress(peer or host)
+        return stream
+
+    async def connect_unix_socket(
+        self, path: str, timeout: float | None = None, socket_options: Iterable[Any] | None = None
+    ) -> httpcore.AsyncNetworkStream:
+        return await self._inner.connect_unix_socket(path, timeout, socket_options)
+
+    async def sleep(self, seconds: float) -> None:
+        await self._inner.sleep(seconds)
+
+
+def _peer(stream: Any) -> str | None:
+    """The IP address a connection (httpcore stream) is connected to."""
+    addr = stream.get_extra_info("server_addr") if stream is not None else None
+    return str(addr[0]) if isinstance(addr, tuple) and addr else None
+
+
+_Outcome = tuple[int, str, bool]  # a redirect to follow: (status, Location, from an internal address)
 
 
 class _Engine:
@@ -437,11 +524,21 @@ class _Engine:
         self.settings = settings
         self.clock = clock
         self.blocks = blocks
+        self.is_internal = _classifier(settings.internal_networks)
+        transport = httpx.AsyncHTTPTransport()
+        # httpx offers no way to pass httpcore a network backend: the transport's pool is
+        # replaced by the same pool over the guarded backend. Our semaphores bound
+        # connections; a pool limit would only add a second, host-blind queue behind them.
+        transport._pool = httpcore.AsyncConnectionPool(
+            ssl_context=httpx.create_ssl_context(),
+            max_connections=None,
+            max_keepalive_connections=settings.concurrency,
+            keepalive_expiry=5.0,
+            network_backend=_GuardedBackend(self.is_internal),
+        )
         self.client = httpx.AsyncClient(
+            transport=transport,
             timeout=httpx.Timeout(settings.timeout),
-            # Our semaphores bound connections; a pool limit would only add a second,
-            # host-blind queue (and PoolTimeouts) behind them.
-            limits=httpx.Limits(max_connections=None, max_keepalive_connections=settings.concurrency),
             follow_redirects=False,
             headers={
                 "User-Agent": settings.user_agent,
@@ -500,6 +597,7 @@ class _Engine:
         loop = asyncio.get_running_loop()
         deadline = asyncio.timeout(None)
         current = url
+        public_only = False  # the configured URL may be anywhere: it is the user's choice
         try:
             async with deadline:
                 while True:
@@ -511,10 +609,11 @@ class _Engine:
                             started = self.clock()
                             deadline.reschedule(loop.time() + settings.deadline)
                         moved = current if permanent and len(visited) > 1 else None
-                        outcome = await self._exchange(request, current, key, started, moved)
+                        outcome = await self._exchange(request, current, key, started, moved, public_only)
                     if isinstance(outcome, FetchResult):
                         return outcome
-                    status, location = outcome
+                    status, location, from_internal = outcome
+                    public_only = not from_internal  # a public server never sends us inside
                     current = self._next_url(request, current, location, origin, credentials)
                     permanent = permanent and status in _PERMANENT
                     if any(current == seen for seen in visited):
@@ -541,21 +640,39 @@ class _Engine:
     # -- one hop
 
     async def _exchange(
-        self, request: FetchRequest, url: httpx.URL, key: str, started: float, moved: httpx.URL | None
+        self,
+        request: FetchRequest,
+        url: httpx.URL,
+        key: str,
+        started: float,
+        moved: httpx.URL | None,
+        public_only: bool,
     ) -> FetchResult | _Outcome:
         headers = {}
         if request.etag:
             headers["If-None-Match"] = request.etag
         if request.last_modified:
             headers["If-Modified-Since"] = request.last_modified
+        _PUBLIC_ONLY.set(public_only)
         try:
             async with self.client.stream("GET", url, headers=headers) as response:
+                peer = _peer(response.extensions.get("network_stream"))
+                internal = peer is None or self.is_internal(peer)
+                if public_only and internal:  # a kept-alive connection made for another feed
+                    raise _InternalAddress(peer or url.host)
                 status = response.status_code
                 location = response.headers.get("location")
                 if status in _REDIRECTS and location:
                     await _drain(response)
-                    return status, location
+                    return status, location, internal
                 return await self._conclude(request, response, url, key, started, moved)
+        except _InternalAddress as exc:
+            raise self._error(
+                request,
+                "internal_address",
+                f"{redact_url(str(url))}: refused: a redirect from a public address led to the "
+                f"internal address {exc.address} (loopback, private or link-local)",
+            ) from exc
         except (httpx.HTTPError, httpx.InvalidURL, OSError) as exc:
             raise self._transport_error(request, url, exc) from exc
 

@@ -6,6 +6,7 @@ test asserts what the user sees instead.
 
 from __future__ import annotations
 
+import datetime as dt
 import os
 import subprocess
 import sys
@@ -18,6 +19,7 @@ import pytest
 
 from monitor.config.model import MAX_DURATION, MAX_SIZE, parse_config
 from monitor.errors import ConfigError, QuerySyntaxError
+from monitor.ingest.entries import normalise_entry
 from monitor.ingest.fetch import FeedFetchError, Fetcher, FetchRequest, FetchResult, FetchSettings, _classifier
 from monitor.matching.query import MAX_DEPTH, parse_query
 from tests.support.feeds import Item, rss
@@ -322,3 +324,32 @@ def test_an_ipv4_mapped_ipv6_redirect_is_refused(two_hosts: tuple[HTTPTestServer
     assert isinstance(outcome, FeedFetchError)
     assert outcome.reason in ("internal_address", "connection")  # refused, or no IPv6 socket here
     assert internal.requests("/secret") == []
+
+
+# --------------------------------------------------------------------------- text from feeds
+
+NOW = dt.datetime(2026, 12, 2, 12, 0, tzinfo=dt.UTC)
+
+
+@pytest.mark.parametrize(
+    ("title", "shown"),
+    [
+        ("Kursk\ufffe troops\uffff confirmed", "Kursk troops confirmed"),  # XML forbids these
+        ("Sanctions \ufdd0list\U0010fffe", "Sanctions list"),  # other noncharacters
+        ("Invoice \u202egnp.exe", "Invoice gnp.exe"),  # right-to-left override
+        ("Pact \u2066signed\u2069 \u202aMoscow\u202c", "Pact signed Moscow"),  # isolates, embeddings
+        ("Lone \ud800surrogate", "Lone surrogate"),
+        ("Tab\there\x0bvertical\x00nul", "Tab here vertical nul"),
+    ],
+)
+def test_text_from_feeds_loses_invisible_and_forbidden_characters(title: str, shown: str) -> None:
+    entry = normalise_entry(
+        {"title": title, "summary": f"<p>{title}</p>", "link": "https://x.example/a", "id": f"g-{title}"},
+        feed_url="https://x.example/rss",
+        fetched_at=NOW,
+        default_language=None,
+        feed_language=None,
+    )
+    assert entry is not None
+    assert (entry.title, entry.summary) == (shown, shown)
+    assert entry.guid is not None and not set(entry.guid) & set("\ufffe\uffff\u202e\u2066\ud800\x00")

@@ -110,6 +110,15 @@ _BLOCK = frozenset(
     }
 )  # fmt: skip
 _CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")
+# Dropped from every text field: bidirectional embeddings, overrides and isolates (they
+# spoof what a title says in pages and e-mail subjects), lone surrogates and Unicode
+# noncharacters (XML 1.0 forbids U+FFFE/U+FFFF, so one in a title made the watchlist's
+# Atom feed invalid).
+_INVISIBLE = re.compile(
+    "[\u202a-\u202e\u2066-\u2069\ud800-\udfff\ufdd0-\ufdef"
+    + "".join(chr(plane * 0x10000 + 0xFFFE) + chr(plane * 0x10000 + 0xFFFF) for plane in range(17))
+    + "]"
+)
 _TAG = re.compile(r"<[^>]*>")
 _ENTITY = re.compile(r"&(?:#[0-9]+|#[xX][0-9a-fA-F]+|[A-Za-z][A-Za-z0-9]*);")
 _CHUNK = 16384
@@ -149,14 +158,14 @@ class _TextExtractor(HTMLParser):
 
 def _collapse_lines(text: str) -> str:
     """Collapse runs of whitespace inside lines and drop empty lines."""
-    text = _CONTROL.sub(" ", text)
+    text = _CONTROL.sub(" ", _INVISIBLE.sub("", text))
     lines = (" ".join(line.split()) for line in text.split("\n"))
     return "\n".join(line for line in lines if line)
 
 
 def _collapse(text: str) -> str:
     """All whitespace, line breaks included, to single spaces."""
-    return " ".join(_CONTROL.sub(" ", text).split())
+    return " ".join(_CONTROL.sub(" ", _INVISIBLE.sub("", text)).split())
 
 
 def html_to_text(html: str, *, max_chars: int | None = None) -> str:
@@ -356,7 +365,7 @@ def normalise_entry(
         raw = dict(raw)
 
     guid_value = raw.get("id")
-    guid = (_CONTROL.sub("", guid_value).strip() or None) if isinstance(guid_value, str) else None
+    guid = (_CONTROL.sub("", _INVISIBLE.sub("", guid_value)).strip() or None) if isinstance(guid_value, str) else None
     link = _link(raw, feed_url)
     title_detail = _detail(raw, "title_detail")
     title_text = _text_of(raw.get("title"), title_detail.get("type"), max_chars=TITLE_MAX_CHARS * 2)

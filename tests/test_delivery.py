@@ -15,7 +15,7 @@ import pytest
 
 from monitor.app.deliver import Deliverer, Policies
 from monitor.config.model import parse_config
-from monitor.delivery.notify import Notifier
+from monitor.delivery.notify import load_channels
 from monitor.delivery.render import Renderer
 from monitor.storage.store import FeedConfigRow, Store
 from tests.support.smtpserver import SMTPTestServer
@@ -73,11 +73,10 @@ targets:
 """
     config, _ = parse_config(text)
     renderer = Renderer(timezone=config.timezone)
-    notifier = Notifier(config.target_urls, renderer=renderer, timeout=5)
     clock = Clock(START)
     deliverer = Deliverer(
         store,
-        notifier,
+        load_channels(config.target_urls, timeout=5),
         renderer,
         config.delivery,
         worker="host:1:x",

@@ -235,6 +235,7 @@ def _one_line(text: str, limit: int = TITLE_MAX) -> str:
 
 
 def _is_html(flavour: Flavour) -> bool:
+    """Whether the flavour escapes as HTML: then Jinja's autoescape does it (see ``html_escape``)."""
     return flavour.escape is html_escape
 
 
@@ -270,7 +271,7 @@ def _templates_of(flavour: Flavour) -> tuple[tuple[str, str], ...]:
 
 
 def _highlighted(flavour: Flavour, pieces: Sequence[tuple[str, bool]], *, highlight: bool = True) -> str:
-    escape = flavour.escape or str
+    escape = flavour.escape or str  # no markup: the cleaned text is already what is shown
     return _marked_up(
         flavour, "".join(flavour.mark(escape(c)) if hl and highlight else escape(c) for c, hl in pieces)
     )

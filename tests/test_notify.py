@@ -19,7 +19,7 @@ from typing import Any
 import pytest
 
 import monitor.delivery.notify
-from monitor.delivery.channels import SendResult, send_or_raise
+from monitor.delivery.channels import FLAVOURS, SendResult, send_or_raise
 from monitor.delivery.notify import AppriseChannel, load_channels
 from monitor.delivery.render import AlertStory, Renderer
 from monitor.errors import ConfigError, NotifyError
@@ -375,12 +375,16 @@ def test_display_url_masks_secrets(url: str, shown: str, secret: str) -> None:
         ("mailtos://user:pw@smtp.example.org?to=desk@example.org", "email"),
         (SLACK_URL, "slack"),
         (SLACK_HOOK, "slack"),  # Apprise also takes the native webhook URL
+        # Apprise's Delta Chat plugin is its e-mail plugin underneath: e-mail's flavour.
+        ("deltachat://user:pw@example.org?to=b@example.org", "email"),
         ("json://127.0.0.1:8080/hook", "text"),
         ("console://", "text"),
     ],
 )
-def test_flavour_follows_the_apprise_plugin(url: str, flavour: str) -> None:
-    assert channel("t", url).flavour == flavour
+def test_flavour_follows_the_apprise_plugin(renderer: Renderer, url: str, flavour: str) -> None:
+    target = channel("t", url)
+    assert target.flavour == flavour
+    assert renderer.alert(story(), target.flavour).body_format == FLAVOURS[flavour].body_format
 
 
 @pytest.mark.parametrize(

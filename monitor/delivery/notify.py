@@ -29,8 +29,8 @@ objects, and the drain loop sees them only as channels. Choices:
   URL may be echoed), and urllib3 logs every request line (a Slack webhook's path *is*
   its tokens). A filter on those loggers replaces every secret of every target (private
   URL tokens, passwords, the raw URL) with ``****`` in each record before any handler
-  sees it, and a target is shown by ``url(privacy=True)`` only. Exception
-  chains from Apprise are cut (``from None``) for the same reason: their text can
+  sees it, and a target is shown by ``url(privacy=True)`` only. An exception Apprise
+  raises while sending is reduced to its type name for the same reason: its text can
   contain a URL with its tokens.
 * **A ``console://`` target** prints alerts on standard output, so ``make run`` shows
   alerts with no credentials at all.

@@ -9,13 +9,14 @@ from __future__ import annotations
 import datetime as dt
 import logging
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import pytest
 
 from monitor.app.deliver import Deliverer, Policies
 from monitor.config.model import parse_config
-from monitor.delivery.notify import Notifier
+from monitor.delivery.channels import Message, SendResult
+from monitor.delivery.notify import load_channels
 from monitor.delivery.render import Renderer
 from monitor.storage.store import FeedConfigRow, Store
 from tests.support.smtpserver import SMTPTestServer
@@ -73,11 +74,10 @@ targets:
 """
     config, _ = parse_config(text)
     renderer = Renderer(timezone=config.timezone)
-    notifier = Notifier(config.target_urls, renderer=renderer, timeout=5)
     clock = Clock(START)
     deliverer = Deliverer(
         store,
-        notifier,
+        load_channels(config.target_urls, timeout=5),
         renderer,
         config.delivery,
         worker="host:1:x",
@@ -243,6 +243,68 @@ def test_feed_health_alert_once_down_once_up(
     w.deliverer.deliver()
     assert "recovered" in w.hook.hooks[1].json["title"]
     assert len(w.hook.hooks) == 2
+
+
+@dataclass
+class Inbox:
+    """A channel that is not Apprise: the drain loop needs only the Channel protocol."""
+
+    name: str
+    flavour: str
+    refusal: SendResult | None = None
+    display_url: str = "inbox://desk"
+    received: list[Message] = field(default_factory=list)
+
+    def send(self, message: Message) -> SendResult:
+        if self.refusal is not None:
+            return self.refusal
+        self.received.append(message)
+        return SendResult.sent()
+
+
+@pytest.mark.parametrize(
+    ("flavour", "refusal", "counts", "log_line"),
+    [
+        ("slack", None, {"sent": 1}, None),
+        (
+            "text",
+            SendResult.failed("mailbox full"),
+            {"pending": 1},
+            "retry in 60s: target 'hook' (inbox://desk): mailbox full",
+        ),
+        (
+            "email",
+            SendResult.failed("address rejected", permanent=True),
+            {"failed": 1},
+            "after 1 attempts since 2026-11-26T06:00:00+00:00: target 'hook' (inbox://desk): address rejected",
+        ),
+    ],
+)
+def test_any_channel_renders_in_its_flavour_and_a_permanent_failure_gives_up_at_once(
+    store: Store,
+    servers: tuple[SMTPTestServer, WebhookReceiver],
+    caplog: pytest.LogCaptureFixture,
+    flavour: str,
+    refusal: SendResult | None,
+    counts: dict[str, int],
+    log_line: str | None,
+) -> None:
+    w = make_world(store, *servers)
+    inbox = Inbox("hook", flavour, refusal)
+    d = w.deliverer
+    d.reconfigure({"hook": inbox}, d.renderer, d.settings, d.policies)
+    w.publish(1, "w")
+    with caplog.at_level(logging.WARNING, logger="monitor.deliver"):
+        d.deliver()
+    assert store.alert_counts() == counts
+    if log_line is None:
+        (message,) = inbox.received
+        assert message.body_format == {"slack": "markdown", "email": "html", "text": "text"}[flavour]
+        assert message.title == "Watchlist: w"  # the Slack flavour's title
+    else:
+        assert inbox.received == []
+        assert any(log_line in r.getMessage() for r in caplog.records), caplog.text
+    assert w.hook.hooks == []  # the Apprise target of the same name was replaced
 
 
 def test_feed_failing_less_than_threshold_is_not_alerted(store: Store) -> None:

@@ -44,6 +44,7 @@ PURE = (
     "monitor.ingest.schedule",
     "monitor.delivery.routing",
     "monitor.delivery.render",
+    "monitor.delivery.channels",
 )
 
 

@@ -19,8 +19,9 @@ from typing import Any
 import pytest
 
 import monitor.delivery.notify
-from monitor.delivery.notify import Notifier
-from monitor.delivery.render import AlertStory, ChannelKind, Renderer
+from monitor.delivery.channels import FLAVOURS, SendResult, send_or_raise
+from monitor.delivery.notify import AppriseChannel, load_channels
+from monitor.delivery.render import AlertStory, Renderer
 from monitor.errors import ConfigError, NotifyError
 from tests.support.smtpserver import SMTPTestServer
 from tests.support.webhook import WebhookReceiver, redirect_host
@@ -53,6 +54,10 @@ def hook() -> Iterator[WebhookReceiver]:
 @pytest.fixture
 def renderer() -> Renderer:
     return Renderer(timezone="Europe/Paris")
+
+
+def channel(name: str, url: str, *, timeout: float = 30.0) -> AppriseChannel:
+    return load_channels({name: url}, timeout=timeout)[name]
 
 
 def debug_logging(caplog: pytest.LogCaptureFixture) -> None:
@@ -90,11 +95,11 @@ def story(**changes: object) -> AlertStory:
 
 
 def test_email_arrives_as_multipart_text_and_html(smtp: SMTPTestServer, renderer: Renderer) -> None:
-    notifier = Notifier({"desk": smtp.apprise_url(to="desk@example.org")}, renderer=renderer)
-    assert notifier.kind("desk") == "email"
+    desk = channel("desk", smtp.apprise_url(to="desk@example.org"))
+    assert desk.flavour == "email"
     message = renderer.alert(story(), "email")
 
-    notifier.send("desk", message)
+    assert desk.send(message) == SendResult.sent()
 
     [mail] = smtp.wait_for(1)
     assert mail["Subject"] == "[dprk-russia-pact] Putin and Kim sign mutual defence pact in Pyongyang"
@@ -116,12 +121,12 @@ def test_email_arrives_as_multipart_text_and_html(smtp: SMTPTestServer, renderer
 
 
 def test_email_digest_arrives_in_one_message(smtp: SMTPTestServer, renderer: Renderer) -> None:
-    notifier = Notifier({"desk": smtp.apprise_url()}, renderer=renderer)
+    desk = channel("desk", smtp.apprise_url())
     stories = [
         story(story_id=1),
         story(story_id=2, title="Troops seen in Kursk", watchlists=("kursk-troops",)),
     ]
-    notifier.send("desk", renderer.digest(stories, "email", title="news-monitor digest: 2 stories"))
+    assert desk.send(renderer.digest(stories, "email", title="news-monitor digest: 2 stories")).delivered
     [mail] = smtp.wait_for(1)
     assert mail["Subject"] == "news-monitor digest: 2 stories"
     html = mail.get_body(("html",))
@@ -137,10 +142,10 @@ def test_email_digest_arrives_in_one_message(smtp: SMTPTestServer, renderer: Ren
 def send_to_slack(
     hook: WebhookReceiver, renderer: Renderer, url: str, s: AlertStory
 ) -> tuple[dict[str, Any], list[str]]:
-    notifier = Notifier({"slack": url}, renderer=renderer)
-    assert notifier.kind("slack") == "slack"
+    slack = channel("slack", url)
+    assert slack.flavour == "slack"
     with redirect_host("hooks.slack.com", hook) as redirected:
-        notifier.send("slack", renderer.alert(s, notifier.kind("slack")))
+        assert slack.send(renderer.alert(s, slack.flavour)).delivered
     [request] = hook.wait_for(1)
     assert request.method == "POST" and request.headers["content-type"].startswith("application/json")
     assert isinstance(request.json, dict)
@@ -203,10 +208,10 @@ def test_hostile_feed_title_is_inert_in_slack(hook: WebhookReceiver, renderer: R
 
 
 def test_json_webhook_payload(hook: WebhookReceiver, renderer: Renderer) -> None:
-    notifier = Notifier({"ops": hook.apprise_json_url("/alerts")}, renderer=renderer)
-    assert notifier.kind("ops") == "text"
+    ops = channel("ops", hook.apprise_json_url("/alerts"))
+    assert ops.flavour == "text"
     message = renderer.alert(story(), "text")
-    notifier.send("ops", message)
+    assert ops.send(message).delivered
     [request] = hook.wait_for(1)
     assert (request.method, request.path) == ("POST", "/alerts")
     assert request.json == {
@@ -222,12 +227,11 @@ def test_json_webhook_payload(hook: WebhookReceiver, renderer: Renderer) -> None
 def test_console_target_prints_one_block_per_alert(
     capsys: pytest.CaptureFixture[str], renderer: Renderer
 ) -> None:
-    notifier = Notifier({"console": "console://"}, renderer=renderer)
-    assert notifier.kind("console") == "text"
+    console = channel("console", "console://")
+    assert console.flavour == "text"
     first = renderer.alert(story(), "text")
     second = renderer.alert(story(title="Second story"), "text")
-    notifier.send("console", first)
-    notifier.send("console", second)
+    assert console.send(first).delivered and console.send(second).delivered
     out = capsys.readouterr().out
 
     def block(title: str, body: str) -> str:
@@ -241,10 +245,10 @@ def test_console_registration_is_idempotent(
 ) -> None:
     caplog.set_level(logging.WARNING, logger="apprise")
     reloaded = importlib.reload(monitor.delivery.notify)
-    notifiers = [reloaded.Notifier({"c": "console://"}, renderer=renderer) for _ in range(2)]
-    notifiers.append(Notifier({"c": "console://"}, renderer=renderer))
-    for n in notifiers:
-        n.send("c", renderer.alert(story(), "text"))
+    channels = [reloaded.load_channels({"c": "console://"})["c"] for _ in range(2)]
+    channels.append(channel("c", "console://"))
+    for c in channels:
+        assert c.send(renderer.alert(story(), "text")).delivered
     assert capsys.readouterr().out.count("[dprk-russia-pact] Putin and Kim") == 3
     assert "already defined" not in caplog.text
     scrubbers = [
@@ -256,20 +260,22 @@ def test_console_registration_is_idempotent(
 # -- failures -------------------------------------------------------------------------
 
 
-def test_smtp_outage_raises_notify_error_then_recovers(smtp: SMTPTestServer, renderer: Renderer) -> None:
-    notifier = Notifier({"desk": smtp.apprise_url()}, renderer=renderer)
+def test_smtp_outage_is_a_failed_send_then_recovers(smtp: SMTPTestServer, renderer: Renderer) -> None:
+    desk = channel("desk", smtp.apprise_url())
     message = renderer.alert(story(), "email")
     smtp.stop()
+    result = desk.send(message)
+    assert not result.delivered and not result.permanent
+    assert result.reason.startswith("delivery failed (failure): ")
+    assert 'Connection error while submitting email to "127.0.0.1"' in result.reason
     with pytest.raises(NotifyError) as info:
-        notifier.send("desk", message)
+        send_or_raise(desk, message)
     assert info.value.target == "desk"
-    assert str(info.value).startswith(
-        f"target 'desk' ({notifier.describe('desk')}): delivery failed (failure): "
-    )
+    assert str(info.value).startswith(f"target 'desk' ({desk.display_url}): delivery failed (failure): ")
     assert 'Connection error while submitting email to "127.0.0.1"' in str(info.value)
     smtp.start()  # same port: the target URL is still right
-    fresh = Notifier({"desk": smtp.apprise_url()}, renderer=renderer)  # no 5.5 s Apprise throttle
-    fresh.send("desk", message)
+    fresh = channel("desk", smtp.apprise_url())  # no 5.5 s Apprise throttle
+    assert fresh.send(message).delivered
     assert smtp.wait_for(1)[0]["Subject"] == message.title
 
 
@@ -280,14 +286,14 @@ def test_smtp_outage_raises_notify_error_then_recovers(smtp: SMTPTestServer, ren
         (404, "Failed to send JSON POST notification: Page not found., error=404."),
     ],
 )
-def test_webhook_error_status_raises_notify_error(
+def test_webhook_error_status_is_a_failed_send(
     hook: WebhookReceiver, renderer: Renderer, status: int, reason: str
 ) -> None:
     hook.status = status
-    notifier = Notifier({"ops": hook.apprise_json_url("/alerts")}, renderer=renderer)
-    with pytest.raises(NotifyError, match="target 'ops'") as info:
-        notifier.send("ops", renderer.alert(story(), "text"))
-    assert str(info.value).endswith(reason)
+    ops = channel("ops", hook.apprise_json_url("/alerts"))
+    result = ops.send(renderer.alert(story(), "text"))
+    assert not result.delivered and not result.permanent
+    assert result.reason.endswith(reason)
     assert len(hook.hooks) == 1  # one attempt: Apprise does not retry behind the outbox
 
 
@@ -298,10 +304,11 @@ def test_hung_smtp_server_times_out(renderer: Renderer) -> None:
         listener.listen(4)
         port = listener.getsockname()[1]
         url = f"mailto://127.0.0.1:{port}?from=a@example.org&to=b@example.org&mode=insecure"
-        notifier = Notifier({"desk": url}, renderer=renderer, timeout=1.0)
+        desk = channel("desk", url, timeout=1.0)
         started = time.monotonic()
-        with pytest.raises(NotifyError, match=r"delivery failed \(timeout\): no answer within 1s"):
-            notifier.send("desk", renderer.alert(story(), "email"))
+        result = desk.send(renderer.alert(story(), "email"))
+        assert not result.delivered
+        assert result.reason.startswith("delivery failed (timeout): no answer within 1s")
         assert time.monotonic() - started < 5
 
 
@@ -313,9 +320,9 @@ def test_smtp_password_is_in_no_error_and_no_log(
 ) -> None:
     debug_logging(caplog)
     url = f"mailto://alerts:{SMTP_PASSWORD}@127.0.0.1:{closed_port()}?from=a@example.org&to=b@example.org"
-    notifier = Notifier({"mail": url}, renderer=renderer)
+    mail = channel("mail", url)
     with pytest.raises(NotifyError) as info:
-        notifier.send("mail", renderer.alert(story(), "email"))
+        send_or_raise(mail, renderer.alert(story(), "email"))
     assert "Connection error" in str(info.value)
     assert "alerts:****@127.0.0.1" in str(info.value)
     assert SMTP_PASSWORD not in str(info.value)
@@ -330,9 +337,9 @@ def test_slack_tokens_are_scrubbed_from_apprise_debug_log(
     # filter news-monitor puts on the apprise logger must mask them.
     debug_logging(caplog)
     hook.status = 500
-    notifier = Notifier({"slack": SLACK_URL}, renderer=renderer)
+    slack = channel("slack", SLACK_URL)
     with redirect_host("hooks.slack.com", hook), pytest.raises(NotifyError) as info:
-        notifier.send("slack", renderer.alert(story(), "slack"))
+        send_or_raise(slack, renderer.alert(story(), "slack"))
     assert "Failed to send to Slack: Internal server error., error=500." in str(info.value)
     assert "Slack POST URL: https://hooks.slack.com/services/****/****/****" in caplog.text
     for token in SLACK_TOKENS:
@@ -352,8 +359,8 @@ def test_slack_tokens_are_scrubbed_from_apprise_debug_log(
         ("json://user:hunter22@127.0.0.1:9/hook", "json://user:****@127.0.0.1:9/hook", "hunter22"),
     ],
 )
-def test_describe_masks_secrets(renderer: Renderer, url: str, shown: str, secret: str) -> None:
-    described = Notifier({"t": url}, renderer=renderer).describe("t")
+def test_display_url_masks_secrets(url: str, shown: str, secret: str) -> None:
+    described = channel("t", url).display_url
     assert described.startswith(shown)
     assert secret not in described
 
@@ -362,18 +369,22 @@ def test_describe_masks_secrets(renderer: Renderer, url: str, shown: str, secret
 
 
 @pytest.mark.parametrize(
-    ("url", "kind"),
+    ("url", "flavour"),
     [
         ("mailto://127.0.0.1:2525?from=a@example.org&to=b@example.org", "email"),
         ("mailtos://user:pw@smtp.example.org?to=desk@example.org", "email"),
         (SLACK_URL, "slack"),
         (SLACK_HOOK, "slack"),  # Apprise also takes the native webhook URL
+        # Apprise's Delta Chat plugin is its e-mail plugin underneath: e-mail's flavour.
+        ("deltachat://user:pw@example.org?to=b@example.org", "email"),
         ("json://127.0.0.1:8080/hook", "text"),
         ("console://", "text"),
     ],
 )
-def test_kind_follows_the_apprise_plugin(renderer: Renderer, url: str, kind: ChannelKind) -> None:
-    assert Notifier({"t": url}, renderer=renderer).kind("t") == kind
+def test_flavour_follows_the_apprise_plugin(renderer: Renderer, url: str, flavour: str) -> None:
+    target = channel("t", url)
+    assert target.flavour == flavour
+    assert renderer.alert(story(), target.flavour).body_format == FLAVOURS[flavour].body_format
 
 
 @pytest.mark.parametrize(
@@ -400,11 +411,11 @@ def test_kind_follows_the_apprise_plugin(renderer: Renderer, url: str, kind: Cha
     ],
 )
 def test_unusable_url_is_a_config_error(
-    caplog: pytest.LogCaptureFixture, renderer: Renderer, url: str, message: str, secret: str | None
+    caplog: pytest.LogCaptureFixture, url: str, message: str, secret: str | None
 ) -> None:
     debug_logging(caplog)
     with pytest.raises(ConfigError, match=message.replace("(", r"\(").replace(")", r"\)")) as info:
-        Notifier({"good": "console://", "bad": url}, renderer=renderer)
+        load_channels({"good": "console://", "bad": url})
     assert info.value.field == "targets.bad"
     assert "target 'bad'" in str(info.value)
     if secret is not None:
@@ -412,9 +423,11 @@ def test_unusable_url_is_a_config_error(
         assert secret not in caplog.text
 
 
-def test_names_and_unknown_target(renderer: Renderer) -> None:
-    notifier = Notifier({"b": "console://", "a": "json://127.0.0.1:9/x"}, renderer=renderer)
-    assert notifier.names == ("b", "a")
-    assert notifier.renderer is renderer
-    with pytest.raises(ConfigError, match=r"unknown target 'c' \(known: b, a\)"):
-        notifier.send("c", renderer.alert(story(), "text"))
+def test_one_channel_per_target_in_config_order() -> None:
+    channels = load_channels({"b": "console://", "a": "json://127.0.0.1:9/x"})
+    assert [(name, c.name) for name, c in channels.items()] == [("b", "b"), ("a", "a")]
+
+
+def test_timeout_must_be_positive() -> None:
+    with pytest.raises(ValueError, match="timeout must be positive"):
+        load_channels({"c": "console://"}, timeout=0)

@@ -1,6 +1,6 @@
 """Rendering alerts: what a reader sees in each channel, and what a hostile feed cannot do.
 
-Slack bodies are CommonMark that Apprise turns into mrkdwn (see monitor/render.py); the
+Slack bodies are CommonMark that Apprise turns into mrkdwn (see monitor/delivery/channels.py); the
 Slack cases here check the CommonMark, and tests/test_notify.py checks the final Slack
 payload that Apprise builds from it.
 """
@@ -13,7 +13,8 @@ from datetime import UTC, datetime
 
 import pytest
 
-from monitor.delivery.render import SUMMARY_MAX, TEMPLATE_NAMES, TITLE_MAX, AlertStory, ChannelKind, Message, Renderer
+from monitor.delivery.channels import Message
+from monitor.delivery.render import SUMMARY_MAX, TEMPLATE_NAMES, TITLE_MAX, AlertStory, Renderer
 from monitor.errors import ConfigError
 
 PUBLISHED = datetime(2024, 6, 19, 5, 5, tzinfo=UTC)
@@ -91,7 +92,7 @@ def test_highlight_offsets_in_fixture_are_right() -> None:
     ],
 )
 def test_alert_content_per_channel(
-    kind: ChannelKind, body_format: str, title: str, expected_in_body: list[str]
+    kind: str, body_format: str, title: str, expected_in_body: list[str]
 ) -> None:
     message = Renderer(timezone="Asia/Seoul").alert(story(), kind)
     assert message.body_format == body_format
@@ -198,7 +199,7 @@ HOSTILE_TITLE = "<!channel> & <http://evil|x> <@U123>"
     ],
 )
 def test_feed_values_are_escaped(
-    field: str, value: str, kind: ChannelKind, present: list[str], absent: list[str]
+    field: str, value: str, kind: str, present: list[str], absent: list[str]
 ) -> None:
     message = Renderer().alert(story(**{field: value, "highlights": ()}), kind)
     for fragment in present:
@@ -363,7 +364,7 @@ def digest_stories() -> list[AlertStory]:
         ),
     ],
 )
-def test_digest_groups_stories_by_watchlist(kind: ChannelKind, sections: list[str]) -> None:
+def test_digest_groups_stories_by_watchlist(kind: str, sections: list[str]) -> None:
     message = Renderer().digest(digest_stories(), kind, title="Quiet hours: 3 stories")
     assert message.title == "Quiet hours: 3 stories"
     positions = [message.body.find(s) for s in sections]
@@ -422,9 +423,9 @@ def test_unknown_timezone_is_a_config_error() -> None:
         Renderer(timezone="Mars/Olympus")
 
 
-def test_unknown_kind_is_refused() -> None:
-    with pytest.raises(ValueError, match="unknown channel kind 'sms'"):
-        Renderer().alert(story(), "sms")  # type: ignore[arg-type]
+def test_unknown_flavour_is_refused() -> None:
+    with pytest.raises(ValueError, match=r"unknown channel flavour 'sms' \(known: email, slack, text\)"):
+        Renderer().alert(story(), "sms")
 
 
 def test_sample_story_renders_with_its_terms_highlighted() -> None:

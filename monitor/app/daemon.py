@@ -36,7 +36,7 @@ from monitor.app.metrics import Metrics
 from monitor.app.poll import Pipeline, Watch
 from monitor.app.reload import ConfigWatcher
 from monitor.config.model import Config, LoadedConfig, load_config
-from monitor.delivery.notify import Notifier
+from monitor.delivery.notify import AppriseChannel, load_channels
 from monitor.delivery.render import Renderer
 from monitor.errors import ConfigError, MonitorError
 from monitor.ingest.fetch import Fetcher, FetchSettings
@@ -97,7 +97,7 @@ class Runtime:
     store: Store
     fetcher: Fetcher
     pipeline: Pipeline
-    notifier: Notifier
+    channels: dict[str, AppriseChannel]
     renderer: Renderer
     deliverer: Deliverer
     worker: str
@@ -107,7 +107,7 @@ class Runtime:
         config = loaded.config
         worker = worker or worker_id()
         renderer = Renderer(timezone=config.timezone, overrides=config.templates)
-        notifier = Notifier(config.target_urls, renderer=renderer, timeout=config.delivery.timeout)
+        channels = load_channels(config.target_urls, timeout=config.delivery.timeout)
         store = Store(loaded.database_url)
         try:
             freed = store.release_dead_claims(host=socket.gethostname(), alive=_pid_alive)
@@ -130,9 +130,9 @@ class Runtime:
             parse_workers=config.poll.parse_workers,
         )
         deliverer = Deliverer(
-            store, notifier, renderer, config.delivery, worker=worker, policies=Policies.from_config(config)
+            store, channels, renderer, config.delivery, worker=worker, policies=Policies.from_config(config)
         )
-        return cls(loaded, store, fetcher, pipeline, notifier, renderer, deliverer, worker)
+        return cls(loaded, store, fetcher, pipeline, channels, renderer, deliverer, worker)
 
     def reload(self, loaded: LoadedConfig) -> None:
         """Swap in a new, already validated config without restarting anything."""
@@ -142,12 +142,12 @@ class Runtime:
                 "database changed in the config: restart the daemon to use it (keeping the current one)"
             )
         renderer = Renderer(timezone=config.timezone, overrides=config.templates)
-        notifier = Notifier(config.target_urls, renderer=renderer, timeout=config.delivery.timeout)
+        channels = load_channels(config.target_urls, timeout=config.delivery.timeout)
         watch = build_watch(config)
         report = self.store.sync_feeds(feed_rows(config))
         self.pipeline.reconfigure(watch, policy=config.poll_policy())
-        self.deliverer.reconfigure(notifier, renderer, config.delivery, Policies.from_config(config))
-        self.notifier, self.renderer, self.loaded = notifier, renderer, loaded
+        self.deliverer.reconfigure(channels, renderer, config.delivery, Policies.from_config(config))
+        self.channels, self.renderer, self.loaded = channels, renderer, loaded
         log.info(
             "config reloaded: %d feeds (%d added, %d changed, %d removed), %d watchlists, %d targets",
             len(config.feeds),

@@ -4,9 +4,12 @@ Each outbox row is one (story cluster, watchlist, target), or one feed-health ev
 one target. The deliverer claims due rows with a lease, asks :func:`routing.plan` what
 to do with each target's rows (send one message per story naming all its watchlists,
 fold into a digest, or hold for a digest time, quiet hours or a full rate window),
-sends through the notifier, and marks the rows sent together with a line in the
-delivery log. A failed send puts the rows back to ``pending`` with exponential backoff
-and jitter; past ``delivery.give_up_after`` they are marked ``failed`` and logged loudly.
+renders each message in the flavour of the target's channel, sends it through the
+channel (the :class:`~monitor.delivery.channels.Channel` protocol: no transport type is
+known here), and marks the rows sent together with a line in the delivery log. A failed
+send puts the rows back to ``pending`` with exponential backoff and jitter; past
+``delivery.give_up_after``, or at once when the channel says the failure is permanent,
+they are marked ``failed`` and logged loudly.
 
 The guarantee (README, "Delivery"): no alert is lost — rows are written in the same
 transaction as their story, and a row is only ``sent`` after the target accepted it.
@@ -25,8 +28,8 @@ from dataclasses import dataclass, field
 
 from monitor.backoff import backoff_delay
 from monitor.config.model import Config, DeliverySettings, parse_quiet_hours, parse_rate
-from monitor.delivery.notify import Notifier
-from monitor.delivery.render import AlertStory, Message, Renderer
+from monitor.delivery.channels import Channel, Message, failure_message
+from monitor.delivery.render import AlertStory, Renderer
 from monitor.delivery.routing import (
     ClaimedAlert,
     PlannedMessage,
@@ -36,7 +39,6 @@ from monitor.delivery.routing import (
     WatchlistPolicy,
     plan,
 )
-from monitor.errors import NotifyError
 from monitor.storage.store import Store, utcnow
 
 log = logging.getLogger("monitor.deliver")
@@ -130,10 +132,12 @@ def digest_stories(rows: Sequence[ClaimedAlert]) -> list[AlertStory]:
 
 
 class Deliverer:
+    """Drains the outbox to ``channels`` (target name -> channel), rendering with ``renderer``."""
+
     def __init__(
         self,
         store: Store,
-        notifier: Notifier,
+        channels: Mapping[str, Channel],
         renderer: Renderer,
         settings: DeliverySettings,
         *,
@@ -143,7 +147,7 @@ class Deliverer:
         rand: Callable[[], float] = random.random,
     ) -> None:
         self.store = store
-        self.notifier = notifier
+        self.channels = channels
         self.renderer = renderer
         self.settings = settings
         self.policies = policies or Policies()
@@ -152,9 +156,9 @@ class Deliverer:
         self.rand = rand
 
     def reconfigure(
-        self, notifier: Notifier, renderer: Renderer, settings: DeliverySettings, policies: Policies
+        self, channels: Mapping[str, Channel], renderer: Renderer, settings: DeliverySettings, policies: Policies
     ) -> None:
-        self.notifier, self.renderer, self.settings, self.policies = notifier, renderer, settings, policies
+        self.channels, self.renderer, self.settings, self.policies = channels, renderer, settings, policies
 
     def deliver(self) -> DeliveryReport:
         """Send everything that is due now; returns what happened."""
@@ -176,7 +180,8 @@ class Deliverer:
 
     def _deliver_target(self, target: str, rows: list[ClaimedAlert]) -> DeliveryReport:
         now = self.clock()
-        if target not in self.notifier.names:
+        channel = self.channels.get(target)
+        if channel is None:
             return self._failed(target, rows, f"target {target!r} is no longer in the config", permanent=True)
         policy = self.policies.targets.get(target, TargetPolicy(target))
         sent_at: list[dt.datetime] = []
@@ -195,28 +200,26 @@ class Deliverer:
             )
             report = report + DeliveryReport(held=len(d.rows))
         for message in result.messages:
-            report = report + self._send(message)
+            report = report + self._send(channel, message)
         return report
 
-    def _render(self, planned: PlannedMessage) -> tuple[Message, str]:
-        kind = self.notifier.kind(planned.target)
+    def _render(self, planned: PlannedMessage, flavour: str) -> tuple[Message, str]:
         if planned.digest:
             stories = digest_stories(planned.rows)
             names = sorted({s for st in stories for s in st.watchlists})
             noun = "story" if len(stories) == 1 else "stories"
             title = f"news-monitor digest: {len(stories)} {noun} ({', '.join(names)})"
-            return self.renderer.digest(stories, kind, title=title), "digest"
+            return self.renderer.digest(stories, flavour, title=title), "digest"
         delivery_kind = "health" if planned.rows[0].kind != "story" else "alert"
-        return self.renderer.alert(story_for(planned.rows), kind), delivery_kind
+        return self.renderer.alert(story_for(planned.rows), flavour), delivery_kind
 
-    def _send(self, planned: PlannedMessage) -> DeliveryReport:
+    def _send(self, channel: Channel, planned: PlannedMessage) -> DeliveryReport:
         rows = list(planned.rows)
         target = planned.target
-        try:
-            message, delivery_kind = self._render(planned)
-            self.notifier.send(target, message)
-        except NotifyError as exc:
-            return self._failed(target, rows, str(exc), permanent=False)
+        message, delivery_kind = self._render(planned, channel.flavour)
+        sent = channel.send(message)
+        if not sent.delivered:
+            return self._failed(target, rows, failure_message(channel, sent), permanent=sent.permanent)
         self.store.mark_sent(
             [r.id for r in rows],
             worker=self.worker,

@@ -1,7 +1,8 @@
 """Delivery: from a claimed outbox row to a message on a channel.
 
-Owns: the delivery planner (``routing``: digests, quiet hours, rate limits), rendering
-with templates (``render``, ``templates/``), the transports (``notify``: Apprise).
+Owns: the delivery planner (``routing``: digests, quiet hours, rate limits), the channel
+flavours and the Channel protocol (``channels``), rendering with templates (``render``,
+``templates/``), the transports (``notify``: Apprise channels).
 May import: ``monitor.errors``, ``monitor.backoff``, ``monitor.matching``, ``monitor.ingest``
 values. Never config, storage or app: the drain loop lives in ``monitor.app``.
 """

@@ -1,9 +1,16 @@
-"""Deliver rendered alerts to the configured targets through Apprise.
+"""Apprise as the transport: one :class:`~monitor.delivery.channels.Channel` per configured target.
 
-This is the edge where Apprise lives; nothing else in news-monitor imports it. Choices:
+This is the edge where Apprise lives; nothing else in news-monitor imports it.
+:func:`load_channels` turns the config's target URLs into :class:`AppriseChannel`
+objects, and the drain loop sees them only as channels. Choices:
 
 * **One Apprise object per target.** A failure is then attributable to exactly one
   target, and the outbox can retry that target alone.
+* **The flavour of a target is a table** (:data:`_FLAVOUR_OF_PLUGIN`, Apprise plugin
+  class -> flavour name), looked up along the plugin's class hierarchy, so a plugin built
+  on another (Apprise's Delta Chat plugin is its e-mail plugin) gets its base's flavour
+  and a native URL (``https://hooks.slack.com/services/…``) the flavour of the plugin
+  Apprise picks for it. Every other plugin gets ``text``.
 * **No Apprise retries.** The outbox retries failed deliveries with its own back-off and
   lease; an Apprise ``retry=`` in a target URL would multiply attempts behind its back,
   so such a URL is refused at start-up.
@@ -13,13 +20,17 @@ This is the edge where Apprise lives; nothing else in news-monitor imports it. C
   target, by sleeping in the sender) is switched off: pacing is the outbox's job
   (``rate_limit`` per target folds the overflow into a digest instead of sleeping),
   and a burst of breaking news must not queue behind 5.5 s sleeps.
+* **Failures are results, not exceptions** (:class:`~monitor.delivery.channels.SendResult`):
+  the reason is what Apprise logged, secrets scrubbed. Apprise cannot tell a lasting
+  failure from a passing one (a 404 from a webhook may be fixed in a minute), so none
+  is reported as permanent; the outbox's ``give_up_after`` decides.
 * **Secrets stay out of logs and errors.** Apprise writes some secrets to its logger (its
   Slack plugin logs the webhook URL, tokens included, at debug level; an unparseable
   URL may be echoed), and urllib3 logs every request line (a Slack webhook's path *is*
   its tokens). A filter on those loggers replaces every secret of every target (private
   URL tokens, passwords, the raw URL) with ``****`` in each record before any handler
-  sees it, and errors name targets by ``url(privacy=True)`` only. Exception
-  chains from Apprise are cut (``from None``) for the same reason: their text can
+  sees it, and a target is shown by ``url(privacy=True)`` only. An exception Apprise
+  raises while sending is reduced to its type name for the same reason: its text can
   contain a URL with its tokens.
 * **A ``console://`` target** prints alerts on standard output, so ``make run`` shows
   alerts with no credentials at all.
@@ -33,7 +44,6 @@ import sys
 import threading
 from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
-from dataclasses import dataclass, field
 from typing import Any, cast
 from urllib.parse import parse_qsl, quote, unquote, urlsplit
 
@@ -41,10 +51,10 @@ import apprise
 from apprise.plugins.email import NotifyEmail
 from apprise.plugins.slack import NotifySlack
 
-from monitor.delivery.render import ChannelKind, Message, Renderer
-from monitor.errors import ConfigError, NotifyError
+from monitor.delivery.channels import Message, SendResult
+from monitor.errors import ConfigError
 
-__all__ = ["CONSOLE_SCHEME", "Notifier"]
+__all__ = ["CONSOLE_SCHEME", "AppriseChannel", "load_channels"]
 
 log = logging.getLogger("monitor.notify")
 
@@ -57,6 +67,10 @@ _MIN_SECRET_LEN = 3
 _MASK = "****"
 _APPRISE_LOGGER = "apprise"
 _EMAIL_RE = re.compile(r"[^@\s]+@[^@\s]+\.[^@\s]+")
+
+#: The flavour each Apprise plugin class gets (see the module docstring).
+_FLAVOUR_OF_PLUGIN: dict[type, str] = {NotifyEmail: "email", NotifySlack: "slack"}
+_DEFAULT_FLAVOUR = "text"
 
 _console_lock = threading.Lock()
 _register_lock = threading.Lock()
@@ -83,7 +97,7 @@ def _register_console() -> None:
 
     Apprise's plugin registry is process-wide; registering a scheme twice logs a
     warning and keeps the first, so the check makes re-imports and any number of
-    :class:`Notifier` instances harmless.
+    :func:`load_channels` calls harmless.
     """
     with _register_lock:
         # Apprise's registry and decorator carry no type hints.
@@ -269,65 +283,48 @@ def _unloadable(url: str) -> str:
     return f"{scheme}://…" if re.fullmatch(r"[A-Za-z][A-Za-z0-9+.-]*", scheme) else "(not a URL)"
 
 
-@dataclass(frozen=True, slots=True)
-class _Target:
-    name: str
-    apobj: apprise.Apprise
-    kind: ChannelKind
-    private_url: str
-    lock: threading.Lock = field(default_factory=threading.Lock)
+def _flavour_of(plugin: object) -> str:
+    for cls in type(plugin).__mro__:
+        if cls in _FLAVOUR_OF_PLUGIN:
+            return _FLAVOUR_OF_PLUGIN[cls]
+    return _DEFAULT_FLAVOUR
 
 
-class Notifier:
-    """Sends :class:`~monitor.delivery.render.Message` objects to named Apprise targets.
+class AppriseChannel:
+    """One target, sending through its own Apprise object; a :class:`~monitor.delivery.channels.Channel`.
 
-    ``targets`` maps target names to Apprise URLs (environment variables already
-    expanded). Each URL is loaded here: an unusable one raises
-    :class:`~monitor.errors.ConfigError` naming the target, never showing the URL's
-    secrets. ``renderer`` is the :class:`~monitor.delivery.render.Renderer` messages for these
-    targets are made with (:attr:`renderer`), so callers render with
-    ``notifier.renderer.alert(story, notifier.kind(name))``.
+    Sends are serialised: Apprise plugins keep per-instance state (SMTP session).
     """
 
-    def __init__(self, targets: Mapping[str, str], *, renderer: Renderer, timeout: float = 30.0) -> None:
-        if not timeout > 0:
-            raise ValueError(f"timeout must be positive, not {timeout!r}")
-        _register_console()
-        self._renderer = renderer
-        self._timeout = float(timeout)
-        self._asset = apprise.AppriseAsset(app_id="news-monitor", service_timeout=self._timeout)
-        self._targets: dict[str, _Target] = {}
-        for name, url in targets.items():
-            self._targets[name] = self._load(name, url)
+    __slots__ = ("_apobj", "_display_url", "_flavour", "_lock", "_name", "_timeout")
+
+    def __init__(self, name: str, apobj: apprise.Apprise, *, flavour: str, display_url: str, timeout: float) -> None:
+        self._name = name
+        self._apobj = apobj
+        self._flavour = flavour
+        self._display_url = display_url
+        self._timeout = timeout
+        self._lock = threading.Lock()
 
     @property
-    def names(self) -> tuple[str, ...]:
-        """Target names, in configuration order."""
-        return tuple(self._targets)
+    def name(self) -> str:
+        return self._name
 
     @property
-    def renderer(self) -> Renderer:
-        return self._renderer
+    def flavour(self) -> str:
+        """``email`` (mailto/mailtos), ``slack`` or ``text``: see :data:`_FLAVOUR_OF_PLUGIN`."""
+        return self._flavour
 
-    def kind(self, target: str) -> ChannelKind:
-        """What to render for ``target``: ``email`` (mailto/mailtos), ``slack`` or ``text``."""
-        return self._target(target).kind
-
-    def describe(self, target: str) -> str:
+    @property
+    def display_url(self) -> str:
         """The target's URL with its secrets masked (Apprise's ``url(privacy=True)``)."""
-        return self._target(target).private_url
+        return self._display_url
 
-    def send(self, target: str, message: Message) -> None:
-        """Deliver ``message`` to ``target`` or raise :class:`~monitor.errors.NotifyError`.
-
-        The error names the target, its privacy URL and the reason Apprise logged
-        (secrets scrubbed). Sends to one target are serialised: Apprise plugins keep
-        per-instance state (throttle clock, SMTP session).
-        """
-        t = self._target(target)
-        with t.lock:
+    def send(self, message: Message) -> SendResult:
+        """Deliver ``message``; a failure's reason is what Apprise logged, secrets scrubbed."""
+        with self._lock:
             try:
-                result = t.apobj.notify(
+                result = self._apobj.notify(
                     body=message.body,
                     title=message.title,
                     body_format=apprise.NotifyFormat(message.body_format),
@@ -336,13 +333,10 @@ class Notifier:
             except Exception as exc:
                 # Apprise reports delivery problems in its result; an exception here is a
                 # bug or a refused argument. Its text may hold a URL: keep only the type.
-                raise NotifyError(
-                    f"target {t.name!r} ({t.private_url}): Apprise raised {type(exc).__name__}",
-                    target=t.name,
-                ) from None
+                return SendResult.failed(f"Apprise raised {type(exc).__name__}")
         if result:
-            log.debug("alert %r sent to %s (%s)", message.title, t.name, t.private_url)
-            return
+            log.debug("alert %r sent to %s (%s)", message.title, self._name, self._display_url)
+            return SendResult.sent()
         status = getattr(getattr(result, "status", None), "name", "FAILURE")
         reasons: list[str] = []
         for entry in result.logs():
@@ -354,57 +348,55 @@ class Notifier:
         reason = "; ".join(reasons) or "no reason logged"
         if status == "TIMEOUT":
             reason = f"no answer within {self._timeout:g}s ({reason})"
-        raise NotifyError(
-            f"target {t.name!r} ({t.private_url}): delivery failed ({status.lower()}): {reason}",
-            target=t.name,
-        )
+        return SendResult.failed(f"delivery failed ({status.lower()}): {reason}")
 
-    # -- internals ---------------------------------------------------------------------
 
-    def _target(self, name: str) -> _Target:
+def load_channels(targets: Mapping[str, str], *, timeout: float = 30.0) -> dict[str, AppriseChannel]:
+    """One channel per target, in configuration order.
+
+    ``targets`` maps target names to Apprise URLs (environment variables already
+    expanded). Each URL is loaded here: an unusable one raises
+    :class:`~monitor.errors.ConfigError` naming the target, never showing the URL's
+    secrets. ``timeout`` bounds every send (see the module docstring).
+    """
+    if not timeout > 0:
+        raise ValueError(f"timeout must be positive, not {timeout!r}")
+    _register_console()
+    asset = apprise.AppriseAsset(app_id="news-monitor", service_timeout=float(timeout))
+    return {name: _load(name, url, asset, float(timeout)) for name, url in targets.items()}
+
+
+def _load(name: str, url: str, asset: apprise.AppriseAsset, timeout: float) -> AppriseChannel:
+    where = f"targets.{name}"
+    if not isinstance(url, str) or not url.strip():
+        raise ConfigError(f"target {name!r} has no URL", field=where)
+    url = url.strip()
+    collector = _LogCollector()
+    apprise_log = logging.getLogger(_APPRISE_LOGGER)
+    with _SCRUBBER.temporarily(_url_parts(url)):
+        apprise_log.addHandler(collector)
         try:
-            return self._targets[name]
-        except KeyError:
-            known = ", ".join(self._targets) or "none"
-            raise ConfigError(f"unknown target {name!r} (known: {known})") from None
-
-    def _load(self, name: str, url: str) -> _Target:
-        where = f"targets.{name}"
-        if not isinstance(url, str) or not url.strip():
-            raise ConfigError(f"target {name!r} has no URL", field=where)
-        url = url.strip()
-        collector = _LogCollector()
-        apprise_log = logging.getLogger(_APPRISE_LOGGER)
-        with _SCRUBBER.temporarily(_url_parts(url)):
-            apprise_log.addHandler(collector)
-            try:
-                plugin: Any = apprise.Apprise.instantiate(url, asset=self._asset)
-            finally:
-                apprise_log.removeHandler(collector)
-        if plugin is None:
-            reason = "; ".join(dict.fromkeys(collector.messages)) or "unsupported or malformed URL"
-            raise ConfigError(
-                f"target {name!r}: Apprise cannot use the URL {_unloadable(url)}: {reason}",
-                field=where,
-                hint="see https://github.com/caronc/apprise/wiki for the URL of each service",
-            )
-        _SCRUBBER.add(_plugin_secrets(plugin, url))
-        private_url = str(plugin.url(privacy=True))
-        if int(getattr(plugin, "retry", 0) or 0) > 0:
-            raise ConfigError(
-                f"target {name!r} ({private_url}): remove 'retry=' from the URL",
-                field=where,
-                hint="news-monitor retries failed alerts itself; Apprise retries would multiply them",
-            )
-        plugin.request_rate_per_sec = 0  # see the module docstring: the outbox paces
-        apobj = apprise.Apprise(asset=self._asset)
-        apobj.add(plugin)
-        kind: ChannelKind
-        if isinstance(plugin, NotifyEmail):
-            kind = "email"
-        elif isinstance(plugin, NotifySlack):
-            kind = "slack"
-        else:
-            kind = "text"
-        log.debug("target %s: %s (%s)", name, private_url, kind)
-        return _Target(name=name, apobj=apobj, kind=kind, private_url=private_url)
+            plugin: Any = apprise.Apprise.instantiate(url, asset=asset)
+        finally:
+            apprise_log.removeHandler(collector)
+    if plugin is None:
+        reason = "; ".join(dict.fromkeys(collector.messages)) or "unsupported or malformed URL"
+        raise ConfigError(
+            f"target {name!r}: Apprise cannot use the URL {_unloadable(url)}: {reason}",
+            field=where,
+            hint="see https://github.com/caronc/apprise/wiki for the URL of each service",
+        )
+    _SCRUBBER.add(_plugin_secrets(plugin, url))
+    display_url = str(plugin.url(privacy=True))
+    if int(getattr(plugin, "retry", 0) or 0) > 0:
+        raise ConfigError(
+            f"target {name!r} ({display_url}): remove 'retry=' from the URL",
+            field=where,
+            hint="news-monitor retries failed alerts itself; Apprise retries would multiply them",
+        )
+    plugin.request_rate_per_sec = 0  # see the module docstring: the outbox paces
+    apobj = apprise.Apprise(asset=asset)
+    apobj.add(plugin)
+    flavour = _flavour_of(plugin)
+    log.debug("target %s: %s (%s)", name, display_url, flavour)
+    return AppriseChannel(name, apobj, flavour=flavour, display_url=display_url, timeout=timeout)

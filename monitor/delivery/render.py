@@ -1,81 +1,50 @@
-"""Turn matched stories into alert messages for e-mail, Slack and plain-text channels.
+"""Turn matched stories into alert messages, in the markup of any channel flavour.
 
-Pure: Jinja2, nh3, markupsafe and the standard library only. :mod:`monitor.delivery.notify` hands
-the resulting :class:`Message` to Apprise; this module knows what each channel does with
-it, because that decides how feed text must be escaped:
+Pure: Jinja2, markupsafe and the standard library only. What a channel's markup looks
+like (escaping, highlights, body format, templates, title, post-processing) is its
+:class:`~monitor.delivery.channels.Flavour` in :data:`~monitor.delivery.channels.FLAVOURS`;
+this module does what is common to all of them and calls the flavour for the rest:
 
-* **E-mail** gets HTML (``body_format="html"``). Apprise's mailto plugin then sends a
-  ``multipart/alternative`` message whose ``text/plain`` part it derives itself from the
-  HTML (``NotifyEmail.prepare_emails`` -> ``convert_between(HTML, TEXT, body)``); there is
-  no way to hand it our own plain-text part. The derived text drops ``href`` targets, so
-  the templates show the story URL as visible link text too, and the plain-text part
-  still carries the link. Every value from a feed is HTML-escaped by Jinja's autoescape,
-  and the finished fragment goes through an nh3 allowlist as well, so even a user
-  template that marks feed text ``|safe`` cannot put a script or a ``javascript:`` link
-  into an e-mail.
-* **Slack** gets CommonMark (``body_format="markdown"``), which Apprise 2.x's Slack plugin
-  translates into Slack mrkdwn: ``**bold**`` -> ``*bold*``, ``[text](<url>)`` ->
-  ``<url|text>``, ``&`` -> ``&amp;``, ``\\<`` -> ``&lt;``, ``\\>`` -> ``&gt;``. Handing
-  Apprise ready-made mrkdwn does not work: declared as markdown it is converted (and
-  double-escaped); undeclared, the legacy webhook mode escapes it and then *restores*
-  anything shaped like ``<!channel>``, ``<@U…>`` or ``<url|…>``. So every value from a
-  feed is CommonMark-escaped here (``<`` and ``>`` above all, which become entities), and
-  a feed title such as ``<!channel> <http://evil|x>`` reaches Slack as inert text. Only
-  ``&``, ``<`` and ``>`` are control characters for Slack; a ``|`` in link text is
-  harmless because Slack splits ``<url|text>`` at the first pipe, and Apprise
-  percent-encodes a ``|`` inside the URL.
-* **Text** (console, JSON webhooks, anything else) gets plain text, with terminal control
-  characters removed from feed values so a feed cannot drive the daemon's console.
+* feed values are cleaned (terminal control characters dropped, whitespace folded),
+  links vetted (:func:`_safe_link`: http(s) only, encoded), summaries and titles cut to
+  bounded sizes, highlight spans merged and clipped, times shown in the configured zone;
+* each flavour gets its own Jinja environment: HTML flavours Jinja's autoescape, others
+  a ``finalize`` hook that applies the flavour's ``escape`` to every printed value except
+  the pieces built here already in the flavour's markup (highlighted title and summary,
+  the vetted link), and markup-less flavours nothing.
 
-Templates live in ``monitor/delivery/templates`` and can be replaced one by one from the config
-(:data:`TEMPLATE_NAMES`). Overrides are compiled and test-rendered when the
+Templates live in ``monitor/delivery/templates`` and can be replaced one by one from the
+config (:data:`TEMPLATE_NAMES`). Overrides are compiled and test-rendered when the
 :class:`Renderer` is built, so a broken one is a :class:`~monitor.errors.ConfigError` at
-start-up rather than a failed alert at 3 a.m.
+start-up rather than a failed alert at 3 a.m. A Renderer renders the flavours that were in
+the table when it was built.
 """
 
 from __future__ import annotations
 
 import re
 import unicodedata
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any, Literal, get_args
+from typing import Any
 from urllib.parse import quote, urlsplit, urlunsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import jinja2
-import nh3
-from markupsafe import Markup, escape
+from markupsafe import Markup
 
+from monitor.delivery.channels import FLAVOURS, Flavour, Message, html_escape, template_names
 from monitor.errors import ConfigError
 
 __all__ = [
     "TEMPLATE_NAMES",
     "AlertStory",
-    "ChannelKind",
-    "Message",
     "Renderer",
 ]
 
-ChannelKind = Literal["email", "slack", "text"]
-BodyFormat = Literal["text", "html", "markdown"]
-
-_KINDS: tuple[ChannelKind, ...] = get_args(ChannelKind)
-
-#: Template file for each (purpose, channel kind); these are the names the config's
-#: template overrides use.
-_TEMPLATES: dict[tuple[str, ChannelKind], str] = {
-    ("alert", "email"): "email.html",
-    ("alert", "slack"): "slack.md",
-    ("alert", "text"): "text.txt",
-    ("digest", "email"): "digest-email.html",
-    ("digest", "slack"): "digest-slack.md",
-    ("digest", "text"): "digest-text.txt",
-}
-TEMPLATE_NAMES: tuple[str, ...] = tuple(_TEMPLATES.values())
-
-_BODY_FORMAT: dict[ChannelKind, BodyFormat] = {"email": "html", "slack": "markdown", "text": "text"}
+#: The templates of the shipped flavours: the names the config's template overrides use.
+TEMPLATE_NAMES: tuple[str, ...] = template_names(FLAVOURS)
 
 #: Subjects longer than this are cut: mail clients and Slack attachment titles show
 #: one line, and RFC 5322 recommends header lines well under 998 characters.
@@ -90,29 +59,6 @@ _TIME_FORMAT = "%Y-%m-%d %H:%M %Z"
 _CONTROL_RE = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
 _SPACE_RE = re.compile(r"\s+")
 _HOST_RE = re.compile(r"[A-Za-z0-9._:-]+")
-# CommonMark backslash escapes for the characters that matter when Apprise turns the
-# text into Slack mrkdwn: < and > (Slack controls, become &lt; &gt;), [ ] ( ) ! (links
-# and images), * and ` (emphasis and code spans that could swallow our own markup),
-# # (headings) and the backslash itself. '&' needs nothing: Apprise escapes it. '_' and
-# '~' are left alone: Apprise passes them through unchanged, and at worst they italicise
-# a word.
-_MD_SPECIAL_RE = re.compile(r"([\\<>\[\]()!*`#])")
-
-# Tags and attributes an alert e-mail may contain after rendering (nh3 allowlist).
-_EMAIL_TAGS = {
-    "a", "b", "strong", "i", "em", "mark", "p", "br", "div", "span", "h1", "h2", "h3", "h4",
-    "ul", "ol", "li", "small", "table", "thead", "tbody", "tr", "td", "th", "hr",
-    "blockquote", "code", "pre",
-}  # fmt: skip
-_EMAIL_ATTRIBUTES = {"a": {"href", "title"}, "*": {"style"}}
-_EMAIL_STYLE_PROPERTIES = {
-    "color", "background", "background-color", "font-family", "font-size", "font-weight",
-    "font-style", "line-height", "margin", "margin-top", "margin-bottom", "margin-left",
-    "margin-right", "padding", "padding-left", "padding-right", "padding-top",
-    "padding-bottom", "border", "border-left", "border-bottom", "border-top",
-    "border-radius", "text-decoration", "max-width", "width",
-}  # fmt: skip
-_EMAIL_SHELL = '<!DOCTYPE html>\n<html><head><meta charset="utf-8"></head>\n<body>\n{body}\n</body></html>\n'
 
 
 @dataclass(frozen=True, slots=True)
@@ -137,23 +83,8 @@ class AlertStory:
     also_reported_by: tuple[str, ...] = ()
 
 
-@dataclass(frozen=True, slots=True)
-class Message:
-    """A rendered alert, ready for one channel.
-
-    ``title`` is plain text on one line (at most :data:`TITLE_MAX` characters): the
-    e-mail subject, the Slack attachment title, the console headline. ``body`` is in
-    ``body_format``, which is also what :mod:`monitor.delivery.notify` declares to Apprise so
-    that Apprise converts it correctly for the target (see the module docstring).
-    """
-
-    title: str
-    body: str
-    body_format: BodyFormat
-
-
-class _MdSafe(str):
-    """A string already in CommonMark form: the Slack environment does not escape it."""
+class _Prebuilt(str):
+    """A string already in the flavour's markup: the ``finalize`` hook leaves it alone."""
 
     __slots__ = ()
 
@@ -162,9 +93,9 @@ class _MdSafe(str):
 class _StoryView:
     """What templates see as ``story``: feed values cleaned, time localised.
 
-    ``title_hl``/``summary_hl`` carry the highlights in the channel's own markup and
-    are marked safe for that channel; every other string is escaped by the template
-    environment when printed.
+    ``title_hl``/``summary_hl`` carry the highlights in the flavour's own markup and
+    are marked as such (``link`` too, where the flavour escapes by ``finalize``); every
+    other string is escaped by the template environment when printed.
     """
 
     story_id: int
@@ -193,15 +124,6 @@ class _Group:
 def _clean(text: str) -> str:
     """Feed text as one line: controls dropped, whitespace runs folded to one space."""
     return _SPACE_RE.sub(" ", _CONTROL_RE.sub("", unicodedata.normalize("NFC", text)))
-
-
-def _md_escape(value: object) -> str:
-    """Jinja ``finalize`` of the Slack environment: escape all but pre-built markup."""
-    if value is None:
-        return ""
-    if isinstance(value, _MdSafe):
-        return value
-    return _MD_SPECIAL_RE.sub(r"\\\1", str(value))
 
 
 def _segments(text: str, spans: Sequence[tuple[int, int]]) -> list[tuple[str, bool]]:
@@ -263,24 +185,6 @@ def _plain(pieces: Sequence[tuple[str, bool]]) -> str:
     return "".join(c for c, _ in pieces)
 
 
-def _html_highlight(pieces: Sequence[tuple[str, bool]]) -> Markup:
-    return Markup("").join(Markup("<mark>%s</mark>") % c if hl else escape(c) for c, hl in pieces)
-
-
-def _md_highlight(pieces: Sequence[tuple[str, bool]]) -> _MdSafe:
-    out = []
-    for chunk, hl in pieces:
-        text = _md_escape(chunk)
-        if hl and chunk.strip():
-            # Emphasis delimiters must touch non-space text on both sides.
-            core = text.strip()
-            lead = text[: len(text) - len(text.lstrip())]
-            trail = text[len(text.rstrip()) :]
-            text = f"{lead}**{core}**{trail}"
-        out.append(text)
-    return _MdSafe("".join(out))
-
-
 def _safe_link(link: str | None) -> str | None:
     """An http(s) URL fit for an ``href`` and a CommonMark ``<…>`` destination, or None.
 
@@ -330,12 +234,55 @@ def _one_line(text: str, limit: int = TITLE_MAX) -> str:
     return cut.rstrip() + "…"
 
 
+def _is_html(flavour: Flavour) -> bool:
+    """Whether the flavour escapes as HTML: then Jinja's autoescape does it (see ``html_escape``)."""
+    return flavour.escape is html_escape
+
+
+def _finalizer(escape: Callable[[str], str]) -> Callable[[object], object]:
+    """Jinja ``finalize`` for a flavour: escape every printed value but prebuilt markup."""
+
+    def finalize(value: object) -> object:
+        if value is None:
+            return ""
+        if isinstance(value, _Prebuilt):
+            return value
+        return escape(str(value))
+
+    return finalize
+
+
+def _environment(flavour: Flavour, common: Mapping[str, Any]) -> jinja2.Environment:
+    if _is_html(flavour):
+        return jinja2.Environment(autoescape=True, **common)
+    if flavour.escape is None:
+        return jinja2.Environment(autoescape=False, **common)
+    return jinja2.Environment(autoescape=False, finalize=_finalizer(flavour.escape), **common)
+
+
+def _marked_up(flavour: Flavour, text: str) -> str:
+    """Text built in the flavour's markup, marked so its environment prints it as it is."""
+    return Markup(text) if _is_html(flavour) else _Prebuilt(text)
+
+
+def _templates_of(flavour: Flavour) -> tuple[tuple[str, str], ...]:
+    """(purpose, template name) of each template the flavour renders with."""
+    return (("alert", flavour.alert_template), ("digest", flavour.digest_template))
+
+
+def _highlighted(flavour: Flavour, pieces: Sequence[tuple[str, bool]], *, highlight: bool = True) -> str:
+    escape = flavour.escape or str  # no markup: the cleaned text is already what is shown
+    return _marked_up(
+        flavour, "".join(flavour.mark(escape(c)) if hl and highlight else escape(c) for c, hl in pieces)
+    )
+
+
 class Renderer:
-    """Renders stories into :class:`Message` objects for each channel kind.
+    """Renders stories into :class:`~monitor.delivery.channels.Message` objects, per flavour.
 
     ``timezone`` is an IANA zone name (``Europe/Paris``); times are shown in it.
-    ``overrides`` maps template names (:data:`TEMPLATE_NAMES`) to template source from
-    the user's config; the built-in templates are used for the others.
+    ``overrides`` maps template names (those of the flavours' templates) to template
+    source from the user's config; the built-in templates are used for the others.
     """
 
     def __init__(self, *, timezone: str = "UTC", overrides: Mapping[str, str] | None = None) -> None:
@@ -345,11 +292,13 @@ class Renderer:
             raise ConfigError(
                 f"unknown time zone {timezone!r}", field="timezone", hint="an IANA name such as Europe/Paris"
             ) from exc
+        self._flavours = dict(FLAVOURS)
+        names = template_names(self._flavours)
         overrides = dict(overrides or {})
-        unknown = sorted(set(overrides) - set(TEMPLATE_NAMES))
+        unknown = sorted(set(overrides) - set(names))
         if unknown:
             raise ConfigError(
-                f"unknown template {unknown[0]!r} (known: {', '.join(TEMPLATE_NAMES)})",
+                f"unknown template {unknown[0]!r} (known: {', '.join(names)})",
                 field=f"templates.{unknown[0]}",
             )
         loader = jinja2.ChoiceLoader(
@@ -362,66 +311,43 @@ class Renderer:
             "lstrip_blocks": True,
             "auto_reload": False,
         }
-        self._envs: dict[ChannelKind, jinja2.Environment] = {
-            "email": jinja2.Environment(autoescape=True, **common),
-            "slack": jinja2.Environment(autoescape=False, finalize=_md_escape, **common),
-            "text": jinja2.Environment(autoescape=False, **common),
-        }
-        self._templates: dict[tuple[str, ChannelKind], jinja2.Template] = {}
-        for (purpose, kind), name in _TEMPLATES.items():
-            try:
-                self._templates[(purpose, kind)] = self._envs[kind].get_template(name)
-            except jinja2.TemplateSyntaxError as exc:
-                raise ConfigError(
-                    f"template {name!r} line {exc.lineno}: {exc.message}", field=f"templates.{name}"
-                ) from exc
-        # A template that parses can still fail on its first render (a misspelt
-        # variable under StrictUndefined): find out now, with the sample story.
-        sample = self.sample()
-        for (purpose, kind), name in _TEMPLATES.items():
-            if name not in overrides:
-                continue
-            try:
-                if purpose == "alert":
-                    self.alert(sample, kind)
-                else:
-                    self.digest([sample], kind, title="Sample digest")
-            except jinja2.TemplateError as exc:
-                raise ConfigError(
-                    f"template {name!r} does not render: {exc}", field=f"templates.{name}"
-                ) from exc
+        self._templates: dict[tuple[str, str], jinja2.Template] = {}
+        for flavour in self._flavours.values():
+            env = _environment(flavour, common)
+            for purpose, name in _templates_of(flavour):
+                try:
+                    self._templates[(purpose, flavour.name)] = env.get_template(name)
+                except jinja2.TemplateSyntaxError as exc:
+                    raise ConfigError(
+                        f"template {name!r} line {exc.lineno}: {exc.message}", field=f"templates.{name}"
+                    ) from exc
+        self._try_overrides(overrides)
 
-    def alert(self, story: AlertStory, kind: ChannelKind) -> Message:
+    def alert(self, story: AlertStory, flavour: str) -> Message:
         """One story as one message; a story matched by several watchlists names them all."""
-        kind = self._check_kind(kind)
-        view = self._view(story, kind)
-        body = self._templates[("alert", kind)].render(story=view)
-        wl = ", ".join(view.watchlists)
-        if kind == "slack":
-            # The story title is the bold link at the top of the body already.
-            title = _one_line(f"{'Watchlists' if len(view.watchlists) > 1 else 'Watchlist'}: {wl}")
-        else:
-            title = _one_line(f"[{wl}] {view.title}" if wl else view.title)
-        return self._message(kind, title, body)
+        fl = self._flavour(flavour)
+        view = self._view(story, fl)
+        body = self._templates[("alert", fl.name)].render(story=view)
+        return self._message(fl, _one_line(fl.title(view.title, view.watchlists)), body)
 
-    def digest(self, stories: Sequence[AlertStory], kind: ChannelKind, *, title: str) -> Message:
+    def digest(self, stories: Sequence[AlertStory], flavour: str, *, title: str) -> Message:
         """Several stories in one message, in sections by watchlist.
 
         Each story appears once, under its first watchlist, and names the others it
         matched: with overlapping watchlists, repeating it in every section would make
         a digest longer without saying more. Sections and stories keep the order given.
         """
-        kind = self._check_kind(kind)
+        fl = self._flavour(flavour)
         groups: dict[str, list[_StoryView]] = {}
         for story in stories:
-            view = self._view(story, kind)
+            view = self._view(story, fl)
             first = view.watchlists[0] if view.watchlists else ""
             groups.setdefault(first, []).append(view)
         sections = tuple(_Group(watchlist=name, stories=tuple(views)) for name, views in groups.items())
-        body = self._templates[("digest", kind)].render(
+        body = self._templates[("digest", fl.name)].render(
             title=_one_line(title), groups=sections, count=len(stories)
         )
-        return self._message(kind, _one_line(title), body)
+        return self._message(fl, _one_line(title), body)
 
     def sample(self) -> AlertStory:
         """A realistic story, for ``news-monitor test-notify TARGET`` and template checks."""
@@ -453,27 +379,39 @@ class Renderer:
 
     # -- internals ---------------------------------------------------------------------
 
+    def _try_overrides(self, overrides: Mapping[str, str]) -> None:
+        """Render the sample story with every overridden template.
+
+        A template that parses can still fail on its first render (a misspelt variable
+        under StrictUndefined): find out now rather than at the first alert.
+        """
+        sample = self.sample()
+        for flavour in self._flavours.values():
+            for purpose, name in _templates_of(flavour):
+                if name not in overrides:
+                    continue
+                try:
+                    if purpose == "alert":
+                        self.alert(sample, flavour.name)
+                    else:
+                        self.digest([sample], flavour.name, title="Sample digest")
+                except jinja2.TemplateError as exc:
+                    raise ConfigError(
+                        f"template {name!r} does not render: {exc}", field=f"templates.{name}"
+                    ) from exc
+
+    def _flavour(self, name: str) -> Flavour:
+        try:
+            return self._flavours[name]
+        except KeyError:
+            known = ", ".join(self._flavours)
+            raise ValueError(f"unknown channel flavour {name!r} (known: {known})") from None
+
     @staticmethod
-    def _check_kind(kind: str) -> ChannelKind:
-        for known in _KINDS:
-            if kind == known:
-                return known
-        raise ValueError(f"unknown channel kind {kind!r} (known: {', '.join(_KINDS)})")
+    def _message(flavour: Flavour, title: str, body: str) -> Message:
+        return Message(title=title, body=flavour.finish(body.strip() + "\n"), body_format=flavour.body_format)
 
-    def _message(self, kind: ChannelKind, title: str, body: str) -> Message:
-        body = body.strip() + "\n"
-        if kind == "email":
-            cleaned = nh3.clean(
-                body,
-                tags=_EMAIL_TAGS,
-                attributes=_EMAIL_ATTRIBUTES,
-                url_schemes={"http", "https", "mailto"},
-                filter_style_properties=_EMAIL_STYLE_PROPERTIES,
-            )
-            body = _EMAIL_SHELL.format(body=cleaned.strip())
-        return Message(title=title, body=body, body_format=_BODY_FORMAT[kind])
-
-    def _view(self, story: AlertStory, kind: ChannelKind) -> _StoryView:
+    def _view(self, story: AlertStory, flavour: Flavour) -> _StoryView:
         published = story.published_at
         if published.tzinfo is None:
             published = published.replace(tzinfo=UTC)
@@ -482,28 +420,19 @@ class Renderer:
         summary_pieces = _truncate(
             _segments(story.summary, [(s, e) for f, s, e in story.highlights if f == "summary"]), SUMMARY_MAX
         )
-        title_hl: str
-        summary_hl: str
         link = _safe_link(story.link)
-        if kind == "email":
-            title_hl, summary_hl = _html_highlight(title_pieces), _html_highlight(summary_pieces)
-        elif kind == "slack":
-            # The title is already bold in the Slack layout, and emphasis does not nest.
-            title_hl, summary_hl = _MdSafe(_md_escape(_plain(title_pieces))), _md_highlight(summary_pieces)
-            link = _MdSafe(link) if link else None
-        else:
-            title_hl, summary_hl = _plain(title_pieces), _plain(summary_pieces)
         watchlists = tuple(_clean(w).strip() for w in story.watchlists)
         return _StoryView(
             story_id=story.story_id,
             title=_plain(title_pieces) or "(untitled)",
-            title_hl=title_hl or "(untitled)",
-            link=link,
+            title_hl=_highlighted(flavour, title_pieces, highlight=flavour.highlight_title) or "(untitled)",
+            # A vetted URL is fit as it is for a link destination; HTML still escapes its '&'.
+            link=link if link is None or _is_html(flavour) else _Prebuilt(link),
             source=_clean(story.source).strip(),
             published=local.strftime(_TIME_FORMAT),
             published_iso=local.isoformat(timespec="minutes"),
             summary=_plain(summary_pieces),
-            summary_hl=summary_hl,
+            summary_hl=_highlighted(flavour, summary_pieces),
             watchlists=watchlists,
             matched_terms=tuple(_clean(t).strip() for t in story.matched_terms),
             also_reported_by=tuple(_clean(s).strip() for s in story.also_reported_by),

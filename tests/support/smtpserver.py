@@ -7,8 +7,8 @@ the subject, the ``multipart/alternative`` parts and the decoded bodies exactly 
 mail client would::
 
     with SMTPTestServer() as smtp:
-        notifier = Notifier({"mail": smtp.apprise_url()}, renderer=Renderer())
-        notifier.send("mail", message)
+        target = load_channels({"mail": smtp.apprise_url()})["mail"]
+        target.send(message)
         [mail] = smtp.wait_for(1)
         assert mail["Subject"] == "..."
 

@@ -163,19 +163,20 @@ def check_config(ctx: Context) -> None:
 
         news-monitor --config config.yaml check-config
     """
-    from monitor.delivery.notify import Notifier
+    from monitor.delivery.notify import load_channels
     from monitor.delivery.render import Renderer
 
     with errors_as_click():
         loaded = ctx.loaded
         cfg = loaded.config
-        notifier = Notifier(cfg.target_urls, renderer=Renderer(timezone=cfg.timezone, overrides=cfg.templates))
+        Renderer(timezone=cfg.timezone, overrides=cfg.templates)  # checks the templates
+        channels = load_channels(cfg.target_urls)
     click.echo(f"{loaded.path}: OK")
     click.echo(f"  database:   {_safe_db(loaded.database_url)}")
     click.echo(f"  feeds:      {len(cfg.feeds)} ({sum(not f.enabled for f in cfg.feeds)} disabled)")
     click.echo(f"  watchlists: {', '.join(w.name for w in cfg.watchlists) or '-'}")
-    for name in notifier.names:
-        click.echo(f"  target {name}: {notifier.describe(name)}")
+    for name, channel in channels.items():
+        click.echo(f"  target {name}: {channel.display_url}")
 
 
 @cli.command("test-notify")
@@ -188,20 +189,22 @@ def test_notify(ctx: Context, target: str) -> None:
 
         news-monitor test-notify email
     """
-    from monitor.delivery.notify import Notifier
+    from monitor.delivery.channels import send_or_raise
+    from monitor.delivery.notify import load_channels
     from monitor.delivery.render import Renderer
 
     with errors_as_click():
         cfg = ctx.loaded.config
         renderer = Renderer(timezone=cfg.timezone, overrides=cfg.templates)
-        notifier = Notifier(cfg.target_urls, renderer=renderer, timeout=cfg.delivery.timeout)
-        if target not in notifier.names:
+        channels = load_channels(cfg.target_urls, timeout=cfg.delivery.timeout)
+        if target not in channels:
             raise click.BadParameter(
-                f"unknown target {target!r} (known: {', '.join(notifier.names) or 'none'})",
+                f"unknown target {target!r} (known: {', '.join(channels) or 'none'})",
                 param_hint="TARGET",
             )
-        notifier.send(target, renderer.alert(renderer.sample(), notifier.kind(target)))
-    click.echo(f"sample alert sent to {target} ({notifier.describe(target)})")
+        channel = channels[target]
+        send_or_raise(channel, renderer.alert(renderer.sample(), channel.flavour))
+    click.echo(f"sample alert sent to {target} ({channel.display_url})")
 
 
 @cli.command()

@@ -436,11 +436,12 @@ class _HostBlocks:
 # ----------------------------------------------------------------------------- engine
 
 
-class _InternalAddress(Exception):
-    """Raised inside the connection when a hop that must stay public reached ``address``."""
+class _InternalAddress(FetchError):
+    """Raised inside the connection when a hop that must stay public reached ``address``
+    (caught in :meth:`_Engine._exchange`, which reports it for the feed)."""
 
     def __init__(self, address: str) -> None:
-        super().__init__(address)
+        super().__init__(address, reason="internal_address")
         self.address = address
 
 

@@ -770,6 +770,42 @@ def _selectivity(key: str) -> float:
     return 1.0 / (len(core) ** 2) / (1 + 2 * (nwords - 1)) * (1.0 if key.endswith(" ") else 2.0)
 
 
+def _check_watchlists(watchlists: Sequence[WatchlistQuery]) -> None:
+    """Unique names and known stemmers (the config checks them too, with file and line)."""
+    seen: set[str] = set()
+    for i, wl in enumerate(watchlists):
+        if wl.name in seen:
+            raise ConfigError(f"duplicate watchlist name {wl.name!r}", field=f"watchlists[{i}].name")
+        seen.add(wl.name)
+        for lang in wl.stem:
+            if lang not in LANGUAGES:
+                raise ConfigError(
+                    f"watchlist {wl.name!r}: no stemmer for language {lang!r}",
+                    field=f"watchlists[{i}].stem",
+                    hint="known: " + ", ".join(LANGUAGES),
+                )
+
+
+def _compile_watchlists(
+    watchlists: Sequence[WatchlistQuery], compiler: _Compiler, resolver: Any
+) -> list[_Watchlist]:
+    """Parse and compile every query with one alias resolver (each alias parsed once)."""
+    compiled: list[_Watchlist] = []
+    for wl in watchlists:
+        try:
+            query = parse_with(wl.query, resolver)
+        except QuerySyntaxError as exc:
+            if exc.watchlist and exc.watchlist.startswith("@"):
+                raise  # an error inside an alias: name the alias, not the watchlist
+            raise exc.with_context(watchlist=wl.name) from None
+        root = compiler.compile(query.root, -1, tuple(dict.fromkeys(wl.stem)))
+        groups = compiler.needs(root)
+        if not groups:  # e.g. NOT NOT x: a match still needs one of the query's keys
+            groups = [frozenset(k for a in _atoms_of(root) for k in compiler.atoms[a].keys)]
+        compiled.append(_Watchlist(wl.name, root, _prune(groups), _flat(root)))
+    return compiled
+
+
 class Matcher:
     """All watchlists compiled into one automaton; see the module docstring."""
 
@@ -777,44 +813,28 @@ class Matcher:
         self._spec = (tuple(watchlists), dict(aliases) if aliases else None)
         if aliases:
             _validate_aliases(aliases)
-        resolver = alias_resolver(aliases)
-        seen: set[str] = set()
-        for i, wl in enumerate(watchlists):
-            if wl.name in seen:
-                raise ConfigError(f"duplicate watchlist name {wl.name!r}", field=f"watchlists[{i}].name")
-            seen.add(wl.name)
-            for lang in wl.stem:
-                if lang not in LANGUAGES:
-                    raise ConfigError(
-                        f"watchlist {wl.name!r}: no stemmer for language {lang!r}",
-                        field=f"watchlists[{i}].stem",
-                        hint="known: " + ", ".join(LANGUAGES),
-                    )
+        _check_watchlists(watchlists)
         stem_langs = tuple(lang for lang in LANGUAGES if any(lang in wl.stem for wl in watchlists))
         compiler = _Compiler(stem_langs)
-        compiled: list[_Watchlist] = []
-        for wl in watchlists:
-            try:
-                query = parse_with(wl.query, resolver)
-            except QuerySyntaxError as exc:
-                if exc.watchlist and exc.watchlist.startswith("@"):
-                    raise  # an error inside an alias: name the alias, not the watchlist
-                raise exc.with_context(watchlist=wl.name) from None
-            root = compiler.compile(query.root, -1, tuple(dict.fromkeys(wl.stem)))
-            groups = compiler.needs(root)
-            if not groups:  # e.g. NOT NOT x: a match still needs one of the query's keys
-                groups = [frozenset(k for a in _atoms_of(root) for k in compiler.atoms[a].keys)]
-            compiled.append(_Watchlist(wl.name, root, _prune(groups), _flat(root)))
+        compiled = _compile_watchlists(watchlists, compiler, alias_resolver(aliases))
         self._names = tuple(wl.name for wl in watchlists)
         self._watchlists = tuple(compiled)
         self._by_name = {w.name: i for i, w in enumerate(compiled)}
         self._atoms = tuple(compiler.atoms)
         key_text = sorted(compiler.keys, key=compiler.keys.__getitem__)
         self._key_len = tuple(len(k) for k in key_text)
-        # Keys inside one word's window " w " go to the automaton, which runs once per
-        # distinct word (memoised); stem keys are looked up among the word's stems; keys
-        # spanning words are indexed by their first window's part (their *lead*), e.g.
-        # " north " for " north korea ", and checked against the next words.
+        rank = [_selectivity(text) for text in key_text]
+        self._index_keys(key_text, compiler, stem_langs)
+        self._index_candidates(compiled, rank)
+        self._tests = _generate([cw.root for cw in compiled], rank, self._atoms)
+
+    def _index_keys(self, key_text: Sequence[str], compiler: _Compiler, stem_langs: tuple[str, ...]) -> None:
+        """Where each key is looked for in a story's words.
+
+        Keys inside one word's window " w " go to the automaton, which runs once per
+        distinct word (memoised); stem keys are looked up among the word's stems; keys
+        spanning words are indexed by their first window's part (their *lead*), e.g.
+        " north " for " north korea ", and checked against the next words."""
         vocab: list[dict[str, int]] = [{} for _ in stem_langs]
         self._automaton: ahocorasick.Automaton | None = None
         automaton = ahocorasick.Automaton()
@@ -852,13 +872,14 @@ class Matcher:
         self._lead_cuts = tuple(sorted({len(lead) for lead in self._leads if lead[0] != " "}))
         self._word_hits: dict[str, tuple[tuple[int, int], ...]] = {}
         self._word_leads: dict[str, _Leads] = {}
-        # Candidate filter: each key lists the watchlists that have it in their rarest
-        # required group, and those that have it in their second rarest; a story's
-        # candidates are the watchlists listed by its keys (a set union, in C) whose second
-        # rarest group (if any) meets the story too. (Lists of numbers, not big-integer bit
-        # masks: with thousands of watchlists every OR of masks allocated a few hundred
-        # bytes, per present key, per story.)
-        rank = [_selectivity(text) for text in key_text]
+
+    def _index_candidates(self, compiled: Sequence[_Watchlist], rank: Sequence[float]) -> None:
+        """The candidate filter: each key lists the watchlists that have it in their rarest
+        required group, and those that have it in their second rarest; a story's
+        candidates are the watchlists listed by its keys (a set union, in C) whose second
+        rarest group (if any) meets the story too. (Lists of numbers, not big-integer bit
+        masks: with thousands of watchlists every OR of masks allocated a few hundred
+        bytes, per present key, per story.)"""
         first: dict[int, list[int]] = {}
         second: dict[int, list[int]] = {}
         single: set[int] = set()
@@ -876,7 +897,6 @@ class Matcher:
         self._first = ({k: tuple(v) for k, v in first.items()}, frozenset(first))
         self._second = ({k: tuple(v) for k, v in second.items()}, frozenset(second), frozenset(single))
         self._seconds = tuple(seconds)
-        self._tests = _generate([cw.root for cw in compiled], rank, self._atoms)
 
     def _word_info(self, word: str) -> tuple[tuple[int, ...], tuple[tuple[int, int], ...]]:
         """Memoise what one distinct word brings: the keys inside its window ``" w "``

@@ -1,24 +1,33 @@
 """JSON Feed 1.0 and 1.1 (``monitor.ingest.formats.jsonfeed``) and the registry that
 picks a format for a body (``monitor.ingest.formats``), on plain values: the two JSON
 Feed fixtures (tests/fixtures/SOURCES.md), one item at a time for each field rule, every
-hostile document, and the same story written as RSS and as JSON Feed."""
+hostile document, and the same story written as RSS and as JSON Feed. Last, end to end:
+JSON Feeds served by a local HTTP server go through a real poll cycle and alert.
+(The hostile JSON Feeds in a poll cycle are rows of ``tests/test_robustness.py``.)"""
 
 from __future__ import annotations
 
 import codecs
 import json
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
+from sqlalchemy import select
 
+from monitor.app.daemon import Runtime
 from monitor.errors import ParseError
 from monitor.ingest import dedupe
 from monitor.ingest.formats import FORMATS, ParsedFeed, choose_format, parse_feed
 from monitor.ingest.formats.jsonfeed import MAX_DEPTH
 from monitor.ingest.formats.parsed import head_of
 from monitor.ingest.pool import ParseJob, ParsePool
+from monitor.storage.schema import Alert, Story
+from tests.support.feeds import SEED_TITLE, seed_article
+from tests.support.httpserver import HTTPTestServer, Static
+from tests.test_pipeline import Harness
 
 FIXTURES = Path(__file__).parent / "fixtures"
 FETCHED = datetime(2026, 1, 1, 12, 0, tzinfo=UTC)
@@ -419,3 +428,50 @@ def test_a_json_feed_parses_in_the_worker_pool_exactly_like_in_process() -> None
         pool.close()
     assert remote == parse(body)
     assert caught.value.reason == "malformed"
+
+
+# --- end to end: a JSON Feed through a real poll cycle ---------------------------------------
+
+
+@pytest.fixture
+def harness(tmp_path: Path) -> Iterator[Harness]:
+    with HTTPTestServer() as http:
+        yield Harness(http, tmp_path, f"sqlite:///{tmp_path / 'monitor.db'}")
+
+
+def alerts_by_story(rt: Runtime) -> dict[str, list[str]]:
+    with rt.store.engine.connect() as conn:
+        rows = conn.execute(select(Story.title, Alert.watchlist).join(Alert, Alert.story_id == Story.id))
+        found: dict[str, list[str]] = {}
+        for title, watchlist in rows:
+            found.setdefault(title, []).append(watchlist)
+    return {title: sorted(watchlists) for title, watchlists in found.items()}
+
+
+def test_a_json_feed_goes_through_a_poll_cycle_and_its_matching_items_alert(harness: Harness) -> None:
+    seed = seed_article()
+    seed_feed = feed({"id": seed.guid, "url": seed.link, "title": seed.title, "content_text": seed.summary,
+                      "date_published": "2026-11-24T08:30:00+01:00"}, language="fr")
+    harness.feed("lecho", Static((FIXTURES / LECHO).read_bytes(), content_type="application/feed+json", etag='"l1"'))
+    harness.feed("seed", Static(seed_feed, content_type="application/feed+json; charset=utf-8", etag='"s1"'))
+    rt = harness.runtime()
+    try:
+        report = rt.pipeline.run_cycle(force=True)
+        feeds = {f.name: f for f in rt.store.feeds()}
+        assert {name: (f.state, f.last_error_reason, f.entries_seen) for name, f in feeds.items()} == {
+            "lecho": ("ok", None, 5),
+            "seed": ("ok", None, 1),
+        }
+        alerts = alerts_by_story(rt)
+        # the seed article alerts its three watchlists, as it does from an RSS feed
+        assert alerts[SEED_TITLE] == ["dprk-russia-pact", "dprk-russia-sanctions", "kursk-troops"]
+        assert alerts["North Korean troops in Kursk: what we know"] == ["kursk-troops"]
+        assert alerts["Des soldats nord-coréens engagés dans la région de Koursk, selon Kiev"] == ["kursk-troops"]
+        assert "COP29 : à Bakou, les négociations climatiques s'ouvrent dans un climat de défiance" not in alerts
+        queued = report.total("alerts")
+        assert queued == sum(len(watchlists) for watchlists in alerts.values())
+
+        again = rt.pipeline.run_cycle(force=True)  # 304s: nothing parsed, nothing alerted twice
+        assert {o.status for o in again.outcomes} == {"unchanged"} and again.total("alerts") == 0
+    finally:
+        rt.close()

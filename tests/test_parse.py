@@ -765,7 +765,7 @@ def test_small_declared_entities_still_work() -> None:
     ],
 )
 def test_invalid_character_references_do_not_cost_the_feed(title: str, expected: str) -> None:
-    # feedparser 6.0.14 raises ValueError/UnicodeEncodeError on these (feedparser #599)
+    # feedparser 6.0.14 raises ValueError/UnicodeEncodeError on these
     body = rss(
         f"<item><title>{title}</title><link>https://example.org/a</link></item>"
         "<item><title>Next story</title><link>https://example.org/b</link></item>"
@@ -775,7 +775,7 @@ def test_invalid_character_references_do_not_cost_the_feed(title: str, expected:
 
 
 def test_feedparser_crash_becomes_parse_error() -> None:
-    # feedparser #599: a backslash in a DOCTYPE entity value reaches re.sub() as a
+    # a backslash in a DOCTYPE entity value reaches feedparser's re.sub() as a
     # replacement template and raises re.error on 6.0.14
     body = (
         b'<!DOCTYPE rss [\n<!ENTITY path "C:\\data">\n]>\n'

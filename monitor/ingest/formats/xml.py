@@ -36,7 +36,7 @@ Defences before feedparser sees the bytes:
   characters (``reason="entity_expansion"``). It also refuses more than
   :data:`MAX_ENTITY_DECLARATIONS` declarations, which feedparser handles in quadratic time.
 * Character references outside Unicode (``&#x110000;``) or to lone surrogates
-  (``&#55296;``) make feedparser raise instead of flagging the feed (feedparser #599).
+  (``&#55296;``) make feedparser 6.0.14 raise instead of flagging the feed.
   They are rewritten first: a surrogate pair written as two references (a common
   JavaScript-made emoji) becomes the real character, anything else U+FFFD. One bad
   character should not cost a feed all of its entries.

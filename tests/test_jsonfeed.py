@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import codecs
 import json
+import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -288,6 +289,7 @@ NESTED = b'{"version": "https://jsonfeed.org/version/1.1", "items": [' + b"[" * 
          "\"items\" is 'dict', not a list"),
         (NESTED, "malformed", f"more than {MAX_DEPTH} levels deep"),
         (b"[" * 1_000_000, "malformed", f"more than {MAX_DEPTH} levels deep"),
+        (b"[" * (MAX_DEPTH + 1) + b'\\"' * 500_000, "malformed", f"more than {MAX_DEPTH} levels deep"),
         (b'{"version": "https://jsonfeed.org/version/1.1", "items": [{"id": NaN, "title": Infinity}]}', "malformed",
          "NaN is not a JSON value"),
         (b'{"version": "https://jsonfeed.org/version/1.1", "items": [{"id": ' + b"9" * 5000 + b"}]}", "malformed",
@@ -296,12 +298,14 @@ NESTED = b'{"version": "https://jsonfeed.org/version/1.1", "items": [' + b"[" * 
         (codecs.BOM_UTF8 + b"  \n", "empty", "empty"),
     ],
     ids=["trailing-comma", "not-json", "array", "other-json", "no-items", "items-string", "items-object",
-         "nested-100000", "unclosed-1000000", "nan", "huge-number", "text", "bom-only"],
+         "nested-100000", "unclosed-1000000", "escaped-quotes", "nan", "huge-number", "text", "bom-only"],
 )
 def test_hostile_document_is_a_parse_error(body: bytes, reason: str, message: str) -> None:
+    started = time.perf_counter()
     with pytest.raises(ParseError, match=message) as caught:
         parse(body)
     assert caught.value.reason == reason
+    assert time.perf_counter() - started < 1  # refused fast, not by the pool's deadline
 
 
 def test_invalid_json_keeps_the_decoder_error_as_its_cause() -> None:

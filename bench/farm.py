@@ -241,7 +241,7 @@ def main() -> None:
     else:
         import datetime as dt
 
-        from monitor.ingest.parse import parse_feed
+        from monitor.ingest.formats import parse_feed
 
         now = dt.datetime.now(dt.UTC)
         keys: set[str] = set()

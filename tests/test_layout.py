@@ -42,6 +42,8 @@ PURE = (
     "monitor.ingest.entries",
     "monitor.ingest.dedupe",
     "monitor.ingest.schedule",
+    "monitor.ingest.formats.parsed",
+    "monitor.ingest.formats.jsonfeed",
     "monitor.delivery.routing",
     "monitor.delivery.render",
     "monitor.delivery.channels",

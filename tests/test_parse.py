@@ -1,6 +1,8 @@
-"""parse_feed over the real-world fixtures (tests/fixtures/, see SOURCES.md there) and
-over crafted inputs: HTML pages, garbage, entity bombs, inputs that crash feedparser;
-and the ParsePool that runs it in worker processes under a deadline."""
+"""parse_feed over the real-world RSS, Atom and RDF fixtures (tests/fixtures/, see
+SOURCES.md there) and over crafted inputs: HTML pages, garbage, entity bombs, inputs that
+crash feedparser (the XML format, ``monitor.ingest.formats.xml``); and the ParsePool
+(``monitor.ingest.pool``) that runs it in worker processes under a deadline. JSON Feed
+and the choice between formats: ``tests/test_jsonfeed.py``."""
 
 from __future__ import annotations
 
@@ -22,7 +24,8 @@ import pytest
 
 from monitor.errors import ParseError
 from monitor.ingest import dedupe
-from monitor.ingest.parse import ParsedFeed, ParseJob, ParsePool, parse_feed
+from monitor.ingest.formats import ParsedFeed, parse_feed
+from monitor.ingest.pool import ParseJob, ParsePool
 
 FIXTURES = Path(__file__).parent / "fixtures"
 FETCHED = datetime(2026, 1, 1, 12, 0, tzinfo=UTC)
@@ -644,12 +647,7 @@ HTML_PAGE = b"""<!DOCTYPE html>
         (HTML_PAGE, "text/html; charset=utf-8", "not_a_feed", "HTML page, not a feed"),
         (HTML_PAGE, None, "not_a_feed", "HTML page, not a feed"),
         (b"<html><body>Maintenance</body></html>", "application/xml", "not_a_feed", "HTML page"),
-        (
-            b'{"version": "https://jsonfeed.org/version/1", "items": []}',
-            "application/feed+json",
-            "not_a_feed",
-            "JSON",
-        ),
+        (b'{"status": "ok", "count": 0}', "application/feed+json", "not_a_feed", "JSON, but not a JSON Feed"),
         (random.Random(1234).randbytes(4096), None, "not_a_feed", "not an RSS, Atom or RDF feed"),
         (b"Service Unavailable", "text/plain", "not_a_feed", "not an RSS, Atom or RDF feed"),
         (fixture("feedparser-illformed-incomplete-cdata.xml"), None, "malformed", "not well-formed"),
@@ -767,7 +765,7 @@ def test_small_declared_entities_still_work() -> None:
     ],
 )
 def test_invalid_character_references_do_not_cost_the_feed(title: str, expected: str) -> None:
-    # feedparser 6.0.14 raises ValueError/UnicodeEncodeError on these (feedparser #599)
+    # feedparser 6.0.14 raises ValueError/UnicodeEncodeError on these
     body = rss(
         f"<item><title>{title}</title><link>https://example.org/a</link></item>"
         "<item><title>Next story</title><link>https://example.org/b</link></item>"
@@ -777,7 +775,7 @@ def test_invalid_character_references_do_not_cost_the_feed(title: str, expected:
 
 
 def test_feedparser_crash_becomes_parse_error() -> None:
-    # feedparser #599: a backslash in a DOCTYPE entity value reaches re.sub() as a
+    # a backslash in a DOCTYPE entity value reaches feedparser's re.sub() as a
     # replacement template and raises re.error on 6.0.14
     body = (
         b'<!DOCTYPE rss [\n<!ENTITY path "C:\\data">\n]>\n'

@@ -1,4 +1,4 @@
-"""The robustness matrix of issue 5: every way a feed breaks, in a real poll cycle.
+"""The robustness matrix: every way a feed breaks, in a real poll cycle.
 
 Each row mounts one hostile (or merely odd) feed named ``bad`` on a real local HTTP
 server, beside a good feed that carries the seed article, and runs the real cycle
@@ -18,7 +18,9 @@ whole matrix in ONE cycle.
 
 from __future__ import annotations
 
+import codecs
 import datetime as dt
+import json
 import logging
 import random
 import time
@@ -58,7 +60,7 @@ ENTITY_BOMB = (
                for i in range(500))
     + b"</channel></rss>"
 )
-# feedparser #599: a backslash in a DOCTYPE entity value raises re.error inside feedparser
+# a backslash in a DOCTYPE entity value raises re.error inside feedparser 6.0.14
 FEEDPARSER_CRASH = (
     b'<!DOCTYPE rss [\n<!ENTITY path "C:\\data">\n]>\n'
     b'<rss version="2.0"><channel><title>&path;</title>'
@@ -77,6 +79,62 @@ DENSE = (
 )
 HTML_PAGE = b"<!doctype html><html><head><title>Welcome</title></head><body><h1>Our site</h1></body></html>"
 RANDOM_BYTES = bytes(random.Random(5).randrange(256) for _ in range(20_000))
+
+
+JSON_FEED = "application/feed+json"
+JSON_VERSION = b'{"version": "https://jsonfeed.org/version/1.1", "title": "json", '
+JSON_INVALID = JSON_VERSION + b'"items": [{"id": "a", "title": "Unfinished",}]}'
+JSON_NESTED = JSON_VERSION + b'"items": [{"id": "deep", "_x": ' + b"[" * 200_000 + b"]" * 200_000 + b"}]}"
+JSON_ITEMS_NOT_A_LIST = JSON_VERSION + b'"items": {"id": "a", "url": "https://json.example/a", "title": "Alone"}}'
+JSON_NOT_A_FEED = b'{"status": "ok", "results": [{"id": 1, "name": "Kursk"}], "page": 1}'
+
+
+def json_dense() -> bytes:
+    """50,000 tiny items (4 MB): normalising them takes seconds, like the dense RSS row."""
+    items = ",".join(f'{{"id":{i},"url":"https://dense.example/{i}","title":"t{i}"}}' for i in range(50_000))
+    return JSON_VERSION + f'"items": [{items}]}}'.encode()
+
+
+def json_wrong_types() -> bytes:
+    """Every field of the wrong type somewhere; three items keep enough to be stories."""
+    items = [
+        "not an object", 17, None, ["a", "list"],
+        {"url": "https://types.example/no-id", "title": "No id at all"},
+        {"id": True, "url": "https://types.example/bool-id", "title": "Boolean id"},
+        {"id": 1001, "url": "https://types.example/numeric-id", "title": 2026, "summary": "A title that is a number",
+         "date_published": "the day after tomorrow-ish"},
+        {"id": "list-title", "url": "javascript:alert(1)", "title": ["Listed", "title"], "content_text": "Text only",
+         "date_published": 1735689600, "authors": "Ann", "language": 5},
+        {"id": "null-title", "url": 42, "external_url": "https://types.example/external", "title": None,
+         "content_html": {"html": "<p>x</p>"}, "summary": "Summary kept", "date_published": "2026-11-24T08:30:00Z"},
+    ]
+    return JSON_VERSION[:-1] + b' "items": ' + json.dumps(items).encode() + b"}"
+
+
+def json_latin1() -> bytes:
+    return (
+        '{"version": "https://jsonfeed.org/version/1.1", "title": "Jornal", "items": [{"id": "1", '
+        '"url": "https://latin.example/1", "title": "Mãe de utente é a nova presidente da Raríssimas"}]}'
+    ).encode("cp1252")
+
+
+def json_bom() -> bytes:
+    document = {"version": "https://jsonfeed.org/version/1", "title": "BOM", "items": [
+        {"id": "b1", "url": "https://bom.example/1", "title": "Troupes nord-coréennes à Koursk : la confirmation"}]}
+    return codecs.BOM_UTF8 + json.dumps(document, ensure_ascii=False).encode()
+
+
+def check_wrong_types(rt: Runtime, h: Harness, name: str) -> None:
+    with rt.store.engine.connect() as conn:
+        fid = conn.execute(select(Feed.id).where(Feed.name == name)).scalar_one()
+        columns = select(Story.title, Story.link, Story.summary, Story.date_from_feed)
+        rows = [tuple(row) for row in conn.execute(columns.where(Story.feed_id == fid))]
+    # three usable items, none with a title of the right type; no javascript: link
+    assert sorted(rows, key=lambda row: row[2]) == [
+        ("", "https://types.example/numeric-id", "A title that is a number", False),
+        ("", "https://types.example/external", "Summary kept", True),
+        ("", None, "Text only", False),
+    ]
 
 
 def fixture(name: str) -> bytes:
@@ -301,6 +359,18 @@ ROWS = [
         polls=2, check=check_anonymous),
     Row("duplicate-guids", serve(Static(duplicate_guids())), None, check=check_duplicates),
     Row("guids-change-every-poll", mount_changing_guids, None, polls=2, check=check_changing_guids),
+    Row("json-invalid", serve(Static(JSON_INVALID, content_type=JSON_FEED)), "malformed"),
+    Row("json-not-a-feed", serve(Static(JSON_NOT_A_FEED, content_type="application/json")), "not_a_feed"),
+    Row("json-items-not-a-list", serve(Static(JSON_ITEMS_NOT_A_LIST, content_type=JSON_FEED)), "malformed"),
+    Row("json-nested-200000", serve(Static(JSON_NESTED, content_type=JSON_FEED)), "malformed"),
+    Row("json-dense-feed", serve(Static(json_dense(), content_type=JSON_FEED)), "parse_timeout",
+        poll={"max_bytes": "10MB"}),
+    Row("json-wrong-types", serve(Static(json_wrong_types(), content_type=JSON_FEED)), None,
+        check=check_wrong_types),
+    Row("json-bom", serve(Static(json_bom(), content_type=JSON_FEED)), None,
+        check=decoded("Troupes nord-coréennes à Koursk : la confirmation")),
+    Row("json-windows-1252", serve(Static(json_latin1(), content_type="application/json")), None,
+        check=decoded("Mãe de utente é a nova presidente da Raríssimas")),
     Row("301-adopted", mount_redirect(301), None, polls=2, check=check_adopted),
     Row("308-adopted", mount_redirect(308), None, polls=2, check=check_adopted),
     Row("302-not-adopted", mount_redirect(302), None, polls=2, check=check_not_adopted),
@@ -369,8 +439,9 @@ def test_matrix_row(row: Row, harness: Harness, caplog: pytest.LogCaptureFixture
 
 
 # A 429 blocks its whole host: in one cycle, the 429 row is served under another host
-# name, and the 503 row (the same case) is left out, as it would be deferred.
-FAILING = [r for r in ROWS if r.reason is not None and r.id != "http-503"]
+# name, and the 503 row (the same case) is left out, as it would be deferred. The dense
+# JSON row needs its own byte cap (under this test's 1 MB it fails as too_large instead).
+FAILING = [r for r in ROWS if r.reason is not None and r.id not in ("http-503", "json-dense-feed")]
 
 
 def test_the_whole_matrix_in_one_cycle(harness: Harness) -> None:

@@ -40,7 +40,8 @@ from typing import Any
 
 from monitor.errors import MonitorError, ParseError
 from monitor.ingest.fetch import FeedFetchError, Fetcher, FetchRequest, FetchResult, host_key, redact_url
-from monitor.ingest.parse import ParsedFeed, ParseJob, ParsePool
+from monitor.ingest.formats import ParsedFeed
+from monitor.ingest.pool import ParseJob, ParsePool
 from monitor.ingest.schedule import (
     FeedSnapshot,
     PollPolicy,

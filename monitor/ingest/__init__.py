@@ -1,6 +1,7 @@
 """Ingest: from a feed URL to the decision of what a poll changes.
 
-Owns: HTTP fetching and URL redaction (``fetch``), feed parsing (``parse``), entry
+Owns: HTTP fetching and URL redaction (``fetch``), feed parsing (``formats``, one module
+per source format, run in worker processes by ``pool``), entry
 normalisation (``entries``) and dedupe keys (``dedupe``), the feed scheduling policy
 (``schedule``).
 May import: ``monitor.errors``, ``monitor.backoff``, ``monitor.matching``. Never config,

@@ -6,7 +6,9 @@ whitespace), dates are aware UTC, links are absolute, and every entry has a
 ``story_key`` that stays the same from one poll to the next.
 
 Pure module: no network, database or feedparser import (the raw entry is just a
-mapping), so it is cheap to test and safe to run in a worker process.
+mapping: feedparser's, or a JSON Feed item translated into feedparser's keys by
+:mod:`monitor.ingest.formats.jsonfeed`), so it is cheap to test and safe to run in a
+worker process.
 
 Decisions (each tested in ``tests/test_entries.py``):
 

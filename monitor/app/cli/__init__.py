@@ -809,7 +809,7 @@ def _probe(loaded: LoadedConfig, urls: list[str]) -> dict[str, Any]:
     """Fetch and parse each URL once: url -> ParsedFeed, or the error message."""
     from monitor.app.daemon import fetch_settings
     from monitor.ingest.fetch import FeedFetchError, Fetcher, FetchRequest
-    from monitor.ingest.parse import parse_feed
+    from monitor.ingest.formats import parse_feed
 
     out: dict[str, Any] = {}
     now = dt.datetime.now(dt.UTC)

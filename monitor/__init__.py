@@ -1,16 +1,17 @@
 """news-monitor: a self-hosted news-monitoring alert daemon.
 
-Data flows one way, and each step is one module::
+Data flows one way, one package per stage (docs/architecture.md has the full map)::
 
-    fetch.py  ->  parse.py  ->  matcher.py  ->  store.py  ->  outbox.py  ->  notify.py
-    (httpx)       (feedparser,   (query.py,     (SQLAlchemy:   (claims,       (Apprise,
-                   entries.py,    textnorm.py)   stories,       leases,        render.py)
-                   dedupe.py)                    matches)       retries)
+    ingest/         matching/   ingest/      storage/        delivery/
+    fetch, formats  matcher     decide   ->  stories,    ->  routing -> render -> channels
+    (httpx, feedparser,         (pure        outbox          (pure)     (Jinja2)   (Apprise)
+     JSON Feed)     (pure)       intents)    (SQLAlchemy)
 
-``pipeline.py`` runs one poll cycle through those steps, ``daemon.py`` schedules
-cycles and deliveries with APScheduler, ``cli.py`` is the click layer over all of it,
-and ``config.py`` loads and validates ``config.yaml``. The pure modules (textnorm,
-query, matcher, entries, dedupe, render) import no database, network or scheduler code.
+``config/`` loads, validates and edits ``config.yaml``; ``app/`` wires the stages: the
+poll cycle (``app/poll.py``), the outbox drain loop (``app/deliver.py``), the daemon
+and its scheduler, the CLI and the web app over one service layer. Imports only go
+down the ranks listed in ``tests/test_layout.py``; the pure modules import no
+database, network or scheduler code.
 """
 
 __version__ = "0.1.0"

@@ -460,7 +460,7 @@ def feed_status(store: Store) -> FeedStatus:
     return FeedStatus(tuple(store.feeds()), store.alert_counts())
 
 
-def probe_feeds(config: Config, urls: Sequence[str], *, progress: Progress = no_progress) -> dict[str, Any]:
+def _probe_feeds(config: Config, urls: Sequence[str], *, progress: Progress = no_progress) -> dict[str, Any]:
     """Fetch and parse each URL once: url -> ParsedFeed, or the reason it is not a feed."""
     from monitor.app.daemon import fetch_settings
     from monitor.ingest.fetch import FeedFetchError, Fetcher, FetchRequest
@@ -509,7 +509,7 @@ def add_feed(
     editor = ConfigEditor(loaded.path)
     title = entries = None
     if check:
-        got = probe_feeds(loaded.config, [url], progress=progress)[url]
+        got = _probe_feeds(loaded.config, [url], progress=progress)[url]
         if isinstance(got, str):
             raise FeedCheckError(url, got)
         title, entries = got.title, len(got.entries)
@@ -556,7 +556,7 @@ def import_opml(
     adding = list(plan.add)
     skipped += list(plan.skipped)
     if check and adding:
-        probed = probe_feeds(loaded.config, [f.url for f in adding], progress=progress)
+        probed = _probe_feeds(loaded.config, [f.url for f in adding], progress=progress)
         skipped += [(f.url, probed[f.url]) for f in adding if isinstance(probed[f.url], str)]
         adding = [f for f in adding if not isinstance(probed[f.url], str)]
     if dry_run or not adding:
@@ -661,7 +661,6 @@ __all__ = [
     "import_opml",
     "no_progress",
     "opml_export",
-    "probe_feeds",
     "recent_alerts",
     "remove_feed",
     "remove_watchlist",

@@ -93,11 +93,10 @@ def watchlist_show(ctx: Context, name: str, as_json: bool) -> None:
     with errors_as_click():
         loaded = ctx.loaded
         try:
-            services.require_watchlist(loaded.config, name)
+            with open_store(loaded) as store:
+                detail = services.watchlist_detail(loaded, store, name)
         except services.UnknownWatchlistError as exc:
             raise click.BadParameter(str(exc), param_hint="NAME") from None
-        with open_store(loaded) as store:
-            detail = services.watchlist_detail(loaded, store, name)
     wl = detail.watchlist
     if as_json:
         out = {

@@ -55,6 +55,8 @@ def _backfill_note(saved: services.Saved) -> str:
 
 
 class Editor:
+    """The watchlist pages and their forms."""
+
     def __init__(self, ui: Ui) -> None:
         self.ui = ui
         self.state = ui.state

@@ -11,6 +11,8 @@ from monitor.app.web.ui import Ui
 
 
 class Health:
+    """Health and metrics, for probes and Prometheus."""
+
     def __init__(self, ui: Ui) -> None:
         self.state = ui.state
         state = ui.state

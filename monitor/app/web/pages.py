@@ -18,6 +18,8 @@ SEARCH_LIMIT = 50
 
 
 class Pages:
+    """The read-only pages."""
+
     def __init__(self, ui: Ui) -> None:
         self.ui = ui
 

@@ -21,6 +21,8 @@ from monitor.app.web.ui import Ui
 
 
 class Syndication:
+    """The per-watchlist feeds' routes."""
+
     def __init__(self, ui: Ui) -> None:
         self.ui = ui
 

@@ -13,7 +13,9 @@ from click.testing import CliRunner
 from sqlalchemy import func, select
 
 from monitor.app.cli import cli
-from monitor.app.services import Backfill, backfill, watchlist_matcher
+from monitor.app.services.backtests import watchlist_matcher
+from monitor.app.services.common import Backfill
+from monitor.app.services.watchlists import backfill
 from monitor.config.model import load_config
 from monitor.ingest.entries import Entry
 from monitor.matching.backtest import backtest, days_ago

@@ -12,7 +12,10 @@ from pathlib import Path
 
 import pytest
 
-from monitor.app import services
+from monitor.app.services.backtests import StoryWindow, backtest_watchlist
+from monitor.app.services.common import Backfill, UnknownWatchlistError
+from monitor.app.services.feeds import import_opml, opml_export
+from monitor.app.services.watchlists import WatchlistChanges, editable_watchlist, remove_watchlist, save_watchlist
 from monitor.config.edit import WatchlistSpec
 from monitor.config.model import Config, load_config, parse_config
 from monitor.errors import ConfigError, QuerySyntaxError
@@ -107,7 +110,7 @@ def _config(text: str = CONFIG) -> Config:
     return parse_config(text)[0]
 
 
-def _window() -> services.StoryWindow:
+def _window() -> StoryWindow:
     stories = [
         StoredStory(i, "desk", t, s, None, NOW - dt.timedelta(hours=h), NOW) for i, (t, s, h) in enumerate(STORIES, 1)
     ]
@@ -133,7 +136,7 @@ def _window() -> services.StoryWindow:
 def test_backtest_of_a_watchlist_or_query_with_its_comparison(
     request_: dict[str, object], matched: list[int], gained: list[int] | None, lost: list[int] | None
 ) -> None:
-    report = services.backtest_watchlist(_config(), _window(), days=7, **request_)  # type: ignore[arg-type]
+    report = backtest_watchlist(_config(), _window(), days=7, **request_)  # type: ignore[arg-type]
     assert [m.story.id for m in report.result.matched] == matched
     if gained is None:
         assert report.before is None and report.gained == () and report.lost == ()
@@ -144,30 +147,28 @@ def test_backtest_of_a_watchlist_or_query_with_its_comparison(
 
 def test_a_bad_query_under_test_names_no_watchlist_and_an_unknown_name_lists_the_known() -> None:
     with pytest.raises(QuerySyntaxError) as bad:
-        services.backtest_watchlist(_config(), _window(), days=7, name="kursk-troops", query="Kursk AND (troops")
+        backtest_watchlist(_config(), _window(), days=7, name="kursk-troops", query="Kursk AND (troops")
     assert bad.value.message.startswith("unclosed '(' at column 18") and bad.value.column == 18
-    with pytest.raises(services.UnknownWatchlistError, match=r"no watchlist 'nope' \(known: kursk-troops, sanctions\)"):
-        services.backtest_watchlist(_config(), _window(), days=7, name="nope")
+    with pytest.raises(UnknownWatchlistError, match=r"no watchlist 'nope' \(known: kursk-troops, sanctions\)"):
+        backtest_watchlist(_config(), _window(), days=7, name="nope")
 
 
 @pytest.mark.parametrize(
     ("changes", "expected"),
     [
-        (services.WatchlistChanges(), WatchlistSpec("w", "q", ("mail",), ("en",), True, "note")),
+        (WatchlistChanges(), WatchlistSpec("w", "q", ("mail",), ("en",), True, "note")),
         (
-            services.WatchlistChanges(query="x", notify=("slack",), rename="v"),
+            WatchlistChanges(query="x", notify=("slack",), rename="v"),
             WatchlistSpec("v", "x", ("slack",), ("en",), True, "note"),
         ),
-        (services.WatchlistChanges(no_stem=True, enabled=False), WatchlistSpec("w", "q", ("mail",), (), False, "note")),
+        (WatchlistChanges(no_stem=True, enabled=False), WatchlistSpec("w", "q", ("mail",), (), False, "note")),
         (
-            services.WatchlistChanges(stem=("fr",), description=""),
+            WatchlistChanges(stem=("fr",), description=""),
             WatchlistSpec("w", "q", ("mail",), ("fr",), True, None),
         ),
     ],
 )
-def test_watchlist_changes_keep_what_they_do_not_name(
-    changes: services.WatchlistChanges, expected: WatchlistSpec
-) -> None:
+def test_watchlist_changes_keep_what_they_do_not_name(changes: WatchlistChanges, expected: WatchlistSpec) -> None:
     base = WatchlistSpec("w", "q", ("mail",), ("en",), True, "note")
     assert changes.apply(base, "w") == expected
 
@@ -180,29 +181,29 @@ def config_file(tmp_path: Path) -> Path:
 
 
 def test_an_edit_from_a_stale_version_is_refused_and_writes_nothing(config_file: Path) -> None:
-    opened = services.editable_watchlist(str(config_file), "sanctions")
+    opened = editable_watchlist(str(config_file), "sanctions")
     changed = WatchlistSpec("sanctions", "sanction OR embargo", ("mail",), ("en",))
-    saved = services.save_watchlist(str(config_file), changed, original="sanctions", version=opened.version)
+    saved = save_watchlist(str(config_file), changed, original="sanctions", version=opened.version)
     assert saved.summary and load_config(config_file).config.watchlist("sanctions").query == "sanction OR embargo"
     before = config_file.read_text(encoding="utf-8")
     with pytest.raises(ConfigError, match="was changed in the file since this page was opened"):
-        services.save_watchlist(str(config_file), opened.spec, original="sanctions", version=opened.version)
+        save_watchlist(str(config_file), opened.spec, original="sanctions", version=opened.version)
     assert config_file.read_text(encoding="utf-8") == before
 
 
 @pytest.mark.parametrize(
     ("enabled", "expected"),
     [
-        (True, services.Backfill("kursk", 2, scanned=3, matches=2, alerts=2)),
-        (False, services.Backfill("kursk", 2, skipped="watchlist 'kursk' is disabled: no backfill")),
+        (True, Backfill("kursk", 2, scanned=3, matches=2, alerts=2)),
+        (False, Backfill("kursk", 2, skipped="watchlist 'kursk' is disabled: no backfill")),
     ],
 )
 def test_saving_with_a_backfill_queues_alerts_of_an_enabled_watchlist_only(
-    store: Store, config_file: Path, enabled: bool, expected: services.Backfill
+    store: Store, config_file: Path, enabled: bool, expected: Backfill
 ) -> None:
     seed(store)
     spec = WatchlistSpec("kursk", "Kursk", ("mail",), (), enabled)
-    saved = services.save_watchlist(str(config_file), spec, backfill_days=2, store=store)
+    saved = save_watchlist(str(config_file), spec, backfill_days=2, store=store)
     assert saved.changes == ("added watchlist 'kursk'",) and saved.backfill_error is None
     assert saved.backfill == expected
 
@@ -210,9 +211,9 @@ def test_saving_with_a_backfill_queues_alerts_of_an_enabled_watchlist_only(
 def test_removing_asks_for_confirmation_after_checking_the_name(config_file: Path) -> None:
     asked: list[int] = []
     with pytest.raises(ConfigError):
-        services.remove_watchlist(str(config_file), "nope", confirm=lambda: asked.append(1))
+        remove_watchlist(str(config_file), "nope", confirm=lambda: asked.append(1))
     assert asked == []
-    saved = services.remove_watchlist(str(config_file), "sanctions", confirm=lambda: asked.append(1))
+    saved = remove_watchlist(str(config_file), "sanctions", confirm=lambda: asked.append(1))
     assert asked == [1] and saved.changes == ("removed watchlist 'sanctions'",)
     assert [w.name for w in load_config(config_file).config.watchlists] == ["kursk-troops"]
 
@@ -226,13 +227,13 @@ OPML = b"""<opml version="2.0"><body>
 @pytest.mark.parametrize("dry_run", [True, False])
 def test_opml_import_and_export_round_trip(config_file: Path, dry_run: bool) -> None:
     before = config_file.read_text(encoding="utf-8")
-    done = services.import_opml(load_config(config_file), OPML, dry_run=dry_run)
+    done = import_opml(load_config(config_file), OPML, dry_run=dry_run)
     assert [(f.name, f.url) for f in done.added] == [("desk", "https://desk.example/rss")]
     assert done.skipped == (("gopher://example.org/news", "not an http(s) URL"),)
     if dry_run:
         assert done.saved is None and config_file.read_text(encoding="utf-8") == before
         return
-    exported = services.opml_export(load_config(config_file).config)
+    exported = opml_export(load_config(config_file).config)
     assert exported.feeds == 1 and 'xmlUrl="https://desk.example/rss"' in exported.document
-    again = services.import_opml(load_config(config_file), OPML)
+    again = import_opml(load_config(config_file), OPML)
     assert again.added == () and again.saved is None

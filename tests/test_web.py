@@ -13,7 +13,7 @@ import pytest
 
 from monitor.app.metrics import Metrics
 from monitor.app.poll import CycleReport, FeedOutcome
-from monitor.app.services import watchlist_matcher
+from monitor.app.services.backtests import watchlist_matcher
 from monitor.app.web import WebServer, WebState
 from monitor.config.model import load_config
 from monitor.storage.store import Store

@@ -22,7 +22,7 @@ from monitor.errors import MonitorError, QuerySyntaxError
 if TYPE_CHECKING:
     from rich.console import Console
 
-    from monitor.app.services import Advance
+    from monitor.app.services.common import Advance
     from monitor.storage.store import Store
 
 LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"

@@ -9,8 +9,8 @@ from typing import Any
 
 import click
 
-from monitor.app import services
 from monitor.app.cli.common import Context, echo_saved, errors_as_click, open_store, pass_ctx, progress
+from monitor.app.services.feeds import FeedCheckError, add_feed, feed_status, import_opml, opml_export, remove_feed
 
 
 @click.group(invoke_without_command=True)
@@ -27,7 +27,7 @@ def feeds(click_ctx: click.Context, as_json: bool) -> None:
         return
     ctx: Context = click_ctx.obj
     with errors_as_click(), open_store(ctx.loaded) as store:
-        status = services.feed_status(store)
+        status = feed_status(store)
     if as_json:
         click.echo(json.dumps({"feeds": [_feed_json(f) for f in status.feeds], "alerts": status.alerts}, indent=2))
         return
@@ -142,10 +142,10 @@ def feeds_add(
     """
     with errors_as_click():
         try:
-            added = services.add_feed(
+            added = add_feed(
                 ctx.loaded, url, name=name, language=language, interval=interval, check=not no_check, progress=progress
             )
-        except services.FeedCheckError as exc:
+        except FeedCheckError as exc:
             raise click.ClickException(f"{exc} (use --no-check to add it anyway)") from None
     if added.entries is not None:
         click.echo(f"{url}: {added.title or 'untitled'} ({added.entries} entries)")
@@ -163,7 +163,7 @@ def feeds_remove(ctx: Context, name: str) -> None:
         news-monitor feeds remove bbc-world
     """
     with errors_as_click():
-        services.remove_feed(ctx.config_path, name)
+        remove_feed(ctx.config_path, name)
     echo_saved(ctx.config_path, f"removed feed {name!r}")
 
 
@@ -183,7 +183,7 @@ def feeds_import_opml(ctx: Context, file: Any, language: str | None, check: bool
         news-monitor feeds import-opml subscriptions.opml --check
     """
     with errors_as_click():
-        done = services.import_opml(
+        done = import_opml(
             ctx.loaded,
             file.read(),
             file=getattr(file, "name", "OPML file"),
@@ -215,7 +215,7 @@ def feeds_export_opml(ctx: Context, output: str | None) -> None:
         news-monitor feeds export-opml -o feeds.opml
     """
     with errors_as_click():
-        export = services.opml_export(ctx.loaded.config)
+        export = opml_export(ctx.loaded.config)
     if output:
         from pathlib import Path
 

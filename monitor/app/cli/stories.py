@@ -6,8 +6,8 @@ import json
 
 import click
 
-from monitor.app import services
 from monitor.app.cli.common import Context, errors_as_click, highlight, open_store, pass_ctx, stdout_console
+from monitor.app.services.stories import StorySearch, search, story_detail
 
 
 @click.group()
@@ -48,14 +48,14 @@ def stories_search(
         except ValueError as exc:
             raise click.BadParameter(str(exc), param_hint="--since") from None
         with open_store(ctx.loaded) as store:
-            found = services.search(store, query, since_days=since_days, watchlist=watchlist, limit=limit, order=sort)
+            found = search(store, query, since_days=since_days, watchlist=watchlist, limit=limit, order=sort)
     if as_json:
         click.echo(json.dumps(_search_json(found), indent=2, ensure_ascii=False))
     else:
         _print_search(found, limit)
 
 
-def _search_json(found: services.StorySearch) -> dict[str, object]:
+def _search_json(found: StorySearch) -> dict[str, object]:
     out = [
         {
             "id": h.story.id,
@@ -70,7 +70,7 @@ def _search_json(found: services.StorySearch) -> dict[str, object]:
     return {"query": found.query, "engine": found.engine, "stories": out}
 
 
-def _print_search(found: services.StorySearch, limit: int) -> None:
+def _print_search(found: StorySearch, limit: int) -> None:
     from rich.markup import escape
 
     from monitor.storage.search import snippet
@@ -104,7 +104,7 @@ def stories_show(ctx: Context, story_id: int, as_json: bool) -> None:
         news-monitor stories show 1234
     """
     with errors_as_click(), open_store(ctx.loaded) as store:
-        detail = services.story_detail(store, story_id)
+        detail = story_detail(store, story_id)
     if detail is None:
         raise click.ClickException(f"no story #{story_id}")
     s = detail.story

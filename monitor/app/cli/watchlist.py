@@ -7,7 +7,6 @@ from typing import Any
 
 import click
 
-from monitor.app import services
 from monitor.app.cli.common import (
     Context,
     echo_saved,
@@ -17,6 +16,15 @@ from monitor.app.cli.common import (
     pass_ctx,
     progress,
     stdout_console,
+)
+from monitor.app.services.backtests import BacktestReport, backtest_watchlist, stories_since
+from monitor.app.services.common import Saved, UnknownWatchlistError
+from monitor.app.services.watchlists import (
+    WatchlistChanges,
+    edit_watchlist,
+    remove_watchlist,
+    save_watchlist,
+    watchlist_detail,
 )
 from monitor.errors import QuerySyntaxError
 
@@ -37,7 +45,7 @@ def watchlist() -> None:
     """
 
 
-def _echo_edit(saved: services.Saved, path: str) -> None:
+def _echo_edit(saved: Saved, path: str) -> None:
     """What an edit did: the change, then its backfill (an error when the backfill failed)."""
     echo_saved(path, saved.summary)
     if saved.backfill_error is not None:
@@ -94,8 +102,8 @@ def watchlist_show(ctx: Context, name: str, as_json: bool) -> None:
         loaded = ctx.loaded
         try:
             with open_store(loaded) as store:
-                detail = services.watchlist_detail(loaded, store, name)
-        except services.UnknownWatchlistError as exc:
+                detail = watchlist_detail(loaded, store, name)
+        except UnknownWatchlistError as exc:
             raise click.BadParameter(str(exc), param_hint="NAME") from None
     wl = detail.watchlist
     if as_json:
@@ -154,7 +162,7 @@ def watchlist_add(
 
     spec = WatchlistSpec(name, query, tuple(notify), tuple(stem), not disabled, description or None)
     with errors_as_click():
-        saved = services.save_watchlist(ctx.config_path, spec, backfill_days=backfill, progress=progress)
+        saved = save_watchlist(ctx.config_path, spec, backfill_days=backfill, progress=progress)
     _echo_edit(saved, ctx.config_path)
 
 
@@ -187,9 +195,9 @@ def watchlist_edit(
 
         news-monitor watchlist edit kursk --query 'Kursk AND troops' --notify email --notify slack
     """
-    changes = services.WatchlistChanges(query, notify, stem, no_stem, enabled, description, rename)
+    changes = WatchlistChanges(query, notify, stem, no_stem, enabled, description, rename)
     with errors_as_click():
-        saved = services.edit_watchlist(ctx.config_path, name, changes, backfill_days=backfill, progress=progress)
+        saved = edit_watchlist(ctx.config_path, name, changes, backfill_days=backfill, progress=progress)
     _echo_edit(saved, ctx.config_path)
 
 
@@ -209,7 +217,7 @@ def watchlist_remove(ctx: Context, name: str, yes: bool) -> None:
         click.confirm(f"Remove watchlist {name!r} from {ctx.config_path}?", abort=True)
 
     with errors_as_click():
-        saved = services.remove_watchlist(ctx.config_path, name, confirm=None if yes else confirm)
+        saved = remove_watchlist(ctx.config_path, name, confirm=None if yes else confirm)
     echo_saved(ctx.config_path, saved.summary)
 
 
@@ -240,16 +248,16 @@ def watchlist_test(
         loaded = ctx.loaded
         try:
             with open_store(loaded) as store:
-                report = services.backtest_watchlist(
+                report = backtest_watchlist(
                     loaded.config,
-                    services.stories_since(store),
+                    stories_since(store),
                     days=days,
                     name=name,
                     query=query,
                     compare_with=name if query is not None else None,
                     progress=progress,
                 )
-        except services.UnknownWatchlistError as exc:
+        except UnknownWatchlistError as exc:
             raise click.BadParameter(str(exc), param_hint="NAME") from None
         except QuerySyntaxError as exc:
             if query is None:
@@ -269,7 +277,7 @@ def _story_json(m: Any) -> dict[str, Any]:
     return out
 
 
-def _backtest_json(report: services.BacktestReport, name: str | None, misses: int) -> dict[str, Any]:
+def _backtest_json(report: BacktestReport, name: str | None, misses: int) -> dict[str, Any]:
     result = report.result
     out: dict[str, Any] = {
         "watchlist": name,
@@ -289,9 +297,7 @@ def _backtest_json(report: services.BacktestReport, name: str | None, misses: in
     return out
 
 
-def _print_backtest(
-    report: services.BacktestReport, name: str | None, query: str | None, show: int, misses: int
-) -> None:
+def _print_backtest(report: BacktestReport, name: str | None, query: str | None, show: int, misses: int) -> None:
     from rich.markup import escape
 
     from monitor.matching.backtest import hit_spans

@@ -26,7 +26,7 @@ from starlette.routing import BaseRoute, Mount
 from starlette.staticfiles import StaticFiles
 
 from monitor.app.metrics import Metrics
-from monitor.app.services import RecentStories
+from monitor.app.services.backtests import RecentStories
 from monitor.app.web.editor import Editor
 from monitor.app.web.guard import Guard, Login, sign
 from monitor.app.web.health import Health

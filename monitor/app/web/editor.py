@@ -1,11 +1,11 @@
 """The watchlists: their list, the editor with its live preview, saving and removing.
 
 The live preview (``POST /watchlists/preview``, on every keystroke) is the same backtest
-as ``news-monitor watchlist test``: :func:`monitor.app.services.backtest_watchlist` over
+as ``news-monitor watchlist test``: :func:`monitor.app.services.backtests.backtest_watchlist` over
 the stored stories of the last N days (cached briefly by
-:class:`~monitor.app.services.RecentStories`), compared with the saved query when an
+:class:`~monitor.app.services.backtests.RecentStories`), compared with the saved query when an
 existing watchlist is being edited. Saving goes through
-:func:`~monitor.app.services.save_watchlist` exactly like the CLI (validated, atomic,
+:func:`~monitor.app.services.watchlists.save_watchlist` exactly like the CLI (validated, atomic,
 comments kept, an optional backfill), then asks the daemon to reload (``on_saved``); a
 daemon elsewhere notices the file change by itself.
 """
@@ -21,7 +21,9 @@ from starlette.requests import Request
 from starlette.responses import PlainTextResponse, RedirectResponse, Response
 from starlette.routing import Route
 
-from monitor.app import services
+from monitor.app.services.backtests import backtest_watchlist
+from monitor.app.services.common import Saved
+from monitor.app.services.watchlists import editable_watchlist, remove_watchlist, save_watchlist, watchlist_overview
 from monitor.app.web.ui import Ui, highlight, highlighted_snippet
 from monitor.config.edit import WatchlistSpec
 from monitor.errors import ConfigError, QuerySyntaxError
@@ -45,7 +47,7 @@ def _spec_from(form: FormData) -> WatchlistSpec:
     )
 
 
-def _backfill_note(saved: services.Saved) -> str:
+def _backfill_note(saved: Saved) -> str:
     if saved.backfill_error is not None:
         return f"saved, but the backfill failed: {saved.backfill_error}"
     b = saved.backfill
@@ -72,7 +74,7 @@ class Editor:
         ]
 
     def watchlists(self, request: Request) -> Response:
-        overview = services.watchlist_overview(self.ui.config().config, self.state.store)
+        overview = watchlist_overview(self.ui.config().config, self.state.store)
         return self.ui.page(
             request,
             "watchlists.html",
@@ -116,7 +118,7 @@ class Editor:
     def edit(self, request: Request) -> Response:
         name = request.path_params["name"]
         try:
-            found = services.editable_watchlist(self.state.config_path, name)
+            found = editable_watchlist(self.state.config_path, name)
         except ConfigError:
             return self.ui.page(request, "missing.html", 404, what=f"watchlist {name!r}")
         return self._editor(request, original=name, spec=found.spec, base=found.version)
@@ -140,7 +142,7 @@ class Editor:
         if not query.strip():
             return self.ui.page(request, "preview.html", empty=True)
         try:
-            report = services.backtest_watchlist(
+            report = backtest_watchlist(
                 self.ui.config().config, self.state.recent, days=days, query=query, stem=stem, compare_with=original
             )
         except QuerySyntaxError as exc:
@@ -197,7 +199,7 @@ class Editor:
             except ValueError:
                 return again(f"backfill: a number of days between 0 and {MAX_BACKFILL_DAYS}")
         try:
-            saved = services.save_watchlist(
+            saved = save_watchlist(
                 self.state.config_path,
                 spec,
                 original=original,
@@ -223,7 +225,7 @@ class Editor:
 
     def _delete(self, name: str) -> Response:
         try:
-            services.remove_watchlist(self.state.config_path, name)
+            remove_watchlist(self.state.config_path, name)
         except ConfigError as exc:
             return PlainTextResponse(str(exc), status_code=400)
         log.info("web: removed watchlist %r (saved %s)", name, self.state.config_path)

@@ -10,7 +10,8 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from monitor.app import services
+from monitor.app.services.feeds import feed_status
+from monitor.app.services.stories import recent_alerts, search, story_detail
 from monitor.app.web.ui import Ui, highlight, highlighted_snippet
 from monitor.storage.search import SearchSyntaxError
 
@@ -32,10 +33,10 @@ class Pages:
         ]
 
     def alerts(self, request: Request) -> Response:
-        return self.ui.page(request, "alerts.html", stories=services.recent_alerts(self.ui.state.store))
+        return self.ui.page(request, "alerts.html", stories=recent_alerts(self.ui.state.store))
 
     def feeds(self, request: Request) -> Response:
-        status = services.feed_status(self.ui.state.store)
+        status = feed_status(self.ui.state.store)
         return self.ui.page(request, "feeds.html", feeds=status.feeds)
 
     def search(self, request: Request) -> Response:
@@ -47,7 +48,7 @@ class Pages:
         if q:
             try:
                 since = float(since_days) if since_days else None
-                found = services.search(self.ui.state.store, q, since_days=since, watchlist=wl, limit=SEARCH_LIMIT)
+                found = search(self.ui.state.store, q, since_days=since, watchlist=wl, limit=SEARCH_LIMIT)
             except (SearchSyntaxError, ValueError) as exc:
                 error = str(exc)
         hits = [
@@ -71,7 +72,7 @@ class Pages:
         )
 
     def story(self, request: Request) -> Response:
-        detail = services.story_detail(self.ui.state.store, int(request.path_params["id"]))
+        detail = story_detail(self.ui.state.store, int(request.path_params["id"]))
         if detail is None:
             return self.ui.page(request, "missing.html", 404, what="story")
         return self.ui.page(request, "story.html", nav="alerts", d=detail)

@@ -16,7 +16,8 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
 
-from monitor.app import services
+from monitor.app.services.common import UnknownWatchlistError
+from monitor.app.services.watchlists import WatchlistFeed, watchlist_feed
 from monitor.app.web.ui import Ui
 
 
@@ -32,10 +33,10 @@ class Syndication:
             Route("/watchlists/{name}.json", self.json_feed),
         ]
 
-    def _feed(self, request: Request) -> services.WatchlistFeed | None:
+    def _feed(self, request: Request) -> WatchlistFeed | None:
         try:
-            return services.watchlist_feed(self.ui.config().config, self.ui.state.store, request.path_params["name"])
-        except services.UnknownWatchlistError:
+            return watchlist_feed(self.ui.config().config, self.ui.state.store, request.path_params["name"])
+        except UnknownWatchlistError:
             return None
 
     def atom(self, request: Request) -> Response:

@@ -34,6 +34,7 @@ class FeedStatus:
 
 
 def feed_status(store: Store) -> FeedStatus:
+    """What ``news-monitor feeds`` and the feeds page show."""
     return FeedStatus(tuple(store.feeds()), store.alert_counts())
 
 
@@ -145,6 +146,8 @@ def import_opml(
 
 @dataclass(frozen=True, slots=True)
 class OpmlExport:
+    """An OPML 2.0 document and the number of feeds in it."""
+
     document: str
     feeds: int
 

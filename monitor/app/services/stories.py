@@ -40,6 +40,8 @@ class StoryHit:
 
 @dataclass(frozen=True, slots=True)
 class StorySearch:
+    """The stories a search found, and which engine ran it (fts5, postgresql or a scan)."""
+
     query: str
     engine: str
     hits: tuple[StoryHit, ...]

@@ -44,6 +44,7 @@ class WatchlistChanges:
     rename: str | None = None
 
     def apply(self, base: WatchlistSpec, name: str) -> WatchlistSpec:
+        """Watchlist ``name`` (written as ``base``) with these changes."""
         return WatchlistSpec(
             name=self.rename or name,
             query=base.query if self.query is None else self.query,
@@ -208,6 +209,7 @@ class WatchlistOverview:
 
 
 def watchlist_overview(config: Config, store: Store) -> WatchlistOverview:
+    """What the watchlists page lists."""
     return WatchlistOverview(tuple(config.watchlists), store.match_counts(days_ago(7)))
 
 

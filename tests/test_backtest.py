@@ -13,11 +13,14 @@ from click.testing import CliRunner
 from sqlalchemy import func, select
 
 from monitor.app.cli import cli
+from monitor.app.services.backtests import watchlist_matcher
+from monitor.app.services.common import Backfill
+from monitor.app.services.watchlists import backfill
 from monitor.config.model import load_config
 from monitor.ingest.entries import Entry
+from monitor.matching.backtest import backtest, days_ago
 from monitor.matching.matcher import Matcher
 from monitor.storage.schema import Alert, Match
-from monitor.storage.search import backfill, backtest, watchlist_matcher
 from monitor.storage.store import FeedConfigRow, Store
 
 # (title, summary, hours ago)
@@ -180,8 +183,6 @@ def test_bad_requests_are_one_clear_error(setup: tuple[Path, Store], args: list[
 
 def test_backtest_is_pure_and_counts(store: Store) -> None:
     seed(store)
-    from monitor.storage.search import days_ago
-
     stories = store.stories_published_since(days_ago(7))
     matcher = Matcher([], None)
     with pytest.raises(KeyError):
@@ -209,9 +210,9 @@ def test_backfill_queues_each_alert_once(store: Store) -> None:
         "watchlists: [{name: w, query: 'Kursk OR Koursk', notify: [m, n]}]\n"
     )
     matcher = watchlist_matcher(config, "w")  # type: ignore[arg-type]
-    assert backfill(store, matcher, "w", ("m", "n"), days=2) == (3, 3, 6)  # 3 stories x 2 targets
-    assert backfill(store, matcher, "w", ("m", "n"), days=2) == (3, 0, 0)  # idempotent
-    assert backfill(store, matcher, "w", ("m", "n"), days=4) == (5, 1, 2)  # only the new one
+    assert backfill(store, matcher, "w", ("m", "n"), days=2) == Backfill("w", 2, 3, 3, 6)  # 3 stories x 2 targets
+    assert backfill(store, matcher, "w", ("m", "n"), days=2) == Backfill("w", 2, 3, 0, 0)  # idempotent
+    assert backfill(store, matcher, "w", ("m", "n"), days=4) == Backfill("w", 4, 5, 1, 2)  # only the new one
     with store.engine.connect() as conn:
         assert conn.execute(select(func.count()).select_from(Alert)).scalar_one() == 8
         flags = conn.execute(select(Match.story_id, Match.alerted).where(Match.watchlist == "w")).all()
@@ -225,6 +226,6 @@ def test_backfill_alerts_a_story_recorded_during_catch_up(store: Store) -> None:
     )
     matcher = watchlist_matcher(config, "w")  # type: ignore[arg-type]
     seed(store, STORIES[:1], matcher=matcher, targets={"w": ("m",)}, alert=False)
-    assert backfill(store, matcher, "w", ("m",), days=1) == (1, 0, 1)
+    assert backfill(store, matcher, "w", ("m",), days=1) == Backfill("w", 1, 1, 0, 1)
     with store.engine.connect() as conn:
         assert conn.execute(select(Match.alerted)).scalar_one() is True

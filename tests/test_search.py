@@ -106,7 +106,8 @@ def test_search_on_both_databases(store: Store, query: str, expected: set[str]) 
 
 
 def test_search_filters_since_watchlist_and_orders(store: Store) -> None:
-    from monitor.storage.search import days_ago, watchlist_matcher
+    from monitor.app.services.backtests import watchlist_matcher
+    from monitor.matching.backtest import days_ago
 
     config = load_config_from(
         "targets: {m: 'json://127.0.0.1:9/'}\nwatchlists: [{name: w, query: troops, notify: [m]}]\n"
@@ -204,7 +205,7 @@ def cli_config(db_backend: tuple[str, str | None], tmp_path: Path) -> tuple[Path
 
 def test_cli_stories_search_and_show(cli_config: tuple[Path, Store]) -> None:
     path, store = cli_config
-    from monitor.storage.search import watchlist_matcher
+    from monitor.app.services.backtests import watchlist_matcher
 
     matcher = watchlist_matcher(load_config(path).config, "kursk-troops")
     ids = seed(store, STORIES + MORE, matcher=matcher, targets={"kursk-troops": ("mail",)})

@@ -13,9 +13,9 @@ import pytest
 
 from monitor.app.metrics import Metrics
 from monitor.app.poll import CycleReport, FeedOutcome
+from monitor.app.services.backtests import watchlist_matcher
 from monitor.app.web import WebServer, WebState
 from monitor.config.model import load_config
-from monitor.storage.search import watchlist_matcher
 from monitor.storage.store import Store
 from tests.test_backtest import STORIES, seed
 

@@ -1,4 +1,4 @@
-"""Searching stored stories, and backtesting watchlists on them.
+"""Searching stored stories.
 
 **Search** (``news-monitor stories search``, the web page's search box) takes what
 people type into a search engine: words, ``"quoted phrases"``, ``prefix*``, ``OR``
@@ -14,11 +14,6 @@ between alternatives, ``-word`` to exclude. :func:`parse_search` turns it into a
   query is a ``to_tsquery`` built from the same terms, passed as a bound parameter.
 * **Anything else** (an SQLite built without FTS5): the stories of the period are
   scanned in Python with the same folding. Slower, same answers.
-
-**Backtest** (``news-monitor watchlist test``, the web editor's live preview) runs the
-real :class:`~monitor.matching.matcher.Matcher` (public API only: ``match_one`` / ``compile_query``)
-over stored stories and says what would have matched and what would not, with the
-terms that made each match and how often each term fired: the analyst's tuning tool.
 """
 
 from __future__ import annotations
@@ -26,17 +21,14 @@ from __future__ import annotations
 import datetime as dt
 import re
 import unicodedata
-from collections import Counter
-from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import exists, func, literal_column, select, text
 from sqlalchemy.exc import SQLAlchemyError
 
-from monitor.config.model import Config
 from monitor.errors import MonitorError, StoreError
-from monitor.matching.matcher import Matcher, MatchResult, WatchlistQuery
 from monitor.storage.schema import Match, Story
 from monitor.storage.store import Store, StoredStory, safe_url, stored_story_select
 
@@ -355,142 +347,21 @@ def _reason(exc: SQLAlchemyError) -> str:
     return lines[0] if lines else type(exc).__name__
 
 
-# --------------------------------------------------------------------------- backtest
-
-
-@dataclass(frozen=True, slots=True)
-class BacktestMatch:
-    story: StoredStory
-    result: MatchResult
-
-
-@dataclass(slots=True)
-class Backtest:
-    """What a watchlist (or query) would have matched among stored stories."""
-
-    name: str
-    total: int = 0
-    matched: list[BacktestMatch] = field(default_factory=list)
-    unmatched: list[StoredStory] = field(default_factory=list)
-    term_counts: Counter[str] = field(default_factory=Counter)  # term -> matched stories it fired in
-    feed_counts: Counter[str] = field(default_factory=Counter)  # feed -> matched stories
-
-    @property
-    def ids(self) -> set[int]:
-        return {m.story.id for m in self.matched}
-
-
-def backtest(
-    matcher: Matcher,
-    name: str,
-    stories: Iterable[StoredStory],
-    *,
-    progress: Callable[[int], object] | None = None,
-) -> Backtest:
-    """Run watchlist ``name`` of ``matcher`` over ``stories`` (pure; ``progress(n)`` every 500)."""
-    out = Backtest(name)
-    for i, story in enumerate(stories, 1):
-        result = matcher.match_one(name, story.title, story.summary)
-        if result is None:
-            out.unmatched.append(story)
-        else:
-            out.matched.append(BacktestMatch(story, result))
-            out.term_counts.update(result.terms)
-            out.feed_counts[story.feed] += 1
-        out.total = i
-        if progress is not None and i % 500 == 0:
-            progress(500)
-    if progress is not None and out.total % 500:
-        progress(out.total % 500)
-    return out
-
-
-def watchlist_matcher(config: Config, name: str, *, query: str | None = None) -> Matcher:
-    """A matcher of one configured watchlist (enabled or not), or of ``query`` under its name.
-
-    Raises ``KeyError`` for an unknown name, :class:`~monitor.errors.QuerySyntaxError`
-    for a bad query.
-    """
-    try:
-        wl = config.watchlist(name)
-        stem: tuple[str, ...] = tuple(wl.stem)
-        text_ = wl.query if query is None else query
-    except KeyError:
-        if query is None:
-            raise
-        stem, text_ = (), query
-    return Matcher([WatchlistQuery(name, text_, stem)], config.aliases)
-
-
-def backfill(
-    store: Store,
-    matcher: Matcher,
-    name: str,
-    targets: Sequence[str],
-    *,
-    days: float,
-    progress: Callable[[int], object] | None = None,
-    now: dt.datetime | None = None,
-) -> tuple[int, int, int]:
-    """Match the stories of the last ``days`` for one watchlist and queue their alerts.
-
-    Returns (stories scanned, new matches, new alerts). Idempotent: see
-    :meth:`~monitor.storage.store.Store.record_backfill`.
-    """
-    stories = store.stories_published_since(days_ago(days, now))
-    result = backtest(matcher, name, stories, progress=progress)
-    n_matches, n_alerts = store.record_backfill(
-        name, {m.story.id: m.result for m in result.matched}, targets, now=now
-    )
-    return result.total, n_matches, n_alerts
-
-
-def hit_spans(result: MatchResult, field_name: str) -> list[tuple[int, int]]:
-    """Offsets of a match's hits in one field, merged (for highlighting the original text)."""
-    return merge_spans((h.start, h.end) for h in result.hits if h.field == field_name)
-
-
-def stored_hit_spans(
-    hits: Iterable[tuple[str, str, int, int, str]], field_name: str
-) -> list[tuple[int, int]]:
-    """Same as :func:`hit_spans` for hits as stored in the matches table."""
-    spans = sorted((int(s), int(e)) for _, f, s, e, _ in hits if f == field_name)
-    merged: list[tuple[int, int]] = []
-    for s, e in spans:
-        if merged and s <= merged[-1][1]:
-            merged[-1] = (merged[-1][0], max(e, merged[-1][1]))
-        else:
-            merged.append((s, e))
-    return merged
-
-
-def days_ago(days: float, now: dt.datetime | None = None) -> dt.datetime:
-    return (now or dt.datetime.now(dt.UTC)) - dt.timedelta(days=days)
-
-
 __all__ = [
     "FTS_TABLE",
     "PG_DOCUMENT",
     "PG_INDEX",
-    "Backtest",
-    "BacktestMatch",
     "SearchHit",
     "SearchQuery",
     "SearchResult",
     "SearchSyntaxError",
     "SearchTerm",
-    "backfill",
-    "backtest",
-    "days_ago",
     "fts5_query",
-    "hit_spans",
     "include_name",
     "matches_text",
     "parse_search",
     "search_stories",
     "snippet",
-    "stored_hit_spans",
     "term_spans",
     "tsquery",
-    "watchlist_matcher",
 ]

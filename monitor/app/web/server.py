@@ -16,7 +16,8 @@ import threading
 
 import uvicorn
 
-from monitor.app.web.app import LOOPBACK, WebState, create_app
+from monitor.app.web.app import WebState, create_app
+from monitor.app.web.guard import LOOPBACK
 from monitor.errors import ConfigError
 
 log = logging.getLogger("monitor.app.web")
@@ -28,16 +29,12 @@ class WebServer:
     def __init__(self, state: WebState, host: str, port: int, *, token: str | None = None) -> None:
         loopback = host in LOOPBACK
         if not loopback and not token:
-            raise ConfigError(
-                "the web page needs a token when it listens beyond this machine", field="web.token"
-            )
+            raise ConfigError("the web page needs a token when it listens beyond this machine", field="web.token")
         family = socket.AF_INET6 if ":" in host else socket.AF_INET
         try:
             self.sock = socket.create_server((host, port), family=family)
         except OSError as exc:
-            raise ConfigError(
-                f"cannot listen on {host}:{port}: {exc.strerror or exc}", field="web.listen"
-            ) from None
+            raise ConfigError(f"cannot listen on {host}:{port}: {exc.strerror or exc}", field="web.listen") from None
         self.host, self.port = host, int(self.sock.getsockname()[1])
         self.state = state
         self.app = create_app(state, token=token, loopback=loopback)

@@ -1,0 +1,135 @@
+"""``stories``: full-text search of stored stories, and one story in detail."""
+
+from __future__ import annotations
+
+import json
+
+import click
+
+from monitor.app.cli.common import Context, errors_as_click, highlight, open_store, pass_ctx, stdout_console
+from monitor.app.services.stories import StorySearch, search, story_detail
+
+
+@click.group()
+def stories() -> None:
+    """Search stored stories, and show one with its cluster, matches and alerts.
+
+    Example:
+
+        news-monitor stories search '"North Korea" troops -exercise' --since 7d
+    """
+
+
+@stories.command("search")
+@click.argument("query")
+@click.option("--watchlist", "-w", default=None, help="Only stories this watchlist matched.")
+@click.option("--since", default=None, metavar="DURATION", help="Only stories published since, e.g. 7d, 12h.")
+@click.option("--limit", default=20, show_default=True, type=click.IntRange(1, 10_000))
+@click.option("--sort", type=click.Choice(["date", "relevance"]), default="date", show_default=True)
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@pass_ctx
+def stories_search(
+    ctx: Context, query: str, watchlist: str | None, since: str | None, limit: int, sort: str, as_json: bool
+) -> None:
+    """Full-text search of stored stories (titles and summaries).
+
+    Words, "quoted phrases", prefix*, OR between alternatives, -word to exclude;
+    case and accents do not matter.
+
+    Example:
+
+        news-monitor stories search 'Kursk (troops OR soldats)' --since 7d --watchlist kursk-troops
+    """
+    from monitor.config.model import parse_duration
+
+    with errors_as_click():
+        try:
+            since_days = parse_duration(since) / 86400 if since else None
+        except ValueError as exc:
+            raise click.BadParameter(str(exc), param_hint="--since") from None
+        with open_store(ctx.loaded) as store:
+            found = search(store, query, since_days=since_days, watchlist=watchlist, limit=limit, order=sort)
+    if as_json:
+        click.echo(json.dumps(_search_json(found), indent=2, ensure_ascii=False))
+    else:
+        _print_search(found, limit)
+
+
+def _search_json(found: StorySearch) -> dict[str, object]:
+    out = [
+        {
+            "id": h.story.id,
+            "feed": h.story.feed,
+            "published": h.story.published_at.isoformat(),
+            "title": h.story.title,
+            "link": h.story.link,
+            "watchlists": list(h.watchlists),
+        }
+        for h in found.hits
+    ]
+    return {"query": found.query, "engine": found.engine, "stories": out}
+
+
+def _print_search(found: StorySearch, limit: int) -> None:
+    from rich.markup import escape
+
+    from monitor.storage.search import snippet
+
+    console = stdout_console()
+    markup = console.is_terminal
+    if not found.hits:
+        console.print(escape(f"no stored story matches {found.query!r}"))
+        return
+    for h in found.hits:
+        s = h.story
+        title = highlight(s.title, h.title_spans, markup=markup)
+        wls = f"  [{', '.join(h.watchlists)}]" if h.watchlists else ""
+        console.print(escape(f"#{s.id}  {s.published_at:%Y-%m-%d %H:%M}  {s.feed}{wls}"), soft_wrap=True)
+        console.print("  " + (title if markup else escape(s.title)), soft_wrap=True)
+        text, spans = snippet(s.summary, list(h.summary_spans), 200)
+        if text:
+            console.print("  " + (highlight(text, spans, markup=True) if markup else escape(text)), soft_wrap=True)
+    console.print(escape(f"{len(found.hits)} stories" + (f" (the first {limit})" if len(found.hits) == limit else "")))
+
+
+@stories.command("show")
+@click.argument("story_id", type=int)
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@pass_ctx
+def stories_show(ctx: Context, story_id: int, as_json: bool) -> None:
+    """Show a stored story: where it was seen, its cluster, its matches and alerts.
+
+    Example:
+
+        news-monitor stories show 1234
+    """
+    with errors_as_click(), open_store(ctx.loaded) as store:
+        detail = story_detail(store, story_id)
+    if detail is None:
+        raise click.ClickException(f"no story #{story_id}")
+    s = detail.story
+    if as_json:
+        import dataclasses
+
+        click.echo(json.dumps(dataclasses.asdict(detail), indent=2, ensure_ascii=False, default=str))
+        return
+    click.echo(f"#{s.id}  {s.title}")
+    click.echo(f"  link:      {s.link or '-'}")
+    click.echo(f"  published: {s.published_at:%Y-%m-%d %H:%M} UTC   first seen {s.first_seen_at:%Y-%m-%d %H:%M} UTC")
+    click.echo(f"  feed:      {s.feed}" + (f"   language {detail.language}" if detail.language else ""))
+    if s.summary:
+        click.echo(f"  summary:   {s.summary[:500]}")
+    click.echo("  seen in:   " + ", ".join(f"{n} ({t:%m-%d %H:%M})" for n, t in detail.sightings))
+    if detail.cluster:
+        click.echo("  same story elsewhere (cluster):")
+        for c in detail.cluster:
+            click.echo(f"    #{c.id} {c.feed}: {c.title}")
+    click.echo("  matches:" if detail.matches else "  matches:   none")
+    for wl, terms, when, alerted in detail.matches:
+        how = "alerted" if alerted else "recorded without alert"
+        click.echo(f"    {wl}: {', '.join(terms)}  ({how}, {when:%Y-%m-%d %H:%M})")
+    click.echo("  alerts:" if detail.alerts else "  alerts:    none")
+    for a in detail.alerts:
+        sent = f" at {a.sent_at:%Y-%m-%d %H:%M}" if a.sent_at else ""
+        err = f" — {a.last_error}" if a.last_error and a.status != "sent" else ""
+        click.echo(f"    {a.watchlist} -> {a.target}: {a.status}{sent}, {a.attempts} attempt(s){err}")

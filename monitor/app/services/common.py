@@ -1,0 +1,78 @@
+"""What the service modules share: progress reporting, the result of an edit, unknown names.
+
+A long run reports progress through a :data:`Progress` factory: ``progress(total,
+description)`` is a context manager yielding ``advance(n)``, so the CLI can draw a bar
+and the web page draws nothing (:func:`no_progress`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import AbstractContextManager, contextmanager
+from dataclasses import dataclass
+
+from monitor.config.model import Config, WatchlistConfig
+from monitor.errors import ConfigError
+
+Advance = Callable[[int], object]  # advance(n): n more items done
+Progress = Callable[[int, str], AbstractContextManager[Advance]]
+
+
+@contextmanager
+def no_progress(_total: int, _description: str) -> Iterator[Advance]:
+    """The :data:`Progress` of callers that show none."""
+    yield lambda _n: None
+
+
+class UnknownWatchlistError(ConfigError):
+    """A watchlist name the config does not have."""
+
+    def __init__(self, name: str, known: Sequence[str]) -> None:
+        self.name = name
+        super().__init__(f"no watchlist {name!r} (known: {', '.join(known) or 'none'})")
+
+
+def require_watchlist(config: Config, name: str) -> WatchlistConfig:
+    """The watchlist ``name`` of ``config``, or :class:`UnknownWatchlistError`."""
+    try:
+        return config.watchlist(name)
+    except KeyError:
+        raise UnknownWatchlistError(name, [w.name for w in config.watchlists]) from None
+
+
+@dataclass(frozen=True, slots=True)
+class Backfill:
+    """A backfill: stored stories of the last ``days`` matched, their alerts queued."""
+
+    watchlist: str
+    days: float
+    scanned: int = 0
+    matches: int = 0
+    alerts: int = 0
+    skipped: str | None = None  # why nothing was done (a disabled watchlist)
+
+
+@dataclass(frozen=True, slots=True)
+class Saved:
+    """An edit written to the config file."""
+
+    path: str
+    changes: tuple[str, ...]
+    name: str = ""  # the watchlist or feed written
+    backfill: Backfill | None = None
+    backfill_error: str | None = None  # the edit is saved; the backfill after it failed
+
+    @property
+    def summary(self) -> str:
+        return "; ".join(self.changes)
+
+
+__all__ = [
+    "Advance",
+    "Backfill",
+    "Progress",
+    "Saved",
+    "UnknownWatchlistError",
+    "no_progress",
+    "require_watchlist",
+]

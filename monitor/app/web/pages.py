@@ -1,0 +1,78 @@
+"""The read-only pages: recent alerts (``/``), feed health (``/feeds``), ``/search``, ``/stories/ID``.
+
+Each handler parses its query string, calls one function of :mod:`monitor.app.services`
+and renders a template; highlighting is done here, from the offsets the service returns.
+"""
+
+from __future__ import annotations
+
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from monitor.app.services.feeds import feed_status
+from monitor.app.services.stories import recent_alerts, search, story_detail
+from monitor.app.web.ui import Ui, highlight, highlighted_snippet
+from monitor.storage.search import SearchSyntaxError
+
+SEARCH_LIMIT = 50
+
+
+class Pages:
+    """The read-only pages."""
+
+    def __init__(self, ui: Ui) -> None:
+        self.ui = ui
+
+    def routes(self) -> list[Route]:
+        return [
+            Route("/", self.alerts),
+            Route("/feeds", self.feeds),
+            Route("/search", self.search),
+            Route("/stories/{id:int}", self.story),
+        ]
+
+    def alerts(self, request: Request) -> Response:
+        return self.ui.page(request, "alerts.html", stories=recent_alerts(self.ui.state.store))
+
+    def feeds(self, request: Request) -> Response:
+        status = feed_status(self.ui.state.store)
+        return self.ui.page(request, "feeds.html", feeds=status.feeds)
+
+    def search(self, request: Request) -> Response:
+        q = request.query_params.get("q", "").strip()
+        since_days = request.query_params.get("days", "").strip()
+        wl = request.query_params.get("watchlist", "").strip() or None
+        found = None
+        error = None
+        if q:
+            try:
+                since = float(since_days) if since_days else None
+                found = search(self.ui.state.store, q, since_days=since, watchlist=wl, limit=SEARCH_LIMIT)
+            except (SearchSyntaxError, ValueError) as exc:
+                error = str(exc)
+        hits = [
+            {
+                "hit": h,
+                "title": highlight(h.story.title, h.title_spans),
+                "summary": highlighted_snippet(h.story.summary, h.summary_spans),
+            }
+            for h in (found.hits if found is not None else ())
+        ]
+        return self.ui.page(
+            request,
+            "search.html",
+            q=q,
+            days=since_days,
+            watchlist=wl,
+            hits=hits,
+            error=error,
+            engine=found.engine if found else None,
+            watchlists=[w.name for w in self.ui.config().config.watchlists],
+        )
+
+    def story(self, request: Request) -> Response:
+        detail = story_detail(self.ui.state.store, int(request.path_params["id"]))
+        if detail is None:
+            return self.ui.page(request, "missing.html", 404, what="story")
+        return self.ui.page(request, "story.html", nav="alerts", d=detail)

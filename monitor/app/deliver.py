@@ -37,7 +37,8 @@ from monitor.delivery.routing import (
     plan,
 )
 from monitor.errors import NotifyError
-from monitor.storage.store import Store, utcnow
+from monitor.storage.engine import utcnow
+from monitor.storage.store import Store
 
 log = logging.getLogger("monitor.deliver")
 

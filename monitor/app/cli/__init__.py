@@ -1118,7 +1118,7 @@ def web(ctx: Context, listen: str | None) -> None:
 
 
 def _safe_db(url: str) -> str:
-    from monitor.storage.store import safe_url
+    from monitor.storage.engine import safe_url
 
     return safe_url(url)
 

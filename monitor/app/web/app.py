@@ -70,7 +70,8 @@ from monitor.storage.search import (
     term_spans,
     watchlist_matcher,
 )
-from monitor.storage.store import Store, StoredStory
+from monitor.storage.store import Store
+from monitor.storage.stories import StoredStory
 
 log = logging.getLogger("monitor.app.web")
 

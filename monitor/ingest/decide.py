@@ -87,6 +87,7 @@ class Sighting:
 
     ident: str
     feed_id: int
+    seen_at: dt.datetime
     story_id: int | None = None  # known from the lookup; None: stored by this batch
 
 
@@ -172,12 +173,12 @@ class Decider:
         new = 0
         for ident, entry in {story_ident(feed.id, e): e for e in poll.entries}.items():
             if ident in known.ids:
-                sightings.append(Sighting(ident, feed.id, known.ids[ident]))
+                sightings.append(Sighting(ident, feed.id, now, known.ids[ident]))
                 continue
             if entry.guid_key and (feed.id, entry.guid_key) in known.guids:
                 continue
             new += 1
-            sightings.append(Sighting(ident, feed.id))
+            sightings.append(Sighting(ident, feed.id, now))
             if ident in owned:
                 continue
             owned.add(ident)

@@ -52,10 +52,9 @@ class Store(FeedStore, StoryStore, OutboxStore):
 
     def apply_poll(self, intents: Sequence[FeedIntent]) -> list[RecordReport]:
         """Apply a batch of poll intents (one per feed) in ONE transaction."""
-        now = utcnow()
         stories = [s for fi in intents for s in fi.stories]
         with self.transaction() as conn:
-            ids, new = self._write_stories(conn, stories, (s for fi in intents for s in fi.sightings), now)
+            ids, new = self._write_stories(conn, stories, (s for fi in intents for s in fi.sightings))
             self._write_matches(conn, (m for fi in intents for m in fi.matches if m.story in new), ids)
             alerts = [
                 (a.row, ids[a.story], ids[a.cluster]) for fi in intents for a in fi.alerts if a.story in new

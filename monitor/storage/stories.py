@@ -177,16 +177,17 @@ class StoryStore(Database):
         guids: set[tuple[int, str]] = set()
         with self.transaction() as conn:
             for chunk in chunks(everything):
-                ids.update(conn.execute(select(Story.ident, Story.id).where(Story.ident.in_(chunk))).tuples())
+                stmt = select(Story.ident, Story.id).where(Story.ident.in_(chunk))
+                ids.update((ident, sid) for ident, sid in conn.execute(stmt))
             for feed_id, entries in batches:
                 guid_keys = list({e.guid_key for e in entries if e.guid_key})
                 for chunk in chunks(guid_keys):
-                    stmt = select(Story.guid_key).where(Story.feed_id == feed_id, Story.guid_key.in_(chunk))
-                    guids.update((feed_id, g) for (g,) in conn.execute(stmt) if g is not None)
+                    by_guid = select(Story.guid_key).where(Story.feed_id == feed_id, Story.guid_key.in_(chunk))
+                    guids.update((feed_id, g) for (g,) in conn.execute(by_guid) if g is not None)
         return KnownStories(ids, frozenset(guids))
 
     def _write_stories(
-        self, conn: Connection, stories: Sequence[NewStory], sightings: Iterable[Sighting], now: dt.datetime
+        self, conn: Connection, stories: Sequence[NewStory], sightings: Iterable[Sighting]
     ) -> tuple[dict[str, int], set[str]]:
         """Insert new stories, their clusters and every sighting. Returns the story id of
         every identity involved, and the identities this call stored (the others were
@@ -195,13 +196,14 @@ class StoryStore(Database):
         ids: dict[str, int] = {}
         for rows in chunks([_story_row(s) for s in stories]):
             stmt = self.insert(story).on_conflict_do_nothing().returning(story.c.ident, story.c.id)
-            ids.update(conn.execute(stmt, rows).tuples())
+            ids.update((ident, sid) for ident, sid in conn.execute(stmt, rows))
         new = set(ids)
         sightings = list(sightings)
         wanted = {s.ident for s in stories} | {s.cluster for s in stories if s.ident in new}
         wanted |= {s.ident for s in sightings if s.story_id is None}
         for idents in chunks(sorted(wanted - new)):
-            ids.update(conn.execute(select(story.c.ident, story.c.id).where(story.c.ident.in_(idents))).tuples())
+            stmt = select(story.c.ident, story.c.id).where(story.c.ident.in_(idents))
+            ids.update((ident, sid) for ident, sid in conn.execute(stmt))
         own = [ids[s.ident] for s in stories if s.ident in new and s.cluster == s.ident]
         for id_chunk in chunks(own):
             conn.execute(update(story).where(story.c.id.in_(id_chunk)).values(cluster_id=story.c.id))
@@ -215,18 +217,15 @@ class StoryStore(Database):
                 update(story).where(story.c.id == bindparam("b_id")).values(cluster_id=bindparam("v_cluster")),
                 joined,
             )
-        pairs = {
-            (s.story_id if s.story_id is not None else ids[s.ident], s.feed_id)
-            for s in sightings
-            if s.story_id is not None or s.ident in ids
-        }
-        self._sightings(conn, pairs, now)
-        return ids, new
-
-    def _sightings(self, conn: Connection, pairs: Iterable[tuple[int, int]], now: dt.datetime) -> None:
-        rows = [{"story_id": sid, "feed_id": fid, "first_seen_at": now} for sid, fid in sorted(pairs)]
+        seen: dict[tuple[int, int], dt.datetime] = {}
+        for s in sightings:
+            sid = s.story_id if s.story_id is not None else ids.get(s.ident)
+            if sid is not None:
+                seen.setdefault((sid, s.feed_id), s.seen_at)
+        rows = [{"story_id": sid, "feed_id": fid, "first_seen_at": at} for (sid, fid), at in sorted(seen.items())]
         for chunk in chunks(rows):
             conn.execute(self.insert(StoryFeed.__table__).on_conflict_do_nothing(), chunk)
+        return ids, new
 
     def _write_matches(self, conn: Connection, matches: Iterable[NewMatch], ids: Mapping[str, int]) -> None:
         for chunk in chunks([match_row(ids[m.story], m, m.matched_at, m.alerted) for m in matches]):

@@ -11,7 +11,7 @@ from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from sqlalchemy import func, select
 
-from monitor.ingest.decide import Decider, FeedIntent, FeedPoll, KnownStories
+from monitor.ingest.decide import Decider, FeedIntent, FeedPoll, KnownStories, story_ident
 from monitor.ingest.schedule import PollPolicy, after_deferred
 from monitor.storage.engine import migrate, safe_url
 from monitor.storage.feeds import FeedConfigRow
@@ -114,6 +114,43 @@ def test_recording_twice_is_idempotent(store: Store) -> None:
         assert conn.execute(select(func.count()).select_from(Story)).scalar_one() == 1
         assert conn.execute(select(func.count()).select_from(Match)).scalar_one() == 1
         assert conn.execute(select(func.count()).select_from(Alert)).scalar_one() == 1
+
+
+def test_a_story_stored_meanwhile_by_another_daemon_is_not_new_but_sighted(store: Store) -> None:
+    feeds_of(store, "a", "b")
+    fa, fb = claim(store, "a"), claim(store, "b")
+    e1 = entry(1)
+    decider = Decider(
+        match=lambda e: [result("kursk")], targets={"kursk": ["mail"]}, policy=PollPolicy(), catchup_new_feeds=False
+    )
+    late = decider.decide([FeedPoll(fa, [e1], http_status=200)], store.known_stories([(fa.id, [e1])]), NOW)
+    record(store, fb, [e1], {0: [result("kursk")]}, targets={"kursk": ["mail"]})  # the other daemon, first
+    (rep,) = store.apply_poll(late)
+    assert (rep.new_stories, rep.matches, rep.alerts) == (0, 0, 0)
+    (claimed,) = store.claim_alerts(worker="d", lease=60, now=NOW)
+    assert claimed.source == "b" and claimed.also_reported_by == ("a",)
+
+
+def test_a_new_story_joins_the_cluster_its_intent_names(store: Store) -> None:
+    feeds_of(store, "a")
+    fa = claim(store, "a")
+    (first,) = record(store, fa, [entry(1)]).new_story_ids
+    decider = Decider(
+        match=lambda e: [result("kursk")], targets={"kursk": ["mail"]}, policy=PollPolicy(), catchup_new_feeds=False
+    )
+    e2 = entry(2, title="Story 1, rewritten")
+    (intent,) = decider.decide([FeedPoll(fa, [e2], http_status=200)], store.known_stories([(fa.id, [e2])]), NOW)
+    cluster = story_ident(fa.id, entry(1))
+    joined = dataclasses.replace(
+        intent,
+        stories=tuple(dataclasses.replace(s, cluster=cluster) for s in intent.stories),
+        alerts=tuple(dataclasses.replace(a, cluster=cluster) for a in intent.alerts),
+    )
+    (rep,) = store.apply_poll([joined])
+    detail = store.story_detail(rep.new_story_ids[0])
+    assert detail is not None and detail.cluster_id == first
+    assert [s.title for s in detail.cluster] == ["Story 1"]
+    assert [(a.watchlist, a.target) for a in detail.alerts] == [("kursk", "mail")]
 
 
 def test_catchup_records_matches_without_alerts(store: Store) -> None:

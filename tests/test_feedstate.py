@@ -310,3 +310,21 @@ def test_deferred_feed_waits_for_the_host_without_counting_a_failure() -> None:
     f = feed(consecutive_failures=2, state="backoff", total_polls=7)
     ch = after_deferred(f, now=NOW, wait=120.0, policy=POLICY, rand=lambda: 0.5)
     assert ch == FeedUpdate(next_poll_at=NOW + dt.timedelta(seconds=135))  # nothing else changes
+
+
+@pytest.mark.parametrize(
+    ("body_hash", "initialized"),
+    [("h", True), (None, KEEP)],
+    ids=["parsed-before", "never-parsed"],
+)
+def test_only_a_feed_parsed_before_is_initialized_by_a_304(body_hash: str | None, initialized: object) -> None:
+    ch = after_unchanged(
+        feed(body_hash=body_hash, initialized=False),
+        now=NOW,
+        http_status=304,
+        etag=None,
+        last_modified=None,
+        permanent_redirect=None,
+        policy=POLICY,
+    )
+    assert ch.initialized is initialized

@@ -3,13 +3,14 @@ way the poll cycle does (lookup, decide, apply)."""
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import hashlib
 from collections.abc import Mapping, Sequence
 
 from monitor.ingest.decide import Decider, FeedIntent, FeedPoll
 from monitor.ingest.entries import Entry
-from monitor.ingest.schedule import FeedSnapshot, PollPolicy, after_failure, after_unchanged
+from monitor.ingest.schedule import FeedSnapshot, FeedUpdate, PollPolicy, after_failure, after_unchanged
 from monitor.matching.matcher import Hit, MatchResult
 from monitor.storage.store import RecordReport, Store
 
@@ -60,10 +61,12 @@ def record(
     alert: bool = True,
     now: dt.datetime = NOW,
 ) -> RecordReport:
-    """Record one successful poll of ``feed`` carrying ``entries`` as the poll cycle does.
+    """Record ``entries`` of ``feed`` as the poll cycle does (lookup, decide, apply).
 
     ``matches`` maps an index into ``entries`` to what the matcher would find in it;
-    ``alert=False`` records like a catch-up (matches without outbox rows).
+    ``alert=False`` records like a catch-up (matches without outbox rows). The feed's
+    health and schedule stay as they were (only its claim ends): tests that need a
+    feed state set it up with :func:`poll_failed` or :func:`poll_ok`.
     """
     found = {entries[i]: results for i, results in (matches or {}).items()}
     decider = Decider(
@@ -76,7 +79,7 @@ def record(
     )
     known = store.known_stories([(feed.id, entries)])
     (intent,) = decider.decide([FeedPoll(feed, entries, http_status=200)], known, now)
-    (report,) = store.apply_poll([intent])
+    (report,) = store.apply_poll([dataclasses.replace(intent, update=FeedUpdate(next_poll_at=feed.next_poll_at))])
     return report
 
 

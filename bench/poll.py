@@ -236,7 +236,7 @@ def _fresh_database(tmp: Path, url: str | None, run: int) -> str:
         return f"sqlite:///{tmp / f'run{run}.db'}"
     from sqlalchemy import create_engine, text
 
-    from monitor.storage.store import normalise_url
+    from monitor.storage.engine import normalise_url
 
     engine = create_engine(normalise_url(url))
     with engine.begin() as conn:

@@ -10,7 +10,8 @@ from pathlib import Path
 import pytest
 from sqlalchemy import create_engine, text
 
-from monitor.storage.store import Store, normalise_url
+from monitor.storage.engine import normalise_url
+from monitor.storage.store import Store
 
 FIXTURES = Path(__file__).parent / "fixtures"
 POSTGRES_URL = os.environ.get("MONITOR_TEST_POSTGRES_URL")

@@ -20,8 +20,10 @@ from monitor.config.model import load_config
 from monitor.ingest.entries import Entry
 from monitor.matching.backtest import backtest, days_ago
 from monitor.matching.matcher import Matcher
+from monitor.storage.feeds import FeedConfigRow
 from monitor.storage.schema import Alert, Match
-from monitor.storage.store import FeedConfigRow, Store
+from monitor.storage.store import Store
+from tests.support.stories import record
 
 # (title, summary, hours ago)
 STORIES: list[tuple[str, str, float]] = [
@@ -79,13 +81,10 @@ def seed(
                 title_key=_key(title),
             )
         )
-    if same_as is not None:
-        assert store.unseen(snap.id, entries) == []
-        return []
     matches = {i: matcher.match(e.title, e.summary) for i, e in enumerate(entries)} if matcher else {}
-    report = store.record_entries(
-        snap, entries, matches, targets=targets or {}, alert=alert, feed_changes={"claimed_by": None}
-    )
+    report = record(store, snap, entries, matches, targets=targets or {}, alert=alert, now=now)
+    if same_as is not None:
+        assert report.new_stories == 0
     return list(report.new_story_ids)
 
 

@@ -18,9 +18,10 @@ from monitor.config.model import parse_config
 from monitor.delivery.channels import Message, SendResult
 from monitor.delivery.notify import load_channels
 from monitor.delivery.render import Renderer
-from monitor.storage.store import FeedConfigRow, Store
+from monitor.storage.feeds import FeedConfigRow
+from monitor.storage.store import Store
 from tests.support.smtpserver import SMTPTestServer
-from tests.support.stories import entry, result
+from tests.support.stories import entry, poll_failed, poll_ok, record, result
 from tests.support.webhook import WebhookReceiver
 
 START = dt.datetime(2026, 11, 26, 6, 0, tzinfo=dt.UTC)  # 07:00 in Paris
@@ -49,15 +50,7 @@ class World:
     def publish(self, n: int, *watchlists: str, targets: dict[str, list[str]] | None = None) -> None:
         (feed,) = self.store.claim_due_feeds(worker="t", lease=1, now=self.clock.now, force=True)
         tmap = targets or {w: ["hook"] for w in watchlists}
-        self.store.record_entries(
-            feed,
-            [entry(n)],
-            {0: [result(w) for w in watchlists]},
-            targets=tmap,
-            alert=True,
-            feed_changes={"claimed_by": None, "claim_until": None},
-            now=self.clock.now,
-        )
+        record(self.store, feed, [entry(n)], {0: [result(w) for w in watchlists]}, targets=tmap, now=self.clock.now)
 
     def titles(self) -> list[str]:
         return [h.json["title"] for h in self.hook.hooks]
@@ -227,17 +220,14 @@ def test_feed_health_alert_once_down_once_up(
 ) -> None:
     w = make_world(store, *servers)
     since = START - dt.timedelta(hours=7)
-    store.update_feed(
-        w.feed_id,
-        {"failing_since": since, "last_error_reason": "http_500", "last_error": "boom", "state": "backoff"},
-    )
+    poll_failed(store, w.feed_id, since=since, reason="http_500", message="boom")
     assert store.queue_health_alerts(targets=["hook"], after=6 * 3600, now=START) == [("wire", "down")]
     assert store.queue_health_alerts(targets=["hook"], after=6 * 3600, now=START) == []  # no repeats
     w.deliverer.deliver()
     (down,) = w.hook.hooks
     assert "wire" in down.json["title"] and "failing since" in down.json["title"]
     assert "http_500" in down.json["message"]
-    store.update_feed(w.feed_id, {"failing_since": None, "state": "ok"})
+    poll_ok(store, w.feed_id, now=START)
     assert store.queue_health_alerts(targets=["hook"], after=6 * 3600, now=START) == [("wire", "up")]
     assert store.queue_health_alerts(targets=["hook"], after=6 * 3600, now=START) == []
     w.deliverer.deliver()
@@ -310,5 +300,5 @@ def test_any_channel_renders_in_its_flavour_and_a_permanent_failure_gives_up_at_
 def test_feed_failing_less_than_threshold_is_not_alerted(store: Store) -> None:
     store.sync_feeds([FeedConfigRow("wire", "http://127.0.0.1/wire.xml", 600, "en")], now=START)
     fid = store.feeds()[0].id
-    store.update_feed(fid, {"failing_since": START - dt.timedelta(hours=5), "state": "backoff"})
+    poll_failed(store, fid, since=START - dt.timedelta(hours=5), reason="http_500", message="boom")
     assert store.queue_health_alerts(targets=["hook"], after=6 * 3600, now=START) == []

@@ -10,7 +10,9 @@ import pytest
 from monitor.backoff import backoff_delay
 from monitor.config.model import parse_config
 from monitor.ingest.schedule import (
+    KEEP,
     FeedSnapshot,
+    FeedUpdate,
     PollPolicy,
     after_deferred,
     after_failure,
@@ -89,13 +91,13 @@ def test_success_schedules_interval_plus_jitter_and_resets_failures() -> None:
         policy=POLICY,
         rand=lambda: 0.5,
     )
-    assert ch["state"] == "ok"
-    assert ch["consecutive_failures"] == 0
-    assert ch["failing_since"] is None
-    assert ch["next_poll_at"] == NOW + dt.timedelta(seconds=615)
-    assert ch["entries_seen"] == 3
-    assert ch["initialized"] is True
-    assert ch["claim_until"] is None
+    assert ch.state == "ok"
+    assert ch.consecutive_failures == 0
+    assert ch.failing_since is None
+    assert ch.next_poll_at == NOW + dt.timedelta(seconds=615)
+    assert ch.entries_seen == 3
+    assert ch.initialized is True
+    assert ch.title == "T" and ch.etag == '"x"' and ch.body_hash == "h"
 
 
 @pytest.mark.parametrize(
@@ -124,10 +126,10 @@ def test_failure_backs_off(
         policy=POLICY,
         rand=lambda: rand,
     )
-    assert ch["state"] == "backoff"
-    assert ch["consecutive_failures"] == failures + 1
-    assert ch["next_poll_at"] == NOW + dt.timedelta(seconds=expected_delay)
-    assert ch["failing_since"] == NOW
+    assert ch.state == "backoff"
+    assert ch.consecutive_failures == failures + 1
+    assert ch.next_poll_at == NOW + dt.timedelta(seconds=expected_delay)
+    assert ch.failing_since == NOW
 
 
 def test_failing_since_is_kept_across_failures() -> None:
@@ -141,14 +143,14 @@ def test_failing_since_is_kept_across_failures() -> None:
         retry_after=None,
         policy=POLICY,
     )
-    assert ch["failing_since"] == since
+    assert ch.failing_since == since
 
 
 def test_gone_disables() -> None:
     ch = after_failure(
         feed(), now=NOW, reason="gone", message="410", http_status=410, retry_after=None, policy=POLICY
     )
-    assert ch["state"] == "disabled"
+    assert ch.state == "disabled"
 
 
 @pytest.mark.parametrize(
@@ -178,9 +180,9 @@ def test_permanent_redirect_adopted_after_two_polls_in_a_row(
         policy=POLICY,
     )
     for key, value in expected.items():
-        assert ch[key] == value
+        assert getattr(ch, key) == value
     if "fetch_url" not in expected:
-        assert "fetch_url" not in ch
+        assert ch.fetch_url is KEEP  # the URL polled stays as it is
 
 
 def test_unchanged_keeps_validators_when_304_has_none() -> None:
@@ -193,8 +195,8 @@ def test_unchanged_keeps_validators_when_304_has_none() -> None:
         permanent_redirect=None,
         policy=POLICY,
     )
-    assert ch["etag"] == '"e1"'
-    assert ch["last_modified"] == "Wed, 01 Jan 2025 00:00:00 GMT"
+    assert ch.etag == '"e1"'
+    assert ch.last_modified == "Wed, 01 Jan 2025 00:00:00 GMT"
 
 
 # ------------------------------------------------------------------- learned cadence
@@ -230,7 +232,7 @@ def test_learned_interval_never_undercuts_a_long_configured_interval() -> None:
     assert learned_interval(story_times(25, 86400), now=NOW, interval=2 * HOUR, max_interval=HOUR) == 2 * HOUR
 
 
-def success(f: FeedSnapshot, policy: PollPolicy, published: list[dt.datetime]) -> dict[str, object]:
+def success(f: FeedSnapshot, policy: PollPolicy, published: list[dt.datetime]) -> FeedUpdate:
     return after_success(
         f,
         now=NOW,
@@ -249,11 +251,11 @@ def success(f: FeedSnapshot, policy: PollPolicy, published: list[dt.datetime]) -
 
 def test_a_quiet_feed_is_polled_less_often_and_a_busy_one_at_its_interval() -> None:
     quiet = success(feed(), POLICY, story_times(20, 12 * HOUR))
-    assert quiet["learned_interval_s"] == HOUR
-    assert quiet["next_poll_at"] == NOW + dt.timedelta(hours=1)
+    assert quiet.learned_interval_s == HOUR
+    assert quiet.next_poll_at == NOW + dt.timedelta(hours=1)
     busy = success(feed(learned_interval_s=HOUR), POLICY, story_times(25, 60))
-    assert busy["learned_interval_s"] == 600.0
-    assert busy["next_poll_at"] == NOW + dt.timedelta(seconds=600)
+    assert busy.learned_interval_s == 600.0
+    assert busy.next_poll_at == NOW + dt.timedelta(seconds=600)
 
 
 def test_the_learned_interval_also_schedules_unchanged_polls() -> None:
@@ -267,7 +269,7 @@ def test_the_learned_interval_also_schedules_unchanged_polls() -> None:
         policy=POLICY,
         rand=lambda: 0.0,
     )
-    assert ch["next_poll_at"] == NOW + dt.timedelta(hours=1)
+    assert ch.next_poll_at == NOW + dt.timedelta(hours=1)
 
 
 @pytest.mark.parametrize(
@@ -278,8 +280,8 @@ def test_the_learned_interval_also_schedules_unchanged_polls() -> None:
 def test_learning_can_be_turned_off(policy: PollPolicy) -> None:
     f = feed(learned_interval_s=HOUR)  # learned before learning was turned off
     ch = success(f, policy, story_times(20, 12 * HOUR))
-    assert ch["learned_interval_s"] is None
-    assert ch["next_poll_at"] == NOW + dt.timedelta(seconds=600)
+    assert ch.learned_interval_s is None
+    assert ch.next_poll_at == NOW + dt.timedelta(seconds=600)
 
 
 def test_a_raised_configured_interval_beats_an_older_learned_one() -> None:
@@ -307,4 +309,22 @@ def test_policy_from_config() -> None:
 def test_deferred_feed_waits_for_the_host_without_counting_a_failure() -> None:
     f = feed(consecutive_failures=2, state="backoff", total_polls=7)
     ch = after_deferred(f, now=NOW, wait=120.0, policy=POLICY, rand=lambda: 0.5)
-    assert ch == {"next_poll_at": NOW + dt.timedelta(seconds=135), "claimed_by": None, "claim_until": None}
+    assert ch == FeedUpdate(next_poll_at=NOW + dt.timedelta(seconds=135))  # nothing else changes
+
+
+@pytest.mark.parametrize(
+    ("body_hash", "initialized"),
+    [("h", True), (None, KEEP)],
+    ids=["parsed-before", "never-parsed"],
+)
+def test_only_a_feed_parsed_before_is_initialized_by_a_304(body_hash: str | None, initialized: object) -> None:
+    ch = after_unchanged(
+        feed(body_hash=body_hash, initialized=False),
+        now=NOW,
+        http_status=304,
+        etag=None,
+        last_modified=None,
+        permanent_redirect=None,
+        policy=POLICY,
+    )
+    assert ch.initialized is initialized

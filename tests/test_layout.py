@@ -41,6 +41,7 @@ PURE = (
     "monitor.matching",
     "monitor.ingest.entries",
     "monitor.ingest.dedupe",
+    "monitor.ingest.decide",
     "monitor.ingest.schedule",
     "monitor.ingest.formats.parsed",
     "monitor.ingest.formats.jsonfeed",

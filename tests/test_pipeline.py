@@ -25,11 +25,16 @@ from monitor.app.cli import cli
 from monitor.app.daemon import Runtime
 from monitor.app.poll import CycleReport
 from monitor.config.model import load_config
-from monitor.storage.schema import Alert, Story, StoryFeed
-from monitor.storage.store import FeedConfigRow, RecordItem, Store
+from monitor.ingest.decide import Decider, FeedIntent, FeedPoll
+from monitor.ingest.entries import Entry
+from monitor.ingest.schedule import FeedUpdate, PollPolicy
+from monitor.matching.matcher import MatchResult
+from monitor.storage.feeds import FeedConfigRow
+from monitor.storage.schema import Alert, Feed, Story, StoryFeed
+from monitor.storage.store import Store
 from tests.support.feeds import Item, rss, seed_article
 from tests.support.httpserver import Behaviour, HTTPTestServer, Static, Status
-from tests.support.stories import NOW, entry, result
+from tests.support.stories import NOW, entry, record, result
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -124,13 +129,13 @@ def test_a_first_cycle_stores_everything_in_batched_transactions(
     rt = harness.runtime()
     runtimes.append(rt)
     calls: list[int] = []
-    record_many = rt.store.record_many
+    apply_poll = rt.store.apply_poll
 
-    def counting(items: list[RecordItem], **kw: Any) -> Any:
-        calls.append(len(items))
-        return record_many(items, **kw)
+    def counting(intents: list[FeedIntent]) -> Any:
+        calls.append(len(intents))
+        return apply_poll(intents)
 
-    monkeypatch.setattr(rt.store, "record_many", counting)
+    monkeypatch.setattr(rt.store, "apply_poll", counting)
     report = rt.pipeline.run_cycle(force=True)
 
     assert report.total("new") == 200 and story_count(rt) == 200
@@ -248,8 +253,6 @@ def test_stopping_mid_cycle_finishes_what_is_in_hand_and_releases_the_rest(
         if name not in done:
             assert f.state == "new" and f.consecutive_failures == 0
     with rt.store.engine.connect() as conn:
-        from monitor.storage.schema import Feed
-
         assert conn.execute(select(func.count()).where(Feed.claimed_by.is_not(None))).scalar_one() == 0
 
 
@@ -262,15 +265,20 @@ def feeds_of(store: Store, *names: str) -> dict[str, Any]:
     return {s.name: s for s in snaps}
 
 
-def test_record_many_matches_record_entries_one_by_one(store: Store) -> None:
+def decider(found: dict[Entry, list[MatchResult]], targets: dict[str, list[str]]) -> Decider:
+    return Decider(
+        match=lambda e: found.get(e, []), targets=targets, policy=PollPolicy(), catchup_new_feeds=False
+    )
+
+
+def test_a_batch_stores_a_story_two_feeds_carry_once(store: Store) -> None:
     feeds = feeds_of(store, "a", "b")
-    shared = entry(1)
-    items = [
-        RecordItem(feeds["a"], [shared, entry(2)], {0: [result("w1")]}, alert=True, feed_changes={"state": "ok"}),
-        RecordItem(feeds["b"], [shared, entry(3)], {0: [result("w1")], 1: [result("w2")]}, alert=True,
-                   feed_changes={"state": "ok", "entries_seen": 2}),
-    ]
-    reports = store.record_many(items, targets={"w1": ["t"], "w2": ["t"]}, now=NOW)
+    shared, two, three = entry(1), entry(2), entry(3)
+    polls = [FeedPoll(feeds["a"], [shared, two], 200), FeedPoll(feeds["b"], [shared, three], 200)]
+    known = store.known_stories([(p.feed.id, p.entries) for p in polls])
+    wanted = decider({shared: [result("w1")], three: [result("w2")]}, {"w1": ["t"], "w2": ["t"]})
+    intents = wanted.decide(polls, known, NOW)
+    reports = store.apply_poll(intents)
 
     assert [(r.new_stories, r.matches, r.alerts) for r in reports] == [(2, 1, 1), (1, 1, 1)]
     with store.engine.connect() as conn:
@@ -282,43 +290,51 @@ def test_record_many_matches_record_entries_one_by_one(store: Store) -> None:
     assert by_name["b"].entries_seen == 2 and by_name["a"].state == "ok"
 
     # Again (a retry after a crash, or another daemon): nothing new, nothing doubled.
-    again = store.record_many(items, targets={"w1": ["t"], "w2": ["t"]}, now=NOW)
+    again = store.apply_poll(intents)
     assert [r.new_stories for r in again] == [0, 0]
     assert store.counts() == {"stories": 3, "matches": 2, "alerts": 2}
 
 
-def test_unseen_many_is_unseen_per_feed(store: Store) -> None:
+def test_a_batch_finds_the_same_new_stories_as_feed_by_feed(store: Store) -> None:
     feeds = feeds_of(store, "a", "b")
-    store.record_entries(feeds["a"], [entry(1), entry(2, link=None)], {}, targets={}, alert=False, feed_changes={})
-    batches = [
-        (feeds["a"].id, [entry(1), entry(2, link=None), entry(3)]),
-        (feeds["b"].id, [entry(1), entry(2, link=None), entry(4)]),  # a GUID is per feed
+    record(store, feeds["a"], [entry(1), entry(2, link=None)], alert=False)
+    polls = [
+        FeedPoll(feeds["a"], [entry(1), entry(2, link=None), entry(3)], 200),
+        FeedPoll(feeds["b"], [entry(1), entry(2, link=None), entry(4)], 200),  # a GUID is per feed
     ]
-    together = store.unseen_many(batches)
-    assert [[e.title for e in new] for new in together] == [["Story 3"], ["Story 2", "Story 4"]]
-    assert together == [store.unseen(fid, entries) for fid, entries in batches]
+    wanted = decider({}, {})
+
+    def new_titles(batch: list[FeedPoll]) -> list[list[str]]:
+        known = store.known_stories([(p.feed.id, p.entries) for p in batch])
+        return [[s.entry.title for s in intent.stories] for intent in wanted.decide(batch, known, NOW)]
+
+    assert new_titles(polls) == [["Story 3"], ["Story 2", "Story 4"]]
+    assert new_titles(polls) == [new_titles([p])[0] for p in polls]
 
 
-def test_update_feeds_applies_each_feeds_own_changes(store: Store) -> None:
+def test_feed_updates_apply_each_feeds_own_changes_and_end_the_claim(store: Store) -> None:
     feeds = feeds_of(store, "a", "b", "c")
     later = NOW + dt.timedelta(hours=3)
-    store.update_feeds(
+    store.apply_poll(
         [
-            (feeds["a"].id, {"next_poll_at": later, "etag": '"x"'}),
-            (feeds["b"].id, {"next_poll_at": later + dt.timedelta(minutes=1), "etag": None}),
-            (feeds["c"].id, {"state": "backoff", "consecutive_failures": 3}),
+            FeedIntent(feeds["a"].id, FeedUpdate(next_poll_at=later, etag='"x"')),
+            FeedIntent(feeds["b"].id, FeedUpdate(next_poll_at=later + dt.timedelta(minutes=1), etag=None)),
+            FeedIntent(feeds["c"].id, FeedUpdate(next_poll_at=later, state="backoff", consecutive_failures=3)),
         ]
     )
     by_name = {f.name: f for f in store.feeds()}
     assert (by_name["a"].next_poll_at, by_name["a"].etag) == (later, '"x"')
     assert by_name["b"].next_poll_at == later + dt.timedelta(minutes=1)
     assert (by_name["c"].state, by_name["c"].consecutive_failures) == ("backoff", 3)
+    assert by_name["c"].etag is None and by_name["a"].state == "new"  # what an update leaves alone
     assert by_name["a"].next_poll_at.tzinfo is not None
+    with store.engine.connect() as conn:
+        assert conn.execute(select(func.count()).where(Feed.claimed_by.is_not(None))).scalar_one() == 0
 
 
 def test_defer_feeds_only_ever_postpones(store: Store) -> None:
     feeds = feeds_of(store, "a", "b")
-    store.update_feed(feeds["b"].id, {"next_poll_at": NOW + dt.timedelta(hours=5)})
+    store.apply_poll([FeedIntent(feeds["b"].id, FeedUpdate(next_poll_at=NOW + dt.timedelta(hours=5)))])
     assert store.defer_feeds([feeds["a"].id, feeds["b"].id], NOW + dt.timedelta(hours=1)) == 1
     by_name = {f.name: f for f in store.feeds()}
     assert by_name["a"].next_poll_at == NOW + dt.timedelta(hours=1)

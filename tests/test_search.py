@@ -15,6 +15,7 @@ from sqlalchemy import text, update
 from monitor.app.cli import cli
 from monitor.config.model import load_config
 from monitor.storage import search
+from monitor.storage.engine import MIGRATIONS
 from monitor.storage.schema import Story
 from monitor.storage.search import (
     SearchSyntaxError,
@@ -26,7 +27,7 @@ from monitor.storage.search import (
     term_spans,
     tsquery,
 )
-from monitor.storage.store import MIGRATIONS, Store
+from monitor.storage.store import Store
 from tests.test_backtest import CONFIG, STORIES, seed
 
 MORE = [

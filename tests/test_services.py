@@ -21,7 +21,8 @@ from monitor.config.model import Config, load_config, parse_config
 from monitor.errors import ConfigError, QuerySyntaxError
 from monitor.matching.backtest import backtest, hit_spans, stored_hit_spans
 from monitor.matching.matcher import Matcher, WatchlistQuery
-from monitor.storage.store import Store, StoredStory
+from monitor.storage.store import Store
+from monitor.storage.stories import StoredStory
 from tests.test_backtest import STORIES, seed
 
 NOW = dt.datetime(2026, 3, 1, 12, tzinfo=dt.UTC)

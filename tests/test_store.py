@@ -11,10 +11,14 @@ from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from sqlalchemy import func, select
 
+from monitor.ingest.decide import Decider, FeedIntent, FeedPoll, KnownStories, story_ident
+from monitor.ingest.schedule import PollPolicy, after_deferred
+from monitor.storage.engine import migrate, safe_url
+from monitor.storage.feeds import FeedConfigRow
 from monitor.storage.schema import Alert, Base, Match, Story
 from monitor.storage.search import include_name
-from monitor.storage.store import FeedConfigRow, Store, migrate, safe_url
-from tests.support.stories import NOW, entry, result
+from monitor.storage.store import Store
+from tests.support.stories import NOW, entry, record, result
 
 
 def feeds_of(store: Store, *names: str) -> dict[str, int]:
@@ -65,35 +69,29 @@ def test_claims_are_leases(store: Store) -> None:
 
 
 def test_not_due_feeds_are_not_claimed_unless_forced(store: Store) -> None:
-    ids = feeds_of(store, "a")
-    store.update_feed(ids["a"], {"next_poll_at": NOW + dt.timedelta(hours=1)})
+    feeds_of(store, "a")
+    (a,) = store.feeds()
+    later = after_deferred(a, now=NOW, wait=3600, policy=PollPolicy(jitter=0))
+    store.apply_poll([FeedIntent(a.id, later)])
     assert store.claim_due_feeds(worker="w", lease=60, now=NOW) == []
     assert [f.name for f in store.claim_due_feeds(worker="w", lease=60, now=NOW, force=True)] == ["a"]
 
 
 def test_record_and_dedupe(store: Store) -> None:
-    ids = feeds_of(store, "a", "b")
-    fa = claim(store, "a")
+    feeds_of(store, "a", "b")
+    fa, fb = claim(store, "a"), claim(store, "b")
     e1, e2 = entry(1), entry(2)
-    assert store.unseen(fa.id, [e1, e2]) == [e1, e2]
-    rep = store.record_entries(
-        fa,
-        [e1, e2],
-        {0: [result("kursk")]},
-        targets={"kursk": ["mail", "slack"]},
-        alert=True,
-        feed_changes={"initialized": True},
-        now=NOW,
-    )
+    assert store.known_stories([(fa.id, [e1, e2])]) == KnownStories()
+    rep = record(store, fa, [e1, e2], {0: [result("kursk")]}, targets={"kursk": ["mail", "slack"]})
     assert (rep.new_stories, rep.matches, rep.alerts) == (2, 1, 2)
     # Seen again: nothing new.
-    assert store.unseen(fa.id, [e1, e2]) == []
+    assert record(store, fa, [e1, e2]).new_stories == 0
     # GUIDs change every poll while links stay: still not new.
-    assert store.unseen(fa.id, [dataclasses.replace(e1, guid="urn:new", guid_key="gk-new")]) == []
+    assert record(store, fa, [dataclasses.replace(e1, guid="urn:new", guid_key="gk-new")]).new_stories == 0
     # Same GUID, link changed (slug edited): not new either.
-    assert store.unseen(fa.id, [dataclasses.replace(e2, link="https://x/other", link_key="lk-other")]) == []
+    assert record(store, fa, [dataclasses.replace(e2, link="https://x/other", link_key="lk-other")]).new_stories == 0
     # The same link in another feed is the same story: a sighting, not a new story.
-    assert store.unseen(ids["b"], [e1]) == []
+    assert record(store, fb, [e1], {0: [result("kursk")]}, targets={"kursk": ["mail"]}).new_stories == 0
     claimed = store.claim_alerts(worker="d", lease=60, now=NOW)
     assert {a.target for a in claimed} == {"mail", "slack"}
     assert all(a.also_reported_by == ("b",) for a in claimed)
@@ -104,34 +102,61 @@ def test_recording_twice_is_idempotent(store: Store) -> None:
     feeds_of(store, "a")
     fa = claim(store, "a")
     e1 = entry(1)
-    for _ in range(2):  # a second daemon, or a retry after a crash, inserts the same story
-        store.record_entries(
-            fa,
-            [e1],
-            {0: [result("kursk")]},
-            targets={"kursk": ["mail"]},
-            alert=True,
-            feed_changes={},
-            now=NOW,
-        )
+    # A second daemon, or a retry after a crash, that looked up before the first wrote.
+    known = store.known_stories([(fa.id, [e1])])
+    decider = Decider(
+        match=lambda e: [result("kursk")], targets={"kursk": ["mail"]}, policy=PollPolicy(), catchup_new_feeds=False
+    )
+    intents = decider.decide([FeedPoll(fa, [e1], http_status=200)], known, NOW)
+    first, second = store.apply_poll(intents), store.apply_poll(intents)
+    assert [(r.new_stories, r.matches, r.alerts) for r in first + second] == [(1, 1, 1), (0, 0, 0)]
     with store.engine.connect() as conn:
         assert conn.execute(select(func.count()).select_from(Story)).scalar_one() == 1
         assert conn.execute(select(func.count()).select_from(Match)).scalar_one() == 1
         assert conn.execute(select(func.count()).select_from(Alert)).scalar_one() == 1
 
 
+def test_a_story_stored_meanwhile_by_another_daemon_is_not_new_but_sighted(store: Store) -> None:
+    feeds_of(store, "a", "b")
+    fa, fb = claim(store, "a"), claim(store, "b")
+    e1 = entry(1)
+    decider = Decider(
+        match=lambda e: [result("kursk")], targets={"kursk": ["mail"]}, policy=PollPolicy(), catchup_new_feeds=False
+    )
+    late = decider.decide([FeedPoll(fa, [e1], http_status=200)], store.known_stories([(fa.id, [e1])]), NOW)
+    record(store, fb, [e1], {0: [result("kursk")]}, targets={"kursk": ["mail"]})  # the other daemon, first
+    (rep,) = store.apply_poll(late)
+    assert (rep.new_stories, rep.matches, rep.alerts) == (0, 0, 0)
+    (claimed,) = store.claim_alerts(worker="d", lease=60, now=NOW)
+    assert claimed.source == "b" and claimed.also_reported_by == ("a",)
+
+
+def test_a_new_story_joins_the_cluster_its_intent_names(store: Store) -> None:
+    feeds_of(store, "a")
+    fa = claim(store, "a")
+    (first,) = record(store, fa, [entry(1)]).new_story_ids
+    decider = Decider(
+        match=lambda e: [result("kursk")], targets={"kursk": ["mail"]}, policy=PollPolicy(), catchup_new_feeds=False
+    )
+    e2 = entry(2, title="Story 1, rewritten")
+    (intent,) = decider.decide([FeedPoll(fa, [e2], http_status=200)], store.known_stories([(fa.id, [e2])]), NOW)
+    cluster = story_ident(fa.id, entry(1))
+    joined = dataclasses.replace(
+        intent,
+        stories=tuple(dataclasses.replace(s, cluster=cluster) for s in intent.stories),
+        alerts=tuple(dataclasses.replace(a, cluster=cluster) for a in intent.alerts),
+    )
+    (rep,) = store.apply_poll([joined])
+    detail = store.story_detail(rep.new_story_ids[0])
+    assert detail is not None and detail.cluster_id == first
+    assert [s.title for s in detail.cluster] == ["Story 1"]
+    assert [(a.watchlist, a.target) for a in detail.alerts] == [("kursk", "mail")]
+
+
 def test_catchup_records_matches_without_alerts(store: Store) -> None:
     feeds_of(store, "a")
     fa = claim(store, "a")
-    rep = store.record_entries(
-        fa,
-        [entry(1)],
-        {0: [result("kursk")]},
-        targets={"kursk": ["mail"]},
-        alert=False,
-        feed_changes={},
-        now=NOW,
-    )
+    rep = record(store, fa, [entry(1)], {0: [result("kursk")]}, targets={"kursk": ["mail"]}, alert=False)
     assert (rep.new_stories, rep.matches, rep.alerts) == (1, 1, 0)
     assert store.claim_alerts(worker="d", lease=60, now=NOW) == []
 
@@ -140,22 +165,14 @@ def test_entries_without_link_or_guid_get_stable_identity(store: Store) -> None:
     feeds_of(store, "a")
     fa = claim(store, "a")
     e = entry(7, link=None, guid=None)
-    store.record_entries(fa, [e], {}, targets={}, alert=True, feed_changes={}, now=NOW)
-    assert store.unseen(fa.id, [e]) == []
+    assert record(store, fa, [e]).new_stories == 1
+    assert record(store, fa, [e]).new_stories == 0
 
 
 def test_outbox_lease_retry_and_give_up(store: Store) -> None:
     feeds_of(store, "a")
     fa = claim(store, "a")
-    store.record_entries(
-        fa,
-        [entry(1)],
-        {0: [result("kursk")]},
-        targets={"kursk": ["mail"]},
-        alert=True,
-        feed_changes={},
-        now=NOW,
-    )
+    (story_id,) = record(store, fa, [entry(1)], {0: [result("kursk")]}, targets={"kursk": ["mail"]}).new_story_ids
     (a,) = store.claim_alerts(worker="d1", lease=60, now=NOW)
     assert a.attempts == 1
     # While leased, nobody else gets it.
@@ -178,20 +195,19 @@ def test_outbox_lease_retry_and_give_up(store: Store) -> None:
         == 1
     )
     assert store.alert_counts() == {"failed": 1}
-    assert store.failed_alerts()[0][3] == "still down"
+    detail = store.story_detail(story_id)
+    assert detail is not None and [(x.status, x.last_error) for x in detail.alerts] == [("failed", "still down")]
 
 
 def test_mark_sent(store: Store) -> None:
     feeds_of(store, "a")
     fa = claim(store, "a")
-    store.record_entries(
+    record(
+        store,
         fa,
         [entry(1)],
         {0: [result("kursk"), result("pact", "Lavrov")]},
         targets={"kursk": ["mail"], "pact": ["mail"]},
-        alert=True,
-        feed_changes={},
-        now=NOW,
     )
     rows = store.claim_alerts(worker="d", lease=60, now=NOW)
     assert sorted(r.watchlist for r in rows) == ["kursk", "pact"]

@@ -41,7 +41,8 @@ from monitor.delivery.render import Renderer
 from monitor.errors import ConfigError, MonitorError
 from monitor.ingest.fetch import Fetcher, FetchSettings
 from monitor.matching.matcher import Matcher, WatchlistQuery
-from monitor.storage.store import FeedConfigRow, Store
+from monitor.storage.feeds import FeedConfigRow
+from monitor.storage.store import Store
 
 if TYPE_CHECKING:
     from monitor.app.web import WebServer

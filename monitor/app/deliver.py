@@ -39,7 +39,8 @@ from monitor.delivery.routing import (
     WatchlistPolicy,
     plan,
 )
-from monitor.storage.store import Store, utcnow
+from monitor.storage.engine import utcnow
+from monitor.storage.store import Store
 
 log = logging.getLogger("monitor.deliver")
 

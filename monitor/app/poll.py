@@ -9,13 +9,14 @@ is good at, with bounded memory between them:
 * **parse** (``parse.ParsePool``): one worker process per core, each parse under
   ``poll.parse_timeout``; :meth:`ParsePool.submit` blocks when the pool is full, which
   is what slows the fetch stage down to the parser's pace.
-* **match and store** (this thread): parsed feeds are taken in batches (up to
-  :data:`BATCH_FEEDS` feeds, or whatever arrived within :data:`BATCH_AGE` seconds), their
-  new entries found with one query (``Store.unseen_many``), matched in memory, and
-  written with one transaction (``Store.record_many``): stories, matches, outbox rows
-  and every feed's new state together. Unchanged and failed feeds join the same
-  transaction, so a steady-state cycle of 1,000 feeds answering 304 is a handful of
-  statements.
+* **decide and store** (this thread): parsed feeds are taken in batches (up to
+  :data:`BATCH_FEEDS` feeds, or whatever arrived within :data:`BATCH_AGE` seconds);
+  what the database knows of their entries is read with one query
+  (``Store.known_stories``), the pure :class:`~monitor.ingest.decide.Decider` matches
+  the new ones in memory and says what to write, and ``Store.apply_poll`` writes it in
+  one transaction: stories, sightings, matches, outbox rows and every feed's new state
+  together. Unchanged and failed feeds join the same transaction, so a steady-state
+  cycle of 1,000 feeds answering 304 is a handful of statements.
 
 One feed's failure (HTTP error, timeout, garbage, a parser crash or overrun) is logged
 with the feed's name, recorded in its health and backed off; it never stops the cycle.
@@ -39,19 +40,22 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from monitor.errors import MonitorError, ParseError
+from monitor.ingest.decide import Decider, FeedIntent, FeedPoll
 from monitor.ingest.fetch import FeedFetchError, Fetcher, FetchRequest, FetchResult, host_key, redact_url
 from monitor.ingest.formats import ParsedFeed
 from monitor.ingest.pool import ParseJob, ParsePool
 from monitor.ingest.schedule import (
+    KEEP,
     FeedSnapshot,
+    FeedUpdate,
     PollPolicy,
     after_deferred,
     after_failure,
-    after_success,
     after_unchanged,
 )
-from monitor.matching.matcher import Matcher, MatchResult
-from monitor.storage.store import RecordItem, Store, utcnow
+from monitor.matching.matcher import Matcher
+from monitor.storage.engine import utcnow
+from monitor.storage.store import Store
 
 log = logging.getLogger("monitor.poll")
 
@@ -207,15 +211,14 @@ class _Parsed:
     result: FetchResult
 
 
-@dataclass(slots=True)
+@dataclass(frozen=True, slots=True)
 class _Write:
-    """One feed's pending write: its new state, and its new stories if it was parsed."""
+    """One feed's pending write: its new state, or (parsed) what the decider needs."""
 
     feed: FeedSnapshot
     outcome: FeedOutcome
-    changes: dict[str, Any]
-    parsed: ParsedFeed | None = None
-    result: FetchResult | None = None
+    update: FeedUpdate | None = None  # None: parsed, the decider says the update
+    poll: FeedPoll | None = None  # parsed: the response's facts and the entries
 
 
 class _Cycle:
@@ -352,7 +355,17 @@ class _Cycle:
             return
         for warning in parsed.warnings:
             log.debug("feed=%s parse warning: %s", feed.name, warning)
-        self._queue(_Write(feed, FeedOutcome(feed.name, "new"), {}, parsed, result))
+        poll = FeedPoll(
+            feed,
+            parsed.entries,
+            http_status=result.http_status,
+            etag=result.etag,
+            last_modified=result.last_modified,
+            body_hash=result.body_hash,
+            permanent_redirect=result.permanent_redirect,
+            title=parsed.title,
+        )
+        self._queue(_Write(feed, FeedOutcome(feed.name, "new"), poll=poll))
 
     # -- outcomes that only change the feed's state
 
@@ -361,12 +374,12 @@ class _Cycle:
 
     def _queue(self, write: _Write) -> None:
         self.writes.append(write)
-        self.parsed_pending += write.parsed is not None
+        self.parsed_pending += write.poll is not None
         if self.oldest is None:
             self.oldest = time.monotonic()
 
     def _unchanged(self, feed: FeedSnapshot, result: FetchResult) -> None:
-        changes = after_unchanged(
+        update = after_unchanged(
             feed,
             now=utcnow(),
             http_status=result.http_status,
@@ -376,15 +389,15 @@ class _Cycle:
             policy=self.policy,
             rand=self.p.rand,
         )
-        self._log_moved(feed, changes)
+        self._log_moved(feed, update)
         log.debug("feed=%s unchanged (HTTP %s)", feed.name, result.http_status)
-        self._queue(_Write(feed, FeedOutcome(feed.name, "unchanged", elapsed=self._elapsed()), changes))
+        self._queue(_Write(feed, FeedOutcome(feed.name, "unchanged", elapsed=self._elapsed()), update))
 
     def _failed(
         self, feed: FeedSnapshot, reason: str, message: str, status: int | None, retry_after: float | None
     ) -> None:
         now = utcnow()
-        changes = after_failure(
+        update = after_failure(
             feed,
             now=now,
             reason=reason,
@@ -394,7 +407,7 @@ class _Cycle:
             policy=self.policy,
             rand=self.p.rand,
         )
-        wait = (changes["next_poll_at"] - now).total_seconds()
+        wait = (update.next_poll_at - now).total_seconds()
         if reason == "gone":
             log.error("feed=%s is gone (HTTP 410): disabled until its URL changes in the config", feed.name)
         else:
@@ -403,15 +416,15 @@ class _Cycle:
                 feed.name,
                 reason,
                 message,
-                changes["consecutive_failures"],
+                update.consecutive_failures,
                 _human(wait),
             )
         outcome = FeedOutcome(feed.name, "error", reason=reason, error=message, elapsed=self._elapsed())
-        self._queue(_Write(feed, outcome, changes))
+        self._queue(_Write(feed, outcome, update))
 
     def _deferred(self, feed: FeedSnapshot, error: FeedFetchError) -> None:
         wait = error.retry_after or 0.0
-        changes = after_deferred(feed, now=utcnow(), wait=wait, policy=self.policy, rand=self.p.rand)
+        update = after_deferred(feed, now=utcnow(), wait=wait, policy=self.policy, rand=self.p.rand)
         log.info(
             "feed=%s not polled: its host asked us to wait (Retry-After), %s left",
             feed.name,
@@ -420,7 +433,7 @@ class _Cycle:
         outcome = FeedOutcome(
             feed.name, "deferred", reason="rate_limited", error=str(error), elapsed=self._elapsed()
         )
-        self._queue(_Write(feed, outcome, changes))
+        self._queue(_Write(feed, outcome, update))
 
     def _defer_host(self, feed: FeedSnapshot, wait: float) -> None:
         """The host of ``feed`` asked us to wait: its feeds not in this cycle wait too, in
@@ -460,47 +473,30 @@ class _Cycle:
         )
 
     def _flush(self) -> None:
-        """Find, match and write everything pending in one transaction (two with the lookup)."""
+        """Look up, decide and write everything pending (two transactions: the lookup, the write)."""
         writes, self.writes, self.oldest, self.parsed_pending = self.writes, [], None, 0
         if not writes:
             return
         watch = self.watch
-        parsed = [w for w in writes if w.parsed is not None]
-        items: list[RecordItem] = []
-        for _ in parsed:  # these no longer count against the fetch stage's budget
+        polls = [w.poll for w in writes if w.poll is not None]
+        for _ in polls:  # these no longer count against the fetch stage's budget
             self.in_flight.release()
+        decider = Decider(
+            match=lambda e: watch.matcher.match(e.title, e.summary),
+            targets=watch.targets,
+            policy=self.policy,
+            catchup=self.catchup,
+            catchup_new_feeds=watch.catchup_new_feeds,
+            rand=self.p.rand,
+        )
         try:
-            fresh = self.store.unseen_many([(w.feed.id, w.parsed.entries) for w in parsed if w.parsed])
-            new_by_feed = {w.feed.id: new for w, new in zip(parsed, fresh, strict=True)}
-            now = utcnow()
-            for w in writes:
-                if w.parsed is None or w.result is None:
-                    items.append(RecordItem(w.feed, (), {}, alert=False, feed_changes=w.changes))
-                    continue
-                new = new_by_feed[w.feed.id]
-                matches: dict[int, list[MatchResult]] = {}
-                for i, entry in enumerate(new):
-                    found = watch.matcher.match(entry.title, entry.summary)
-                    if found:
-                        matches[i] = found
-                alert = not self.catchup and (w.feed.initialized or not watch.catchup_new_feeds)
-                w.changes = after_success(
-                    w.feed,
-                    now=now,
-                    http_status=w.result.http_status,
-                    etag=w.result.etag,
-                    last_modified=w.result.last_modified,
-                    body_hash=w.result.body_hash,
-                    permanent_redirect=w.result.permanent_redirect,
-                    title=w.parsed.title,
-                    new_entries=len(new),
-                    policy=self.policy,
-                    rand=self.p.rand,
-                    published=[e.published_at for e in w.parsed.entries if e.date_from_feed],
-                )
-                self._log_moved(w.feed, w.changes)
-                items.append(RecordItem(w.feed, new, matches, alert=alert, feed_changes=w.changes))
-            reports = self.store.record_many(items, targets=watch.targets)
+            known = self.store.known_stories([(p.feed.id, p.entries) for p in polls])
+            decided = iter(decider.decide(polls, known, utcnow()))
+            intents = [next(decided) if w.update is None else FeedIntent(w.feed.id, w.update) for w in writes]
+            for w, intent in zip(writes, intents, strict=True):
+                if w.poll is not None:
+                    self._log_moved(w.feed, intent.update)
+            reports = self.store.apply_poll(intents)
         except MonitorError as exc:
             log.error("%d feed(s) could not be stored: %s", len(writes), exc)
             for w in writes:
@@ -511,8 +507,8 @@ class _Cycle:
             return  # the claims stay until their lease ends; the next cycle retries
         finally:
             self.done.update(w.feed.id for w in writes)
-        for w, item, rec in zip(writes, items, reports, strict=True):
-            if w.parsed is None or w.result is None:
+        for w, intent, rec in zip(writes, intents, reports, strict=True):
+            if w.poll is None:
                 self.report.outcomes.append(w.outcome)
                 continue
             elapsed = self._elapsed()
@@ -520,37 +516,37 @@ class _Cycle:
                 " (catch-up)"
                 if self.catchup
                 else ""
-                if item.alert
+                if intent.alerting
                 else " (first poll: recorded without alerting)"
             )
-            learned = w.changes.get("learned_interval_s")
+            learned = intent.update.learned_interval_s
             log.info(
                 "feed=%s fetched status=%s entries=%d new=%d matched=%d alerts=%d in %.2fs%s%s",
                 w.feed.name,
-                w.result.http_status,
-                len(w.parsed.entries),
+                w.poll.http_status,
+                len(w.poll.entries),
                 rec.new_stories,
                 rec.matches,
                 rec.alerts,
                 elapsed,
                 note,
-                f"; polled every {_human(learned)} (learned)" if learned and learned > w.feed.interval_s else "",
+                f"; polled every {_human(learned)} (learned)"
+                if learned is not KEEP and learned and learned > w.feed.interval_s
+                else "",
             )
             self.report.outcomes.append(
                 FeedOutcome(w.feed.name, "new", rec.new_stories, rec.matches, rec.alerts, elapsed=elapsed)
             )
 
     @staticmethod
-    def _log_moved(feed: FeedSnapshot, changes: Mapping[str, Any]) -> None:
-        if "fetch_url" in changes:
-            log.warning(
-                "feed=%s moved permanently: now polling %s", feed.name, redact_url(str(changes["fetch_url"]))
-            )
-        elif changes.get("redirect_to"):
+    def _log_moved(feed: FeedSnapshot, update: FeedUpdate) -> None:
+        if update.fetch_url is not KEEP:
+            log.warning("feed=%s moved permanently: now polling %s", feed.name, redact_url(update.fetch_url))
+        elif update.redirect_to is not KEEP and update.redirect_to:
             log.info(
                 "feed=%s permanently redirected to %s (adopted if seen again on the next poll)",
                 feed.name,
-                redact_url(str(changes["redirect_to"])),
+                redact_url(update.redirect_to),
             )
 
 

@@ -1,10 +1,12 @@
 """How a feed's stored state changes after a poll: the pure policy behind the scheduler.
 
-The store hands the pipeline a :class:`FeedSnapshot`; after fetching, the pipeline asks
+The store hands the poll cycle a :class:`FeedSnapshot`; after fetching, the cycle asks
 this module what to write back (``after_success``, ``after_unchanged``,
-``after_failure``), and the store applies the returned column changes in the same
-transaction as the stories. Keeping the policy here, free of I/O, means backoff,
-redirect adoption and scheduling are tested with plain values and an injected ``rand``.
+``after_failure``, ``after_deferred``), each answering with a :class:`FeedUpdate`: the
+fields that change, :data:`KEEP` for the others. The store maps it to columns and
+applies it in the same transaction as the stories, and applying it ends the feed's
+claim. Keeping the policy here, free of I/O, means backoff, redirect adoption and
+scheduling are tested with plain values and an injected ``rand``.
 
 Policy (see README, "Polling"):
 
@@ -27,10 +29,11 @@ Policy (see README, "Polling"):
 from __future__ import annotations
 
 import datetime as dt
+import enum
 import random
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field, replace
-from typing import Any
+from typing import Final
 
 from monitor.backoff import backoff_delay
 
@@ -83,6 +86,49 @@ class FeedSnapshot:
         return max(self.interval_s, self.learned_interval_s or 0.0)
 
 
+class Keep(enum.Enum):
+    """The type of :data:`KEEP`."""
+
+    KEEP = "keep"
+
+
+#: A :class:`FeedUpdate` field left at KEEP leaves its column as it is.
+KEEP: Final = Keep.KEEP
+
+
+@dataclass(frozen=True, slots=True)
+class FeedUpdate:
+    """What a concluded poll (or a deferral) changes in a feed's row.
+
+    Field names are the feed's column names; :data:`KEEP` leaves a column alone, so a
+    failure does not overwrite validators or a URL the config changed meanwhile. Every
+    update moves ``next_poll_at`` and ends the feed's claim.
+    """
+
+    next_poll_at: dt.datetime
+    state: str | Keep = KEEP
+    last_poll_at: dt.datetime | Keep = KEEP
+    last_success_at: dt.datetime | Keep = KEEP
+    last_error_at: dt.datetime | Keep = KEEP
+    last_status: int | None | Keep = KEEP
+    last_error: str | Keep = KEEP
+    last_error_reason: str | Keep = KEEP
+    consecutive_failures: int | Keep = KEEP
+    failing_since: dt.datetime | None | Keep = KEEP
+    total_polls: int | Keep = KEEP
+    total_failures: int | Keep = KEEP
+    etag: str | None | Keep = KEEP
+    last_modified: str | None | Keep = KEEP
+    body_hash: str | None | Keep = KEEP
+    initialized: bool | Keep = KEEP
+    entries_seen: int | Keep = KEEP
+    learned_interval_s: float | None | Keep = KEEP
+    title: str | Keep = KEEP
+    fetch_url: str | Keep = KEEP
+    redirect_to: str | None | Keep = KEEP
+    redirect_seen: int | Keep = KEEP
+
+
 @dataclass(frozen=True, slots=True)
 class PollPolicy:
     """The ``poll:`` settings the scheduling decisions need (built from the config by
@@ -132,13 +178,13 @@ def _next(now: dt.datetime, seconds: float) -> dt.datetime:
     return now + dt.timedelta(seconds=seconds)
 
 
-def _redirect_changes(feed: FeedSnapshot, permanent_redirect: str | None) -> dict[str, Any]:
+def _redirected(update: FeedUpdate, feed: FeedSnapshot, permanent_redirect: str | None) -> FeedUpdate:
     if not permanent_redirect or permanent_redirect == feed.fetch_url:
-        return {"redirect_to": None, "redirect_seen": 0}
+        return replace(update, redirect_to=None, redirect_seen=0)
     seen = feed.redirect_seen + 1 if feed.redirect_to == permanent_redirect else 1
     if seen >= REDIRECT_ADOPT_AFTER:
-        return {"fetch_url": permanent_redirect, "redirect_to": None, "redirect_seen": 0}
-    return {"redirect_to": permanent_redirect, "redirect_seen": seen}
+        return replace(update, fetch_url=permanent_redirect, redirect_to=None, redirect_seen=0)
+    return replace(update, redirect_to=permanent_redirect, redirect_seen=seen)
 
 
 def _healthy(
@@ -149,21 +195,18 @@ def _healthy(
     permanent_redirect: str | None,
     policy: PollPolicy,
     rand: Callable[[], float],
-) -> dict[str, Any]:
-    changes: dict[str, Any] = {
-        "state": "ok",
-        "last_poll_at": now,
-        "last_success_at": now,
-        "last_status": http_status,
-        "consecutive_failures": 0,
-        "failing_since": None,
-        "total_polls": feed.total_polls + 1,
-        "next_poll_at": _next(now, policy.interval_for(feed) + policy.jitter * rand()),
-        "claimed_by": None,
-        "claim_until": None,
-    }
-    changes.update(_redirect_changes(feed, permanent_redirect))
-    return changes
+) -> FeedUpdate:
+    update = FeedUpdate(
+        state="ok",
+        last_poll_at=now,
+        last_success_at=now,
+        last_status=http_status,
+        consecutive_failures=0,
+        failing_since=None,
+        total_polls=feed.total_polls + 1,
+        next_poll_at=_next(now, policy.interval_for(feed) + policy.jitter * rand()),
+    )
+    return _redirected(update, feed, permanent_redirect)
 
 
 def after_success(
@@ -180,8 +223,8 @@ def after_success(
     policy: PollPolicy,
     rand: Callable[[], float] = random.random,
     published: Sequence[dt.datetime] = (),
-) -> dict[str, Any]:
-    """Column changes after a 200 whose body was parsed.
+) -> FeedUpdate:
+    """The update after a 200 whose body was parsed.
 
     ``published`` are the feed's own dates of the stories it carries now (all of them,
     not only the new ones): the learned cadence is recomputed from them.
@@ -192,7 +235,7 @@ def after_success(
         else None
     )
     feed = _with_learned(feed, learned)
-    changes = _healthy(
+    update = _healthy(
         feed,
         now=now,
         http_status=http_status,
@@ -200,17 +243,16 @@ def after_success(
         policy=policy,
         rand=rand,
     )
-    changes.update(
+    return replace(
+        update,
         etag=etag,
         last_modified=last_modified,
         body_hash=body_hash,
         initialized=True,
         entries_seen=feed.entries_seen + new_entries,
         learned_interval_s=learned,
+        title=title[:500] if title else KEEP,
     )
-    if title:
-        changes["title"] = title[:500]
-    return changes
 
 
 def after_unchanged(
@@ -223,9 +265,9 @@ def after_unchanged(
     permanent_redirect: str | None,
     policy: PollPolicy,
     rand: Callable[[], float] = random.random,
-) -> dict[str, Any]:
-    """Column changes after a 304 (or a 200 with the same validators or body)."""
-    changes = _healthy(
+) -> FeedUpdate:
+    """The update after a 304 (or a 200 with the same validators or body)."""
+    update = _healthy(
         feed,
         now=now,
         http_status=http_status,
@@ -233,13 +275,14 @@ def after_unchanged(
         policy=policy,
         rand=rand,
     )
-    # A 304 may carry refreshed validators; keep the old ones when it does not.
-    changes["etag"] = etag or feed.etag
-    changes["last_modified"] = last_modified or feed.last_modified
-    if feed.body_hash is not None:
+    return replace(
+        update,
+        # A 304 may carry refreshed validators; keep the old ones when it does not.
+        etag=etag or feed.etag,
+        last_modified=last_modified or feed.last_modified,
         # Only a feed parsed before can be "unchanged": the first poll's catch-up is done.
-        changes["initialized"] = True
-    return changes
+        initialized=True if feed.body_hash is not None else KEEP,
+    )
 
 
 def _with_learned(feed: FeedSnapshot, learned: float | None) -> FeedSnapshot:
@@ -253,16 +296,12 @@ def after_deferred(
     wait: float,
     policy: PollPolicy,
     rand: Callable[[], float] = random.random,
-) -> dict[str, Any]:
-    """Column changes for a feed that was not contacted because its host asked us to
+) -> FeedUpdate:
+    """The update for a feed that was not contacted because its host asked us to
     wait ``wait`` more seconds (Retry-After): poll it after the wait (with jitter, so
     the host's feeds do not all come back in the same second). Not a poll and not a
     failure: health and counters stay as they were."""
-    return {
-        "next_poll_at": _next(now, max(wait, 0.0) + policy.jitter * rand()),
-        "claimed_by": None,
-        "claim_until": None,
-    }
+    return FeedUpdate(next_poll_at=_next(now, max(wait, 0.0) + policy.jitter * rand()))
 
 
 def after_failure(
@@ -275,25 +314,23 @@ def after_failure(
     retry_after: float | None,
     policy: PollPolicy,
     rand: Callable[[], float] = random.random,
-) -> dict[str, Any]:
-    """Column changes after a failed fetch or parse: back off, never give up for good."""
+) -> FeedUpdate:
+    """The update after a failed fetch or parse: back off, never give up for good."""
     failures = feed.consecutive_failures + 1
     delay = backoff_delay(failures, base=max(feed.interval_s, 60.0), cap=policy.backoff_max, rand=rand)
     if retry_after is not None:
         delay = max(delay, min(retry_after, policy.backoff_max))
     gone = reason == "gone"
-    return {
-        "state": "disabled" if gone else "backoff",
-        "last_poll_at": now,
-        "last_error_at": now,
-        "last_status": http_status,
-        "last_error": message[:2000],
-        "last_error_reason": reason[:32],
-        "consecutive_failures": failures,
-        "failing_since": feed.failing_since or now,
-        "total_polls": feed.total_polls + 1,
-        "total_failures": feed.total_failures + 1,
-        "next_poll_at": _next(now, delay),
-        "claimed_by": None,
-        "claim_until": None,
-    }
+    return FeedUpdate(
+        state="disabled" if gone else "backoff",
+        last_poll_at=now,
+        last_error_at=now,
+        last_status=http_status,
+        last_error=message[:2000],
+        last_error_reason=reason[:32],
+        consecutive_failures=failures,
+        failing_since=feed.failing_since or now,
+        total_polls=feed.total_polls + 1,
+        total_failures=feed.total_failures + 1,
+        next_poll_at=_next(now, delay),
+    )

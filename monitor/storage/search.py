@@ -25,12 +25,12 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import exists, func, literal_column, select, text
-from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy import Connection, exists, func, literal_column, select, text
 
-from monitor.errors import MonitorError, StoreError
+from monitor.errors import MonitorError
 from monitor.storage.schema import Match, Story
-from monitor.storage.store import Store, StoredStory, safe_url, stored_story_select
+from monitor.storage.store import Store
+from monitor.storage.stories import StoredStory, stored_story_select
 
 FTS_TABLE = "stories_fts"
 PG_INDEX = "ix_stories_search"
@@ -264,11 +264,10 @@ class SearchResult:
     engine: str  # "fts5", "postgresql" or "scan"
 
 
-def _has_fts5(store: Store) -> bool:
-    with store.engine.connect() as conn:
-        row = conn.execute(
-            text("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = :n"), {"n": FTS_TABLE}
-        ).first()
+def _has_fts5(conn: Connection) -> bool:
+    row = conn.execute(
+        text("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = :n"), {"n": FTS_TABLE}
+    ).first()
     return row is not None
 
 
@@ -284,7 +283,7 @@ def search_stories(
     """Stored stories matching ``query``, newest first (``order="relevance"``: best first).
 
     Raises :class:`SearchSyntaxError` for a query that means nothing and
-    :class:`~monitor.errors.StoreError` when the database fails.
+    :class:`~monitor.errors.StoreError` when the database fails. One transaction.
     """
     q = parse_search(query) if isinstance(query, str) else query
     if order not in ("date", "relevance"):
@@ -295,8 +294,8 @@ def search_stories(
     if watchlist is not None:
         conds.append(exists().where(Match.story_id == Story.id, Match.watchlist == watchlist))
     by_date = (Story.published_at.desc(), Story.id.desc())
-    try:
-        if store.dialect == "sqlite" and _has_fts5(store):
+    with store.transaction() as conn:
+        if store.dialect == "sqlite" and _has_fts5(conn):
             engine = "fts5"
             fts = text(
                 f"SELECT rowid AS id, bm25({FTS_TABLE}) AS rank FROM {FTS_TABLE} WHERE {FTS_TABLE} MATCH :q"
@@ -304,8 +303,7 @@ def search_stories(
             sub = fts.columns(literal_column("id"), literal_column("rank")).subquery("fts")
             stmt = stored_story_select().join(sub, sub.c.id == Story.id).where(*conds)
             stmt = stmt.order_by(sub.c.rank, *by_date) if order == "relevance" else stmt.order_by(*by_date)
-            with store.engine.connect() as conn:
-                rows = conn.execute(stmt.limit(limit), {"q": fts5_query(q)}).all()
+            rows = conn.execute(stmt.limit(limit), {"q": fts5_query(q)}).all()
         elif store.dialect == "postgresql":
             engine = "postgresql"
             doc: Any = literal_column(_PG_QUERY_DOCUMENT)
@@ -315,36 +313,27 @@ def search_stories(
                 stmt = stmt.order_by(func.ts_rank(doc, tsq).desc(), *by_date)
             else:
                 stmt = stmt.order_by(*by_date)
-            with store.engine.connect() as conn:
-                rows = conn.execute(stmt.limit(limit)).all()
+            rows = conn.execute(stmt.limit(limit)).all()
         else:
             engine = "scan"
             rows = []
-            with store.engine.connect() as conn:
-                for row in conn.execute(stored_story_select().where(*conds).order_by(*by_date)):
-                    if matches_text(q, row.title, row.summary):
-                        rows.append(row)
-                        if len(rows) >= limit:
-                            break
+            for row in conn.execute(stored_story_select().where(*conds).order_by(*by_date)):
+                if matches_text(q, row.title, row.summary):
+                    rows.append(row)
+                    if len(rows) >= limit:
+                        break
         stories = [StoredStory(*tuple(r)) for r in rows]
         matched: dict[int, list[str]] = {}
         if stories:
-            with store.engine.connect() as conn:
-                for sid, wl in conn.execute(
-                    select(Match.story_id, Match.watchlist)
-                    .where(Match.story_id.in_([s.id for s in stories]))
-                    .order_by(Match.watchlist)
-                ):
-                    matched.setdefault(sid, []).append(wl)
-    except SQLAlchemyError as exc:
-        raise StoreError(f"search failed on {safe_url(store.url)}: {_reason(exc)}") from None
+            for sid, wl in conn.execute(
+                select(Match.story_id, Match.watchlist)
+                .where(Match.story_id.in_([s.id for s in stories]))
+                .order_by(Match.watchlist)
+            ):
+                matched.setdefault(sid, []).append(wl)
     return SearchResult(q, tuple(SearchHit(s, tuple(matched.get(s.id, ()))) for s in stories), engine)
 
 
-def _reason(exc: SQLAlchemyError) -> str:
-    orig = getattr(exc, "orig", None)
-    lines = str(orig if orig is not None else exc).strip().splitlines()
-    return lines[0] if lines else type(exc).__name__
 
 
 __all__ = [

@@ -1,12 +1,18 @@
-"""Building Entry and MatchResult values for store-level tests."""
+"""Building Entry and MatchResult values for store-level tests, and recording them the
+way the poll cycle does (lookup, decide, apply)."""
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import hashlib
+from collections.abc import Mapping, Sequence
 
+from monitor.ingest.decide import Decider, FeedIntent, FeedPoll
 from monitor.ingest.entries import Entry
+from monitor.ingest.schedule import FeedSnapshot, FeedUpdate, PollPolicy, after_failure, after_unchanged
 from monitor.matching.matcher import Hit, MatchResult
+from monitor.storage.store import RecordReport, Store
 
 NOW = dt.datetime(2026, 11, 26, 12, 0, tzinfo=dt.UTC)
 
@@ -43,3 +49,67 @@ def result(watchlist: str, term: str = "Kursk") -> MatchResult:
     return MatchResult(
         watchlist=watchlist, hits=(Hit(term=term, field="title", start=0, end=len(term), text=term),)
     )
+
+
+def record(
+    store: Store,
+    feed: FeedSnapshot,
+    entries: Sequence[Entry],
+    matches: Mapping[int, Sequence[MatchResult]] | None = None,
+    *,
+    targets: Mapping[str, Sequence[str]] | None = None,
+    alert: bool = True,
+    now: dt.datetime = NOW,
+) -> RecordReport:
+    """Record ``entries`` of ``feed`` as the poll cycle does (lookup, decide, apply).
+
+    ``matches`` maps an index into ``entries`` to what the matcher would find in it;
+    ``alert=False`` records like a catch-up (matches without outbox rows). The feed's
+    health and schedule stay as they were (only its claim ends): tests that need a
+    feed state set it up with :func:`poll_failed` or :func:`poll_ok`.
+    """
+    found = {entries[i]: results for i, results in (matches or {}).items()}
+    decider = Decider(
+        match=lambda e: found.get(e, ()),
+        targets=targets or {},
+        policy=PollPolicy(),
+        catchup=not alert,
+        catchup_new_feeds=False,
+        rand=lambda: 0.0,
+    )
+    known = store.known_stories([(feed.id, entries)])
+    (intent,) = decider.decide([FeedPoll(feed, entries, http_status=200)], known, now)
+    (report,) = store.apply_poll([dataclasses.replace(intent, update=FeedUpdate(next_poll_at=feed.next_poll_at))])
+    return report
+
+
+def _feed(store: Store, feed_id: int) -> FeedSnapshot:
+    return next(f for f in store.feeds(include_removed=True) if f.id == feed_id)
+
+
+def poll_failed(store: Store, feed_id: int, *, since: dt.datetime, reason: str, message: str) -> None:
+    """Record a failed poll of the feed at ``since``, as the poll cycle does."""
+    update = after_failure(
+        _feed(store, feed_id),
+        now=since,
+        reason=reason,
+        message=message,
+        http_status=None,
+        retry_after=None,
+        policy=PollPolicy(),
+    )
+    store.apply_poll([FeedIntent(feed_id, update)])
+
+
+def poll_ok(store: Store, feed_id: int, *, now: dt.datetime) -> None:
+    """Record a poll of the feed answered 304 at ``now``, as the poll cycle does."""
+    update = after_unchanged(
+        _feed(store, feed_id),
+        now=now,
+        http_status=304,
+        etag=None,
+        last_modified=None,
+        permanent_redirect=None,
+        policy=PollPolicy(),
+    )
+    store.apply_poll([FeedIntent(feed_id, update)])

@@ -81,7 +81,7 @@ def check_config(ctx: Context) -> None:
     """
     from monitor.delivery.notify import load_channels
     from monitor.delivery.render import Renderer
-    from monitor.storage.store import safe_url
+    from monitor.storage.engine import safe_url
 
     with errors_as_click():
         loaded = ctx.loaded

@@ -21,7 +21,8 @@ from monitor.config.model import Config
 from monitor.errors import QuerySyntaxError
 from monitor.matching.backtest import Backtest, BacktestMatch, backtest, days_ago
 from monitor.matching.matcher import Matcher, WatchlistQuery
-from monitor.storage.store import Store, StoredStory
+from monitor.storage.store import Store
+from monitor.storage.stories import StoredStory
 
 StoryWindow = Callable[[float], Sequence[StoredStory]]  # days -> stories published in them, newest first
 

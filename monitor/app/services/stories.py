@@ -6,7 +6,8 @@ from dataclasses import dataclass
 
 from monitor.matching.backtest import days_ago
 from monitor.storage.search import SearchResult, search_stories, term_spans
-from monitor.storage.store import MatchedStory, Store, StoredStory, StoryDetail
+from monitor.storage.store import Store
+from monitor.storage.stories import MatchedStory, StoredStory, StoryDetail
 
 
 @dataclass(frozen=True, slots=True)

@@ -20,7 +20,8 @@ from monitor.config.model import Config, LoadedConfig, WatchlistConfig, load_con
 from monitor.errors import ConfigError, MonitorError
 from monitor.matching.backtest import backtest, days_ago
 from monitor.matching.matcher import Matcher
-from monitor.storage.store import MatchedStory, Store
+from monitor.storage.store import Store
+from monitor.storage.stories import MatchedStory
 
 
 @dataclass(frozen=True, slots=True)

@@ -15,7 +15,7 @@ from monitor.storage.schema import Base
 config = context.config
 connection = config.attributes.get("connection")
 if connection is None:  # pragma: no cover - only reached when run by hand without a connection
-    raise RuntimeError("run migrations through news-monitor (monitor.storage.store.migrate), not bare alembic")
+    raise RuntimeError("run migrations through news-monitor (monitor.storage.engine.migrate), not bare alembic")
 
 from monitor.storage.search import include_name  # noqa: E402 - the search objects of 0002 have no model
 

@@ -1,0 +1,207 @@
+"""What a batch of parsed polls writes: the pure ingest decision (storage applies it).
+
+In the manner of lemon24/reader's ``Decider``: given each polled feed's snapshot and
+parsed entries, what storage already knows about those entries (:class:`KnownStories`,
+one read by ``Store.known_stories``), the matcher, the watchlist -> targets map and
+``now``, :meth:`Decider.decide` returns one :class:`FeedIntent` per feed: the new
+stories (each naming the cluster it joins), the sightings of stories already stored
+("also reported by"), the match rows, the outbox rows and the feed's new state. No I/O:
+the rules are tested with plain values, and storage applies the intents in one
+transaction without deciding anything.
+
+Rules (unchanged from when the store decided them):
+
+- A story's identity is :func:`story_ident`: its link if it has one (the same link in
+  two feeds is one story), else its GUID within its feed, else its text key.
+- An entry is new unless its identity is stored, or its feed already stored a story
+  with the same GUID (a slug edited after publication is not a new story). Within a
+  feed, entries of one identity count once (the last one's content is kept).
+- A story new to two feeds of one batch is stored once, by the first; every feed that
+  carries a story (new or known) gets a sighting.
+- Every new story is its own cluster for now; :attr:`NewStory.cluster` is where
+  clustering will put the representative of the cluster a story joins.
+- Only new stories are matched (matching is the costly step; known ones were matched
+  when they were new). A match is ``alerted`` when the poll alerts and its watchlist
+  notifies someone; an alerting poll queues one outbox row per target.
+- A poll alerts unless the cycle is a catch-up, or the feed is new (never parsed) and
+  ``catchup_new_feeds`` is on: a new feed must not send its whole backlog.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import random
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+
+from monitor.ingest.entries import Entry
+from monitor.ingest.schedule import FeedSnapshot, FeedUpdate, PollPolicy, after_success
+from monitor.matching.matcher import Hit, MatchResult
+
+
+def story_ident(feed_id: int, entry: Entry) -> str:
+    """Global identity of a story; see ``monitor.storage.schema.Story.ident``."""
+    if entry.link_key:
+        return f"l:{entry.link_key}"
+    if entry.guid_key:
+        return f"g:{feed_id}:{entry.guid_key}"
+    return f"t:{feed_id}:{entry.story_key}"
+
+
+@dataclass(frozen=True, slots=True)
+class KnownStories:
+    """What storage holds of a batch's entries: the lookup the decision starts from."""
+
+    ids: Mapping[str, int] = field(default_factory=dict)  # story identity -> story id
+    guids: frozenset[tuple[int, str]] = frozenset()  # (feed id, GUID key) of stored stories
+
+
+@dataclass(frozen=True, slots=True)
+class FeedPoll:
+    """A feed whose body was fetched and parsed: the response's facts and its entries."""
+
+    feed: FeedSnapshot
+    entries: Sequence[Entry]
+    http_status: int
+    etag: str | None = None
+    last_modified: str | None = None
+    body_hash: str | None = None
+    permanent_redirect: str | None = None
+    title: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class NewStory:
+    """A story to store, first seen now in ``feed_id``."""
+
+    ident: str
+    feed_id: int
+    entry: Entry
+    cluster: str  # identity of the story representing the cluster it joins (its own today)
+    first_seen_at: dt.datetime
+
+
+@dataclass(frozen=True, slots=True)
+class Sighting:
+    """Feed ``feed_id`` carries the story ``ident`` (stored once per story and feed)."""
+
+    ident: str
+    feed_id: int
+    seen_at: dt.datetime
+    story_id: int | None = None  # known from the lookup; None: stored by this batch
+
+
+@dataclass(frozen=True, slots=True)
+class NewMatch:
+    """A watchlist matched the new story ``story`` (an identity)."""
+
+    story: str
+    watchlist: str
+    terms: tuple[str, ...]
+    hits: tuple[Hit, ...]
+    matched_at: dt.datetime
+    alerted: bool
+
+
+@dataclass(frozen=True, slots=True)
+class OutboxRow:
+    """A new outbox row. Its defaults are every new row's (story, backfill and health
+    alerts alike): pending, never attempted, due as soon as it is created."""
+
+    watchlist: str
+    target: str
+    created_at: dt.datetime
+    status: str = "pending"
+    attempts: int = 0
+    fold: bool = False
+
+    @property
+    def next_attempt_at(self) -> dt.datetime:
+        return self.created_at
+
+
+@dataclass(frozen=True, slots=True)
+class NewAlert:
+    """An outbox row announcing the new story ``story`` to one target, for its cluster
+    (the outbox is unique per cluster, watchlist and target)."""
+
+    story: str  # identity of the story
+    cluster: str  # identity of the story representing its cluster
+    row: OutboxRow
+
+
+@dataclass(frozen=True, slots=True)
+class FeedIntent:
+    """Everything one feed's poll writes; unchanged, failed and deferred feeds carry
+    only their ``update``."""
+
+    feed_id: int
+    update: FeedUpdate
+    stories: tuple[NewStory, ...] = ()
+    sightings: tuple[Sighting, ...] = ()
+    matches: tuple[NewMatch, ...] = ()
+    alerts: tuple[NewAlert, ...] = ()
+    alerting: bool = False  # whether this poll queues alerts (not a first poll or a catch-up)
+
+
+@dataclass(frozen=True, slots=True)
+class Decider:
+    """The settings of the decision, as plain values (the config ranks above ingest)."""
+
+    match: Callable[[Entry], Sequence[MatchResult]]
+    targets: Mapping[str, Sequence[str]]  # watchlist -> the targets it notifies
+    policy: PollPolicy
+    catchup: bool = False  # the whole cycle records without alerting
+    catchup_new_feeds: bool = True
+    rand: Callable[[], float] = random.random
+
+    def alerts(self, feed: FeedSnapshot) -> bool:
+        return not self.catchup and (feed.initialized or not self.catchup_new_feeds)
+
+    def decide(self, polls: Sequence[FeedPoll], known: KnownStories, now: dt.datetime) -> list[FeedIntent]:
+        """One intent per poll, in order; a story new to several of them goes to the first."""
+        owned: set[str] = set()
+        return [self._feed(poll, known, owned, now) for poll in polls]
+
+    def _feed(self, poll: FeedPoll, known: KnownStories, owned: set[str], now: dt.datetime) -> FeedIntent:
+        feed = poll.feed
+        alerting = self.alerts(feed)
+        stories: list[NewStory] = []
+        sightings: list[Sighting] = []
+        matches: list[NewMatch] = []
+        alerts: list[NewAlert] = []
+        new = 0
+        for ident, entry in {story_ident(feed.id, e): e for e in poll.entries}.items():
+            if ident in known.ids:
+                sightings.append(Sighting(ident, feed.id, now, known.ids[ident]))
+                continue
+            if entry.guid_key and (feed.id, entry.guid_key) in known.guids:
+                continue
+            new += 1
+            sightings.append(Sighting(ident, feed.id, now))
+            if ident in owned:
+                continue
+            owned.add(ident)
+            stories.append(NewStory(ident, feed.id, entry, cluster=ident, first_seen_at=now))
+            for m in self.match(entry):
+                targets = self.targets.get(m.watchlist, ())
+                matches.append(NewMatch(ident, m.watchlist, m.terms, m.hits, now, alerting and bool(targets)))
+                if alerting:
+                    alerts.extend(NewAlert(ident, ident, OutboxRow(m.watchlist, t, now)) for t in targets)
+        update = after_success(
+            feed,
+            now=now,
+            http_status=poll.http_status,
+            etag=poll.etag,
+            last_modified=poll.last_modified,
+            body_hash=poll.body_hash,
+            permanent_redirect=poll.permanent_redirect,
+            title=poll.title,
+            new_entries=new,
+            policy=self.policy,
+            rand=self.rand,
+            published=[e.published_at for e in poll.entries if e.date_from_feed],
+        )
+        return FeedIntent(
+            feed.id, update, tuple(stories), tuple(sightings), tuple(matches), tuple(alerts), alerting
+        )

@@ -1,0 +1,202 @@
+"""The database connection: engines, migrations, and the one transaction helper.
+
+Everything that touches the database goes through :meth:`Database.transaction`: one
+transaction per call, library errors turned into :class:`~monitor.errors.StoreError`
+with a message naming the database without its password.
+
+- SQLite: WAL, ``synchronous=NORMAL``, a busy timeout, and ``BEGIN IMMEDIATE`` for every
+  transaction, so a read never has to be upgraded to a write lock mid-transaction
+  (which fails at once with "database is locked"). Connections are pooled: opening one
+  per transaction cost a WAL checkpoint (~10 ms).
+- PostgreSQL (several daemons): claims select with ``FOR UPDATE SKIP LOCKED``
+  (:meth:`Database.locking`); migrations run under an advisory lock.
+- Inserts are idempotent where they must be: :meth:`Database.insert` is the dialect's
+  INSERT, which has ``on_conflict_do_nothing`` on both backends.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, TypeVar
+
+from sqlalchemy import Connection, Engine, create_engine, event, text
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError, SQLAlchemyError
+
+from monitor.errors import StoreError
+
+MIGRATIONS = Path(__file__).with_name("migrations")
+#: Most values bound in one IN (...) or one executemany batch.
+CHUNK = 500
+
+T = TypeVar("T")
+
+
+def utcnow() -> dt.datetime:
+    return dt.datetime.now(dt.UTC)
+
+
+def normalise_url(url: str) -> str:
+    """Accept ``postgresql://`` and ``postgres://`` as psycopg 3 (the driver we ship)."""
+    try:
+        u = make_url(url)
+    except ArgumentError as exc:
+        raise StoreError(f"invalid database URL: {exc}") from None
+    if u.drivername in ("postgresql", "postgres"):
+        u = u.set(drivername="postgresql+psycopg")
+    return u.render_as_string(hide_password=False)
+
+
+def safe_url(url: str) -> str:
+    """The database URL with its password masked, for logs and errors."""
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except ArgumentError:
+        return "<invalid database URL>"
+
+
+def make_engine(url: str, *, schema: str | None = None) -> Engine:
+    """An engine with the pragmas and transaction behaviour the store relies on.
+
+    ``schema`` (PostgreSQL only) sets the search_path: tests use one schema each.
+    """
+    url = normalise_url(url)
+    u = make_url(url)
+    try:
+        if u.get_backend_name() == "sqlite":
+            if u.database and u.database != ":memory:":
+                Path(u.database).parent.mkdir(parents=True, exist_ok=True)
+            engine = create_engine(url, connect_args={"timeout": 30})
+            _sqlite_events(engine)
+        else:
+            connect_args: dict[str, Any] = {"connect_timeout": 10}
+            if schema:
+                connect_args["options"] = f"-csearch_path={schema}"
+            engine = create_engine(url, pool_pre_ping=True, connect_args=connect_args)
+    except (ArgumentError, SQLAlchemyError, ImportError) as exc:
+        raise StoreError(f"cannot open database {safe_url(url)}: {exc}") from None
+    return engine
+
+
+def _sqlite_events(engine: Engine) -> None:
+    @event.listens_for(engine, "connect")
+    def _connect(dbapi_connection: Any, _record: Any) -> None:
+        # Let SQLAlchemy's "begin" event issue BEGIN IMMEDIATE instead of pysqlite's BEGIN.
+        dbapi_connection.isolation_level = None
+        cur = dbapi_connection.cursor()
+        cur.execute("PRAGMA journal_mode=WAL")
+        cur.execute("PRAGMA synchronous=NORMAL")
+        cur.execute("PRAGMA busy_timeout=30000")
+        cur.execute("PRAGMA foreign_keys=ON")
+        cur.close()
+
+    @event.listens_for(engine, "begin")
+    def _begin(conn: Connection) -> None:
+        conn.exec_driver_sql("BEGIN IMMEDIATE")
+
+
+_REVISION_RE = re.compile(r"^(down_revision|revision)\b[^=]*=\s*['\"]?([^'\"\s#]*)['\"]?", re.MULTILINE)
+
+
+def head_revisions() -> set[str]:
+    """The newest migration id(s), read from the migration files without Alembic.
+
+    Importing Alembic costs ~11 MB and a third of a second; a daemon or CLI command
+    that finds its database already current never needs it.
+    """
+    revisions: set[str] = set()
+    parents: set[str] = set()
+    for path in (MIGRATIONS / "versions").glob("[0-9]*.py"):
+        for kind, value in _REVISION_RE.findall(path.read_text(encoding="utf-8")):
+            if kind == "revision":
+                revisions.add(value)
+            elif value and value != "None":
+                parents.add(value)
+    return revisions - parents
+
+
+def is_current(engine: Engine) -> bool:
+    """True when the database's Alembic version is the newest migration."""
+    try:
+        with engine.connect() as conn:
+            found = {r[0] for r in conn.execute(text("SELECT version_num FROM alembic_version"))}
+    except SQLAlchemyError:  # no table yet: a new database
+        return False
+    return found == head_revisions()
+
+
+def migrate(engine: Engine) -> None:
+    """Create or upgrade the schema with Alembic (idempotent; safe with several daemons)."""
+    if is_current(engine):
+        return
+    from alembic import command
+    from alembic.config import Config as AlembicConfig
+
+    cfg = AlembicConfig()
+    cfg.set_main_option("script_location", str(MIGRATIONS))
+    with engine.begin() as conn:
+        if conn.dialect.name == "postgresql":
+            # Two daemons starting together must not both create tables.
+            conn.execute(text("SELECT pg_advisory_xact_lock(7361280415)"))
+        cfg.attributes["connection"] = conn
+        command.upgrade(cfg, "heads")
+
+
+class Database:
+    """An open database: the engine, its dialect, and the transaction helper that every
+    part of the store (and story search) uses."""
+
+    def __init__(self, url: str, *, schema: str | None = None, create: bool = True) -> None:
+        self.url = normalise_url(url)
+        self.engine = make_engine(self.url, schema=schema)
+        self.dialect = self.engine.dialect.name
+        if create:
+            try:
+                migrate(self.engine)
+            except SQLAlchemyError as exc:
+                raise StoreError(f"cannot prepare database {safe_url(self.url)}: {reason(exc)}") from None
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+    @contextmanager
+    def transaction(self) -> Iterator[Connection]:
+        """One transaction; a database error becomes a StoreError (password masked)."""
+        try:
+            with self.engine.begin() as conn:
+                yield conn
+        except SQLAlchemyError as exc:
+            raise StoreError(f"database {safe_url(self.url)}: {reason(exc)}") from exc
+
+    def insert(self, table: Any) -> Any:
+        """The dialect's INSERT (it has ``on_conflict_do_nothing`` on both backends)."""
+        return (postgresql.insert if self.dialect == "postgresql" else sqlite.insert)(table)
+
+    def locking(self, stmt: Any) -> Any:
+        """``FOR UPDATE SKIP LOCKED`` on PostgreSQL; SQLite's writers are serialised anyway."""
+        return stmt.with_for_update(skip_locked=True) if self.dialect == "postgresql" else stmt
+
+    def ping(self) -> bool:
+        try:
+            with self.engine.connect() as conn:
+                conn.execute(text("SELECT 1"))
+            return True
+        except SQLAlchemyError:
+            return False
+
+
+def chunks(items: Sequence[T], size: int = CHUNK) -> Iterator[Sequence[T]]:
+    for i in range(0, len(items), size):
+        yield items[i : i + size]
+
+
+def reason(exc: SQLAlchemyError) -> str:
+    """The driver's own message, first line only (SQLAlchemy appends SQL and a URL)."""
+    orig = getattr(exc, "orig", None)
+    msg = str(orig if orig is not None else exc).strip().splitlines()
+    return msg[0] if msg else type(exc).__name__

@@ -1,0 +1,233 @@
+"""Feeds: the configured feeds, their claims, their schedule and their health state.
+
+A feed is *claimed* with a lease before it is polled (``claimed_by``, ``claim_until``):
+a daemon that dies mid-poll leaves the lease to expire and another takes the feed. The
+poll's outcome comes back as a :class:`~monitor.ingest.schedule.FeedUpdate` (the pure
+policy decided it); :func:`apply_updates` maps it to columns and ends the claim, with
+one executemany UPDATE per set of changed columns (a cycle of 1,000 feeds answering 304
+is one statement).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, fields
+from typing import Any, cast
+
+from sqlalchemy import Connection, Table, and_, bindparam, func, insert, or_, select, update
+
+from monitor.ingest.schedule import KEEP, FeedSnapshot, FeedUpdate
+from monitor.storage.engine import Database, chunks, utcnow
+from monitor.storage.schema import Feed
+
+
+@dataclass(frozen=True, slots=True)
+class FeedConfigRow:
+    """What the store needs of a configured feed (kept free of pydantic on purpose)."""
+
+    name: str
+    url: str
+    interval_s: float
+    language: str | None
+    enabled: bool = True
+
+
+@dataclass(frozen=True, slots=True)
+class SyncReport:
+    added: tuple[str, ...]
+    updated: tuple[str, ...]
+    removed: tuple[str, ...]
+
+
+_SNAPSHOT_FIELDS = tuple(f.name for f in fields(FeedSnapshot))
+_UPDATE_FIELDS = tuple(f.name for f in fields(FeedUpdate))
+
+
+def _snapshot(row: Any) -> FeedSnapshot:
+    return FeedSnapshot(**{name: getattr(row, name) for name in _SNAPSHOT_FIELDS})
+
+
+def feed_columns(change: FeedUpdate) -> dict[str, Any]:
+    """The columns an update sets (its fields not left at KEEP), and the end of the claim."""
+    values = {name: value for name in _UPDATE_FIELDS if (value := getattr(change, name)) is not KEEP}
+    values.update(claimed_by=None, claim_until=None)
+    return values
+
+
+def apply_updates(conn: Connection, changes: Iterable[tuple[int, FeedUpdate]]) -> None:
+    """Apply feeds' updates: one executemany UPDATE per distinct set of changed columns."""
+    groups: dict[tuple[str, ...], list[dict[str, Any]]] = {}
+    for feed_id, change in changes:
+        values = feed_columns(change)
+        keys = tuple(sorted(values))
+        params = {f"v_{k}": values[k] for k in keys}
+        params["b_id"] = feed_id
+        groups.setdefault(keys, []).append(params)
+    table = cast(Table, Feed.__table__)
+    for keys, params_list in groups.items():
+        stmt = (
+            update(table)
+            .where(table.c.id == bindparam("b_id"))
+            .values({k: bindparam(f"v_{k}", type_=table.c[k].type) for k in keys})
+        )
+        conn.execute(stmt, params_list)
+
+
+def _new_feed(cfg: FeedConfigRow, now: dt.datetime) -> dict[str, Any]:
+    return {
+        "name": cfg.name,
+        "url": cfg.url,
+        "fetch_url": cfg.url,
+        "language": cfg.language,
+        "interval_s": cfg.interval_s,
+        "enabled": cfg.enabled,
+        "state": "new",
+        "redirect_seen": 0,
+        "initialized": False,
+        "created_at": now,
+        "consecutive_failures": 0,
+        "total_polls": 0,
+        "total_failures": 0,
+        "entries_seen": 0,
+        "next_poll_at": now,
+    }
+
+
+def _config_changes(row: Any, cfg: FeedConfigRow, now: dt.datetime) -> dict[str, Any]:
+    """What following the config changes in a stored feed (nothing: an empty dict)."""
+    changes: dict[str, Any] = {}
+    if row.url != cfg.url:
+        changes.update(
+            url=cfg.url,
+            fetch_url=cfg.url,
+            etag=None,
+            last_modified=None,
+            body_hash=None,
+            redirect_to=None,
+            redirect_seen=0,
+            next_poll_at=now,
+            consecutive_failures=0,
+            failing_since=None,
+        )
+        if row.state == "disabled":
+            changes["state"] = "backoff" if row.initialized else "new"
+    if row.interval_s != cfg.interval_s:
+        changes["interval_s"] = cfg.interval_s
+        if row.next_poll_at > now + dt.timedelta(seconds=cfg.interval_s):
+            changes["next_poll_at"] = now
+    if row.language != cfg.language:
+        changes["language"] = cfg.language
+    if row.enabled != cfg.enabled:
+        changes["enabled"] = cfg.enabled
+    return changes
+
+
+class FeedStore(Database):
+    """The feeds aggregate of :class:`~monitor.storage.store.Store`."""
+
+    def sync_feeds(self, feeds: Sequence[FeedConfigRow], *, now: dt.datetime | None = None) -> SyncReport:
+        """Make the feeds table follow the config: add, update, disable what was removed.
+
+        A feed whose URL changed starts afresh (validators, redirect and 410 state reset)
+        but keeps its stories; a removed feed is disabled, not deleted, so its history
+        and dedupe keys survive a config mistake.
+        """
+        now = now or utcnow()
+        added: list[str] = []
+        updated: list[str] = []
+        removed: list[str] = []
+        wanted = {f.name: f for f in feeds}
+        with self.transaction() as conn:
+            rows = {r.name: r for r in conn.execute(select(Feed.__table__))}
+            for name, cfg in wanted.items():
+                row = rows.get(name)
+                if row is None:
+                    conn.execute(insert(Feed).values(**_new_feed(cfg, now)))
+                    added.append(name)
+                elif changes := _config_changes(row, cfg, now):
+                    conn.execute(update(Feed).where(Feed.id == row.id).values(**changes))
+                    updated.append(name)
+            for name, row in rows.items():
+                if name not in wanted and row.enabled:
+                    conn.execute(update(Feed).where(Feed.id == row.id).values(enabled=False))
+                    removed.append(name)
+        return SyncReport(tuple(added), tuple(updated), tuple(removed))
+
+    def claim_due_feeds(
+        self,
+        *,
+        worker: str,
+        lease: float,
+        limit: int = 10_000,
+        now: dt.datetime | None = None,
+        force: bool = False,
+        names: Sequence[str] | None = None,
+    ) -> list[FeedSnapshot]:
+        """Claim enabled feeds whose next poll is due (all of them with ``force``).
+
+        The claim is a lease: a daemon that dies mid-poll leaves ``claim_until`` in the
+        past soon, and another (or the restarted) daemon takes the feed again.
+        """
+        now = now or utcnow()
+        with self.transaction() as conn:
+            cond = [
+                Feed.enabled.is_(True),
+                Feed.state != "disabled",
+                or_(Feed.claim_until.is_(None), Feed.claim_until < now),
+            ]
+            if not force:
+                cond.append(Feed.next_poll_at <= now)
+            if names is not None:
+                cond.append(Feed.name.in_(list(names)))
+            stmt = self.locking(select(Feed.id).where(and_(*cond)).order_by(Feed.next_poll_at).limit(limit))
+            ids = [r[0] for r in conn.execute(stmt)]
+            if not ids:
+                return []
+            until = now + dt.timedelta(seconds=lease)
+            for chunk in chunks(ids):
+                conn.execute(
+                    update(Feed).where(Feed.id.in_(chunk)).values(claimed_by=worker, claim_until=until)
+                )
+            snaps = [
+                _snapshot(r)
+                for chunk in chunks(ids)
+                for r in conn.execute(select(Feed.__table__).where(Feed.id.in_(chunk)))
+            ]
+        snaps.sort(key=lambda s: s.next_poll_at)
+        return snaps
+
+    def release_feeds(self, feed_ids: Sequence[int]) -> None:
+        """Give back claims not worked on (shutdown in the middle of a cycle)."""
+        if not feed_ids:
+            return
+        with self.transaction() as conn:
+            for chunk in chunks(list(feed_ids)):
+                conn.execute(update(Feed).where(Feed.id.in_(chunk)).values(claimed_by=None, claim_until=None))
+
+    def feeds(self, *, include_removed: bool = False) -> list[FeedSnapshot]:
+        with self.transaction() as conn:
+            stmt = select(Feed.__table__).order_by(Feed.name)
+            if not include_removed:
+                stmt = stmt.where(Feed.enabled.is_(True))
+            return [_snapshot(r) for r in conn.execute(stmt)]
+
+    def defer_feeds(self, feed_ids: Sequence[int], until: dt.datetime) -> int:
+        """Move the next poll of these feeds to ``until`` at the earliest (a host asked us to
+        wait with Retry-After: its other feeds wait too, also across restarts)."""
+        if not feed_ids:
+            return 0
+        n = 0
+        with self.transaction() as conn:
+            for chunk in chunks(list(feed_ids)):
+                res = conn.execute(
+                    update(Feed).where(Feed.id.in_(chunk), Feed.next_poll_at < until).values(next_poll_at=until)
+                )
+                n += int(res.rowcount or 0)
+        return n
+
+    def feed_state_counts(self) -> dict[str, int]:
+        """Enabled feeds by health state (new, ok, backoff, disabled), for /metrics."""
+        with self.transaction() as conn:
+            stmt = select(Feed.state, func.count()).where(Feed.enabled.is_(True)).group_by(Feed.state)
+            return {s: int(n) for s, n in conn.execute(stmt)}

@@ -1,0 +1,264 @@
+"""The outbox: alerts waiting to be delivered, their leases, and the delivery log.
+
+Delivery is at-least-once with a small window: a row is *claimed* with a lease
+(``status='sending'``, ``claimed_by``, ``lease_until``; ``FOR UPDATE SKIP LOCKED`` on
+PostgreSQL), sent, then marked; every mark is conditional on still holding the claim,
+so a sender that lost its lease to another finds out (a row count of 0) before it
+writes. Claiming bumps ``attempts`` first, so a row that kills the sender every time
+still reaches its give-up age instead of looping for ever.
+
+New rows take their defaults from :class:`~monitor.ingest.decide.OutboxRow` through
+:func:`alert_columns`, whoever queues them (a poll, a backfill, feed health).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from sqlalchemy import Connection, and_, func, insert, or_, select, update
+
+from monitor.delivery.routing import HEALTH_WATCHLIST, ClaimedAlert
+from monitor.ingest.decide import OutboxRow
+from monitor.storage.engine import Database, chunks, utcnow
+from monitor.storage.schema import Alert, Delivery, Feed, Match, Story
+from monitor.storage.stories import stored_hits, story_sources
+
+
+def alert_columns(alert: OutboxRow) -> dict[str, Any]:
+    """The outbox columns of a new row, whatever it announces (the caller adds what)."""
+    return {
+        "watchlist": alert.watchlist,
+        "target": alert.target,
+        "status": alert.status,
+        "attempts": alert.attempts,
+        "fold": alert.fold,
+        "created_at": alert.created_at,
+        "next_attempt_at": alert.next_attempt_at,
+    }
+
+
+def _claimed(r: Any, others: Mapping[int, list[str]]) -> ClaimedAlert:
+    """A claimed row as the planner and renderer see it (story and health alerts alike)."""
+    if r.kind == "story":
+        return ClaimedAlert(
+            id=r.id, kind="story", story_id=r.story_id, cluster_id=r.cluster_id, watchlist=r.watchlist,
+            target=r.target, attempts=r.attempts, fold=bool(r.fold), created_at=r.created_at, title=r.title,
+            link=r.link, summary=r.summary, published_at=r.published_at, source=r.source,
+            terms=tuple(r.terms or ()),
+            hits=stored_hits(r.hits),
+            also_reported_by=tuple(n for n in others.get(r.story_id, ()) if n != r.source),
+        )
+    payload = r.payload or {}
+    if r.kind == "feed_down":
+        title = f"Feed {r.health_feed!r} has been failing since {payload.get('since', '?')}"
+        summary = f"Last error ({payload.get('reason') or 'unknown'}): {payload.get('error') or '-'}"
+    else:
+        title = f"Feed {r.health_feed!r} has recovered"
+        summary = f"It had been reported failing at {payload.get('since', '?')}; polling works again."
+    return ClaimedAlert(
+        id=r.id, kind=r.kind, story_id=None, cluster_id=None, watchlist=r.watchlist, target=r.target,
+        attempts=r.attempts, fold=bool(r.fold), created_at=r.created_at, title=title, link=r.health_url,
+        summary=summary, published_at=r.created_at, source=r.health_feed or "?",
+    )
+
+
+class OutboxStore(Database):
+    """The outbox aggregate of :class:`~monitor.storage.store.Store`."""
+
+    def _queue_story_alerts(
+        self, conn: Connection, alerts: Sequence[tuple[OutboxRow, int, int]]
+    ) -> None:
+        """Insert (alert, story id, cluster id) rows; a cluster already alerted for a
+        watchlist and target stays as it is (``ON CONFLICT DO NOTHING``)."""
+        rows = [{"story_id": sid, "cluster_id": cid, **alert_columns(a)} for a, sid, cid in alerts]
+        for chunk in chunks(rows):
+            conn.execute(self.insert(Alert.__table__).on_conflict_do_nothing(), chunk)
+
+    def claim_alerts(
+        self, *, worker: str, lease: float, limit: int = 100, now: dt.datetime | None = None
+    ) -> list[ClaimedAlert]:
+        """Claim due outbox rows (pending and due, or sending with an expired lease)."""
+        now = now or utcnow()
+        with self.transaction() as conn:
+            due = or_(
+                and_(Alert.status == "pending", Alert.next_attempt_at <= now),
+                and_(Alert.status == "sending", Alert.lease_until < now),
+            )
+            stmt = self.locking(select(Alert.id).where(due).order_by(Alert.id).limit(limit))
+            ids = [r[0] for r in conn.execute(stmt)]
+            if not ids:
+                return []
+            conn.execute(
+                update(Alert)
+                .where(Alert.id.in_(ids))
+                .values(
+                    status="sending",
+                    claimed_by=worker,
+                    lease_until=now + dt.timedelta(seconds=lease),
+                    attempts=Alert.attempts + 1,
+                )
+            )
+            story_feed = Feed.__table__.alias("story_feed")
+            rows = conn.execute(
+                select(
+                    Alert.id, Alert.kind, Alert.story_id, Alert.cluster_id, Alert.watchlist, Alert.target,
+                    Alert.attempts, Alert.fold, Alert.created_at, Alert.payload,
+                    Story.title, Story.link, Story.summary, Story.published_at,
+                    story_feed.c.name.label("source"), Feed.name.label("health_feed"),
+                    Feed.fetch_url.label("health_url"), Match.terms, Match.hits,
+                )
+                .outerjoin(Story, Story.id == Alert.story_id)
+                .outerjoin(story_feed, story_feed.c.id == Story.feed_id)
+                .outerjoin(Feed, Feed.id == Alert.feed_id)
+                .outerjoin(Match, and_(Match.story_id == Alert.story_id, Match.watchlist == Alert.watchlist))
+                .where(Alert.id.in_(ids))
+                .order_by(Alert.id)
+            ).all()
+            others = story_sources(conn, {r.story_id for r in rows if r.story_id is not None})
+        return [_claimed(r, others) for r in rows]
+
+    def mark_sent(
+        self,
+        alert_ids: Sequence[int],
+        *,
+        worker: str,
+        now: dt.datetime | None = None,
+        delivery: tuple[str, str, str] | None = None,
+    ) -> int:
+        """Mark delivered; only rows this worker still holds (a lease lost to another is not ours).
+
+        ``delivery`` = (target, kind, title) is logged in the same transaction: the
+        rate limit counts those rows, so a message is counted exactly when it is marked.
+        """
+        now = now or utcnow()
+        with self.transaction() as conn:
+            res = conn.execute(
+                update(Alert)
+                .where(Alert.id.in_(list(alert_ids)), Alert.status == "sending", Alert.claimed_by == worker)
+                .values(status="sent", sent_at=now, lease_until=None, last_error=None)
+            )
+            count = int(res.rowcount or 0)
+            if delivery is not None and count:
+                target, kind, title = delivery
+                conn.execute(
+                    insert(Delivery).values(target=target, sent_at=now, kind=kind, alerts=count, title=title[:500])
+                )
+            return count
+
+    def mark_failed(
+        self,
+        alert_ids: Sequence[int],
+        *,
+        worker: str,
+        error: str,
+        next_attempt_at: dt.datetime,
+        give_up: bool,
+    ) -> int:
+        with self.transaction() as conn:
+            res = conn.execute(
+                update(Alert)
+                .where(Alert.id.in_(list(alert_ids)), Alert.status == "sending", Alert.claimed_by == worker)
+                .values(
+                    status="failed" if give_up else "pending",
+                    next_attempt_at=next_attempt_at,
+                    lease_until=None,
+                    last_error=error[:2000],
+                )
+            )
+            return int(res.rowcount or 0)
+
+    def defer(self, alert_ids: Sequence[int], *, worker: str, until: dt.datetime, fold: bool) -> int:
+        """Hold claimed rows until ``until`` (digest time, end of quiet hours, rate window).
+
+        Not a failed attempt: the claim's ``attempts`` bump is taken back.
+        """
+        with self.transaction() as conn:
+            res = conn.execute(
+                update(Alert)
+                .where(Alert.id.in_(list(alert_ids)), Alert.status == "sending", Alert.claimed_by == worker)
+                .values(
+                    status="pending",
+                    next_attempt_at=until,
+                    lease_until=None,
+                    fold=fold,
+                    attempts=Alert.attempts - 1,
+                )
+            )
+            return int(res.rowcount or 0)
+
+    def sent_times(self, target: str, since: dt.datetime) -> list[dt.datetime]:
+        """When messages were sent to ``target`` since ``since`` (for its rate limit)."""
+        with self.transaction() as conn:
+            stmt = select(Delivery.sent_at).where(Delivery.target == target, Delivery.sent_at > since)
+            return [t for (t,) in conn.execute(stmt)]
+
+    def queue_health_alerts(
+        self, *, targets: Sequence[str], after: float, now: dt.datetime | None = None
+    ) -> list[tuple[str, str]]:
+        """Queue one alert per feed that has failed for longer than ``after`` seconds,
+        and one when such a feed recovers. Returns [(feed name, "down" | "up")].
+
+        The feed's ``health_alerted_at`` flips in the same transaction as the outbox
+        rows are written, so each transition is alerted exactly once, even with
+        several daemons or a crash in between.
+        """
+        now = now or utcnow()
+        cutoff = now - dt.timedelta(seconds=after)
+        out: list[tuple[str, str]] = []
+        with self.transaction() as conn:
+            down = conn.execute(
+                self.locking(
+                    select(
+                        Feed.id, Feed.name, Feed.failing_since, Feed.last_error, Feed.last_error_reason
+                    ).where(
+                        Feed.enabled.is_(True),
+                        Feed.health_alerted_at.is_(None),
+                        Feed.failing_since.is_not(None),
+                        Feed.failing_since <= cutoff,
+                    )
+                )
+            ).all()
+            up = conn.execute(
+                self.locking(
+                    select(Feed.id, Feed.name, Feed.health_alerted_at, Feed.last_success_at).where(
+                        Feed.health_alerted_at.is_not(None), Feed.failing_since.is_(None)
+                    )
+                )
+            ).all()
+            for r in down:
+                conn.execute(update(Feed).where(Feed.id == r.id).values(health_alerted_at=now))
+                payload = {
+                    "since": r.failing_since.isoformat(timespec="seconds"),
+                    "reason": r.last_error_reason,
+                    "error": (r.last_error or "")[:500],
+                }
+                self._queue_health(conn, r.id, "feed_down", payload, targets, now)
+                out.append((r.name, "down"))
+            for r in up:
+                conn.execute(update(Feed).where(Feed.id == r.id).values(health_alerted_at=None))
+                payload = {"since": r.health_alerted_at.isoformat(timespec="seconds")}
+                self._queue_health(conn, r.id, "feed_up", payload, targets, now)
+                out.append((r.name, "up"))
+        return out
+
+    @staticmethod
+    def _queue_health(
+        conn: Connection,
+        feed_id: int,
+        kind: str,
+        payload: dict[str, Any],
+        targets: Sequence[str],
+        now: dt.datetime,
+    ) -> None:
+        for target in targets:
+            values = alert_columns(OutboxRow(HEALTH_WATCHLIST, target, now))
+            conn.execute(insert(Alert).values(kind=kind, feed_id=feed_id, payload=payload, **values))
+
+    def alert_counts(self) -> dict[str, int]:
+        """Outbox rows by status (pending, sending, sent, failed)."""
+        with self.transaction() as conn:
+            return {
+                s: int(n) for s, n in conn.execute(select(Alert.status, func.count()).group_by(Alert.status))
+            }

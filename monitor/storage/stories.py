@@ -1,0 +1,385 @@
+"""Stories: what ingest found, where it was seen, what it matched; and the read models
+built from them (story pages, match lists, backtests).
+
+Writes apply what :mod:`monitor.ingest.decide` decided, inside the poll batch's one
+transaction (``Store.apply_poll``): one ``INSERT ... ON CONFLICT DO NOTHING RETURNING``
+per 500 stories (a story another daemon stored meanwhile is simply not returned, so not
+new), one UPDATE for the clusters, one executemany INSERT each for sightings and
+matches. Matches arrive as :class:`~monitor.matching.matcher.Hit` values and are stored
+as JSON lists ``[term, field, start, end, text]``.
+
+Backfill recording writes matches and outbox rows together, so it is composed in
+``Store.record_backfill`` from :func:`match_row` and the outbox's columns.
+
+Read models sit with the queries that build them: :class:`StoredStory` (and
+:func:`stored_story_select`, shared with story search), :class:`MatchedStory`,
+:class:`StoryDetail`.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, cast
+
+from sqlalchemy import Connection, Table, bindparam, func, select, update
+
+from monitor.ingest.decide import KnownStories, NewMatch, NewStory, Sighting, story_ident
+from monitor.matching.matcher import Hit, MatchResult
+from monitor.storage.engine import Database, chunks
+from monitor.storage.schema import Alert, Feed, Match, Story, StoryFeed
+
+if TYPE_CHECKING:
+    from monitor.ingest.entries import Entry
+
+#: A stored hit as the read models hand it out: term, field, start, end, text.
+HitRow = tuple[str, str, int, int, str]
+
+
+@dataclass(frozen=True, slots=True)
+class StoredStory:
+    id: int
+    feed: str
+    title: str
+    summary: str
+    link: str | None
+    published_at: dt.datetime
+    first_seen_at: dt.datetime
+
+
+#: The columns of a StoredStory, in its field order (stories join their first feed for its name).
+STORED_STORY_COLUMNS = (
+    Story.id,
+    Feed.name,
+    Story.title,
+    Story.summary,
+    Story.link,
+    Story.published_at,
+    Story.first_seen_at,
+)
+
+
+def stored_story_select() -> Any:
+    """SELECT of StoredStory rows, to which callers add their WHERE and ORDER BY."""
+    return select(*STORED_STORY_COLUMNS).join(Feed, Feed.id == Story.feed_id)
+
+
+@dataclass(frozen=True, slots=True)
+class MatchedStory:
+    """A stored match with what the web page and the per-watchlist feeds show."""
+
+    story_id: int
+    watchlist: str
+    title: str
+    summary: str
+    link: str | None
+    published_at: dt.datetime
+    matched_at: dt.datetime
+    source: str
+    terms: tuple[str, ...]
+    hits: tuple[HitRow, ...]
+    alerted: bool
+    also_reported_by: tuple[str, ...]
+    deliveries: tuple[tuple[str, str], ...]  # (target, outbox status)
+
+
+@dataclass(frozen=True, slots=True)
+class StoryAlert:
+    watchlist: str
+    target: str
+    status: str
+    attempts: int
+    created_at: dt.datetime
+    sent_at: dt.datetime | None
+    last_error: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class StoryDetail:
+    """``news-monitor stories show``: a story, where it was seen, its cluster, matches, alerts."""
+
+    story: StoredStory
+    guid: str | None
+    language: str | None
+    author: str | None
+    cluster_id: int
+    sightings: tuple[tuple[str, dt.datetime], ...]  # feed, first seen there
+    cluster: tuple[StoredStory, ...]  # the other stories of its cluster
+    matches: tuple[tuple[str, tuple[str, ...], dt.datetime, bool], ...]  # watchlist, terms, when, alerted
+    alerts: tuple[StoryAlert, ...]
+
+
+def hits_json(hits: Iterable[Hit]) -> list[list[Any]]:
+    return [[h.term, h.field, h.start, h.end, h.text] for h in hits]
+
+
+def stored_hits(value: Sequence[Sequence[Any]] | None) -> tuple[HitRow, ...]:
+    return tuple((h[0], h[1], int(h[2]), int(h[3]), h[4]) for h in (value or ()))
+
+
+def story_sources(conn: Connection, story_ids: Iterable[int]) -> dict[int, list[str]]:
+    """Every feed that carried each story, first sighting first ("also reported by")."""
+    sources: dict[int, list[str]] = {}
+    for chunk in chunks(list(story_ids)):
+        for sid, name in conn.execute(
+            select(StoryFeed.story_id, Feed.name)
+            .join(Feed, Feed.id == StoryFeed.feed_id)
+            .where(StoryFeed.story_id.in_(chunk))
+            .order_by(StoryFeed.first_seen_at, Feed.name)
+        ):
+            sources.setdefault(sid, []).append(name)
+    return sources
+
+
+def _story_row(story: NewStory) -> dict[str, Any]:
+    e = story.entry
+    return {
+        "ident": story.ident,
+        "feed_id": story.feed_id,
+        "guid": e.guid,
+        "guid_key": e.guid_key,
+        "link": e.link,
+        "link_key": e.link_key,
+        "title_key": e.title_key,
+        "title": e.title,
+        "summary": e.summary,
+        "language": e.language,
+        "author": e.author,
+        "published_at": e.published_at,
+        "date_from_feed": e.date_from_feed,
+        "first_seen_at": story.first_seen_at,
+    }
+
+
+def match_row(story_id: int, match: NewMatch | MatchResult, matched_at: dt.datetime, alerted: bool) -> dict[str, Any]:
+    """A matches row: its terms, and its hits as JSON."""
+    return {
+        "story_id": story_id,
+        "watchlist": match.watchlist,
+        "terms": list(match.terms),
+        "hits": hits_json(match.hits),
+        "matched_at": matched_at,
+        "alerted": alerted,
+    }
+
+
+class StoryStore(Database):
+    """The stories aggregate of :class:`~monitor.storage.store.Store`."""
+
+    def known_stories(self, batches: Sequence[tuple[int, Sequence[Entry]]]) -> KnownStories:
+        """What is stored of these feeds' entries: their identities' story ids, and the
+        GUID keys each feed already stored (a read; the decision is the decider's)."""
+        everything = list({story_ident(feed_id, e) for feed_id, entries in batches for e in entries})
+        if not everything:
+            return KnownStories()
+        ids: dict[str, int] = {}
+        guids: set[tuple[int, str]] = set()
+        with self.transaction() as conn:
+            for chunk in chunks(everything):
+                stmt = select(Story.ident, Story.id).where(Story.ident.in_(chunk))
+                ids.update((ident, sid) for ident, sid in conn.execute(stmt))
+            for feed_id, entries in batches:
+                guid_keys = list({e.guid_key for e in entries if e.guid_key})
+                for chunk in chunks(guid_keys):
+                    by_guid = select(Story.guid_key).where(Story.feed_id == feed_id, Story.guid_key.in_(chunk))
+                    guids.update((feed_id, g) for (g,) in conn.execute(by_guid) if g is not None)
+        return KnownStories(ids, frozenset(guids))
+
+    def _write_stories(
+        self, conn: Connection, stories: Sequence[NewStory], sightings: Iterable[Sighting]
+    ) -> tuple[dict[str, int], set[str]]:
+        """Insert new stories, their clusters and every sighting. Returns the story id of
+        every identity involved, and the identities this call stored (the others were
+        stored meanwhile by another daemon: not new, but still sighted)."""
+        story = cast(Table, Story.__table__)
+        ids: dict[str, int] = {}
+        for rows in chunks([_story_row(s) for s in stories]):
+            stmt = self.insert(story).on_conflict_do_nothing().returning(story.c.ident, story.c.id)
+            ids.update((ident, sid) for ident, sid in conn.execute(stmt, rows))
+        new = set(ids)
+        sightings = list(sightings)
+        wanted = {s.ident for s in stories} | {s.cluster for s in stories if s.ident in new}
+        wanted |= {s.ident for s in sightings if s.story_id is None}
+        for idents in chunks(sorted(wanted - new)):
+            stmt = select(story.c.ident, story.c.id).where(story.c.ident.in_(idents))
+            ids.update((ident, sid) for ident, sid in conn.execute(stmt))
+        own = [ids[s.ident] for s in stories if s.ident in new and s.cluster == s.ident]
+        for id_chunk in chunks(own):
+            conn.execute(update(story).where(story.c.id.in_(id_chunk)).values(cluster_id=story.c.id))
+        joined = [
+            {"b_id": ids[s.ident], "v_cluster": ids[s.cluster]}
+            for s in stories
+            if s.ident in new and s.cluster != s.ident and s.cluster in ids
+        ]
+        if joined:
+            conn.execute(
+                update(story).where(story.c.id == bindparam("b_id")).values(cluster_id=bindparam("v_cluster")),
+                joined,
+            )
+        seen: dict[tuple[int, int], dt.datetime] = {}
+        for s in sightings:
+            sid = s.story_id if s.story_id is not None else ids.get(s.ident)
+            if sid is not None:
+                seen.setdefault((sid, s.feed_id), s.seen_at)
+        rows = [{"story_id": sid, "feed_id": fid, "first_seen_at": at} for (sid, fid), at in sorted(seen.items())]
+        for chunk in chunks(rows):
+            conn.execute(self.insert(StoryFeed.__table__).on_conflict_do_nothing(), chunk)
+        return ids, new
+
+    def _write_matches(self, conn: Connection, matches: Iterable[NewMatch], ids: Mapping[str, int]) -> None:
+        for chunk in chunks([match_row(ids[m.story], m, m.matched_at, m.alerted) for m in matches]):
+            conn.execute(self.insert(Match.__table__).on_conflict_do_nothing(), chunk)
+
+    def stories_published_since(self, since: dt.datetime, *, limit: int | None = None) -> list[StoredStory]:
+        """Stories published since ``since``, newest first (what a backtest or a backfill runs on)."""
+        with self.transaction() as conn:
+            stmt = (
+                stored_story_select()
+                .where(Story.published_at >= since)
+                .order_by(Story.published_at.desc(), Story.id.desc())
+            )
+            if limit:
+                stmt = stmt.limit(limit)
+            return [StoredStory(*row) for row in conn.execute(stmt)]
+
+    def matched_stories(
+        self,
+        *,
+        watchlist: str | None = None,
+        alerted_only: bool = False,
+        since: dt.datetime | None = None,
+        limit: int = 50,
+    ) -> list[MatchedStory]:
+        """Matches, newest first, with their story, terms, sources and deliveries (web page, feeds)."""
+        with self.transaction() as conn:
+            stmt = (
+                select(
+                    Match.story_id,
+                    Match.watchlist,
+                    Match.terms,
+                    Match.hits,
+                    Match.matched_at,
+                    Match.alerted,
+                    Story.title,
+                    Story.summary,
+                    Story.link,
+                    Story.published_at,
+                    Feed.name,
+                )
+                .join(Story, Story.id == Match.story_id)
+                .join(Feed, Feed.id == Story.feed_id)
+                .order_by(Match.matched_at.desc(), Match.id.desc())
+                .limit(limit)
+            )
+            if watchlist is not None:
+                stmt = stmt.where(Match.watchlist == watchlist)
+            if alerted_only:
+                stmt = stmt.where(Match.alerted.is_(True))
+            if since is not None:
+                stmt = stmt.where(Match.matched_at >= since)
+            rows = conn.execute(stmt).all()
+            ids = list({r.story_id for r in rows})
+            sources = story_sources(conn, ids)
+            deliveries: dict[tuple[int, str], list[tuple[str, str]]] = {}
+            for chunk in chunks(ids):
+                for alert_sid, wl, target, status in conn.execute(
+                    select(Alert.story_id, Alert.watchlist, Alert.target, Alert.status)
+                    .where(Alert.story_id.in_(chunk))
+                    .order_by(Alert.target)
+                ):
+                    if alert_sid is not None:
+                        deliveries.setdefault((alert_sid, wl), []).append((target, status))
+        return [
+            MatchedStory(
+                story_id=r.story_id,
+                watchlist=r.watchlist,
+                title=r.title,
+                summary=r.summary,
+                link=r.link,
+                published_at=r.published_at,
+                matched_at=r.matched_at,
+                source=r.name,
+                terms=tuple(r.terms or ()),
+                hits=stored_hits(r.hits),
+                alerted=bool(r.alerted),
+                also_reported_by=tuple(n for n in sources.get(r.story_id, ()) if n != r.name),
+                deliveries=tuple(deliveries.get((r.story_id, r.watchlist), ())),
+            )
+            for r in rows
+        ]
+
+    def match_counts(self, since: dt.datetime) -> dict[str, int]:
+        """Matches per watchlist since a time (the watchlists page)."""
+        with self.transaction() as conn:
+            stmt = (
+                select(Match.watchlist, func.count())
+                .where(Match.matched_at >= since)
+                .group_by(Match.watchlist)
+            )
+            return {w: int(n) for w, n in conn.execute(stmt)}
+
+    def story_detail(self, story_id: int) -> StoryDetail | None:
+        """One story with where it was seen, its cluster, its matches and its alerts."""
+        with self.transaction() as conn:
+            row = conn.execute(
+                stored_story_select()
+                .add_columns(Story.guid, Story.language, Story.author, Story.cluster_id)
+                .where(Story.id == story_id)
+            ).first()
+            if row is None:
+                return None
+            cluster_id = row.cluster_id or row.id
+            sightings = tuple(
+                (name, seen)
+                for name, seen in conn.execute(
+                    select(Feed.name, StoryFeed.first_seen_at)
+                    .join(Feed, Feed.id == StoryFeed.feed_id)
+                    .where(StoryFeed.story_id == story_id)
+                    .order_by(StoryFeed.first_seen_at, Feed.name)
+                )
+            )
+            cluster = tuple(
+                StoredStory(*r)
+                for r in conn.execute(
+                    stored_story_select()
+                    .where(Story.cluster_id == cluster_id, Story.id != story_id)
+                    .order_by(Story.first_seen_at)
+                )
+            )
+            matches = tuple(
+                (r.watchlist, tuple(r.terms or ()), r.matched_at, bool(r.alerted))
+                for r in conn.execute(
+                    select(Match.watchlist, Match.terms, Match.matched_at, Match.alerted)
+                    .where(Match.story_id == story_id)
+                    .order_by(Match.watchlist)
+                )
+            )
+            alerts = tuple(
+                StoryAlert(r.watchlist, r.target, r.status, r.attempts, r.created_at, r.sent_at, r.last_error)
+                for r in conn.execute(
+                    select(
+                        Alert.watchlist,
+                        Alert.target,
+                        Alert.status,
+                        Alert.attempts,
+                        Alert.created_at,
+                        Alert.sent_at,
+                        Alert.last_error,
+                    )
+                    .where(Alert.cluster_id == cluster_id)
+                    .order_by(Alert.watchlist, Alert.target)
+                )
+            )
+        return StoryDetail(
+            story=StoredStory(*row[:7]),
+            guid=row.guid,
+            language=row.language,
+            author=row.author,
+            cluster_id=cluster_id,
+            sightings=sightings,
+            cluster=cluster,
+            matches=matches,
+            alerts=alerts,
+        )
+

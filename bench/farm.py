@@ -7,7 +7,7 @@ FeedBurner original link and RDF ``about`` gets a marker unique to the feed and 
 item, so no two items of the farm are the same story (a benchmark whose stories dedupe
 into each other measures nothing). The bytes stay in the fixture's own encoding.
 
-:func:`hostile_routes` is the robustness matrix of issue 5 as server behaviours (the
+:func:`hostile_routes` is the robustness matrix of tests/test_robustness.py as server behaviours (the
 same rows ``tests/test_robustness.py`` runs one by one), for a whole hostile cycle.
 
 ``python bench/farm.py serve --feeds 1000`` serves the farm (with ETag, Last-Modified

@@ -33,7 +33,7 @@ How it measures, so the figures can be trusted:
   times; the steady cycles run in the last one; its peak memory is the highest of the
   runs. ``--parse-workers`` sets ``poll.parse_workers`` (default: one per CPU).
 
-``--hostile`` serves the robustness matrix of issue 5 (500, 404, 410, a server that
+``--hostile`` serves the robustness matrix of tests/test_robustness.py (500, 404, 410, a server that
 never answers, one that trickles a byte a second, a 100 MB body, a gzip bomb, an
 entity bomb, random bytes, HTML, an empty body, a redirect loop, a 10 MB feed of tiny
 items that feedparser needs a minute for, 200,000 nested elements, a broken response)

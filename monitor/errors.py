@@ -6,12 +6,20 @@ are wrapped where they cross into our code, with ``raise ... from exc`` so the c
 stays visible in debug logs, and with a message a user can act on::
 
     MonitorError
-    ├── ConfigError            bad config file: names the file, line and field
-    │   └── QuerySyntaxError   bad watchlist query: names the column and what was expected
-    ├── FetchError             a feed could not be fetched (HTTP status, timeout, size cap, ...)
-    ├── ParseError             fetched bytes are not a usable feed
-    ├── StoreError             the database refused or is unreachable
-    └── NotifyError            an alert could not be delivered to a target
+    ├── ConfigError               bad config file: names the file, line and field
+    │   ├── QuerySyntaxError      bad watchlist query: names the column and what was expected
+    │   └── UnknownWatchlistError a watchlist name the config lacks   (app.services.common)
+    ├── FetchError                a feed could not be fetched (HTTP status, timeout, size cap, ...)
+    │   └── FeedFetchError        ... for one request of a batch     (ingest.fetch)
+    ├── ParseError                fetched bytes are not a usable feed
+    ├── StoreError                the database refused or is unreachable
+    ├── SearchSyntaxError         a story search that cannot mean anything  (storage.search)
+    ├── FeedCheckError            a feed fetched before it is added did not work  (app.services.feeds)
+    └── NotifyError               an alert could not be delivered to a target
+
+The subclasses that carry values of a higher layer (a fetch request, a watchlist list)
+live beside those values, named in brackets; everything else is defined here.
+``tests/test_layout.py`` checks that every exception class of the package is in this tree.
 
 Messages never contain secrets: URLs of targets are shown through Apprise's
 ``url(privacy=True)``, and feed URLs are shown without user-info.

@@ -124,3 +124,56 @@ def test_every_package_says_what_it_owns_and_may_import() -> None:
         if path.name == "__init__.py" and module.count(".") == 1:
             doc = ast.get_docstring(ast.parse(path.read_text(encoding="utf-8"))) or ""
             assert "Owns:" in doc and ("May import" in doc or "Pure" in doc), module
+
+
+def _classes() -> dict[str, tuple[str, ast.ClassDef]]:
+    found = {}
+    for module, path in MODULES.items():
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.ClassDef):
+                found[node.name] = (module, node)
+    return found
+
+
+def test_every_exception_is_in_the_documented_tree() -> None:
+    classes = _classes()
+
+    def is_exception(name: str, seen: frozenset[str] = frozenset()) -> bool:
+        if name in ("Exception", "BaseException"):
+            return True
+        if name not in classes or name in seen:
+            return False
+        return any(is_exception(ast.unparse(b), seen | {name}) for b in classes[name][1].bases)
+
+    tree = ast.get_docstring(ast.parse((PACKAGE / "errors.py").read_text(encoding="utf-8"))) or ""
+    ours = sorted(n for n in classes if is_exception(n))
+    public = [n for n in ours if not n.startswith("_")]
+    assert public and [n for n in public if n not in tree] == []
+    assert [n for n in ours if n != "MonitorError" and "MonitorError" not in _ancestors(n, classes)] == []
+
+
+def _ancestors(name: str, classes: dict[str, tuple[str, ast.ClassDef]]) -> set[str]:
+    out: set[str] = set()
+    stack = [name]
+    while stack:
+        current = stack.pop()
+        if current not in classes:
+            continue
+        for base in (ast.unparse(b) for b in classes[current][1].bases):
+            if base not in out:
+                out.add(base)
+                stack.append(base)
+    return out
+
+
+@pytest.mark.parametrize("module", sorted(MODULES))
+def test_functions_are_short(module: str) -> None:
+    """No function over 80 lines unless a comment right above it says why it must be longer."""
+    source = MODULES[module].read_text(encoding="utf-8")
+    lines = source.splitlines()
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef) and node.end_lineno is not None:
+            length = node.end_lineno - node.lineno + 1
+            first = min([node.lineno, *(d.lineno for d in node.decorator_list)])
+            above = lines[first - 2].strip() if first >= 2 else ""
+            assert length <= 80 or above.startswith("#"), f"{module}.{node.name} has {length} lines"

@@ -188,7 +188,7 @@ class Daemon:
             timezone="UTC",
         )
         self._signals = 0
-        # Issue 6: metrics, the config file watcher and the optional web page.
+        # Metrics, the config file watcher and the optional web page.
         self.metrics = Metrics(store=lambda: self.runtime.store)
         self.watcher = ConfigWatcher(config_path, self.request_reload)
         self.web_settings = self.runtime.loaded.config.web

@@ -18,7 +18,7 @@ from alembic import op
 import monitor.storage.schema
 
 revision: str = "0003"
-down_revision: str | None = "0002"  # after 0002_story_search (issue 6)
+down_revision: str | None = "0002"  # after 0002_story_search
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 

@@ -163,7 +163,10 @@ def test_migration_0002_downgrades_and_upgrades_again(store: Store) -> None:
         else:
             names = {
                 r[0]
-                for r in conn.execute(text("SELECT indexname FROM pg_indexes WHERE indexname = 'ix_stories_search'"))
+                for r in conn.execute(text(
+                    "SELECT indexname FROM pg_indexes"
+                    " WHERE indexname = 'ix_stories_search' AND schemaname = current_schema()"
+                ))
             }
     assert names == set()
     with store.engine.begin() as conn:

@@ -1,12 +1,12 @@
-"""One poll cycle: fetch -> parse -> match -> store (with the outbox rows).
+"""One poll cycle: fetch -> parse -> match and decide -> store (with the outbox rows).
 
 The cycle claims the feeds that are due and runs three stages at once, each on what it
 is good at, with bounded memory between them:
 
-* **fetch** (``fetch.Fetcher``, asyncio in its own thread): every request has a
+* **fetch** (:class:`~monitor.ingest.fetch.Fetcher`, asyncio in its own thread): every request has a
   deadline; at most a window of bodies waits for the parser (``fetch_many(window=)``),
   so a fast network cannot fill memory while the parser is busy.
-* **parse** (``parse.ParsePool``): one worker process per core, each parse under
+* **parse** (:class:`~monitor.ingest.pool.ParsePool`): one worker process per core, each parse under
   ``poll.parse_timeout``; :meth:`ParsePool.submit` blocks when the pool is full, which
   is what slows the fetch stage down to the parser's pace.
 * **decide and store** (this thread): parsed feeds are taken in batches (up to
@@ -22,7 +22,7 @@ One feed's failure (HTTP error, timeout, garbage, a parser crash or overrun) is 
 with the feed's name, recorded in its health and backed off; it never stops the cycle.
 A host that answers 429/503 with Retry-After defers its other feeds, in this cycle
 (they are not contacted) and in the database (their next poll waits too). Delivery is
-not part of the cycle: the outbox is drained by ``outbox.Deliverer``.
+not part of the cycle: the outbox is drained by :class:`monitor.app.deliver.Deliverer`.
 """
 
 from __future__ import annotations

@@ -249,9 +249,6 @@ class ConfigEditor:
             raise ConfigError(f"no {section[:-1]} named {name!r}", file=self.file, hint=f"known: {known}")
         return i
 
-    def watchlist_names(self) -> list[str]:
-        return self._names("watchlists")
-
     def watchlist(self, name: str) -> WatchlistSpec:
         """The watchlist as written in the file (``${VAR}`` not expanded)."""
         item = self._section("watchlists")[self._require("watchlists", name)]

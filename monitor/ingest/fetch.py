@@ -411,7 +411,7 @@ def _ssl_error(exc: BaseException) -> ssl.SSLError | None:
 class _HostBlocks:
     """Retry-After memory: host key -> monotonic time until which it must not be asked.
 
-    Shared between the loop thread and callers of ``host_blocked_until``, hence the lock.
+    Kept by the :class:`Fetcher` across batches; the lock lets any thread read it safely.
     """
 
     def __init__(self, clock: Callable[[], float]) -> None:
@@ -1108,11 +1108,6 @@ class Fetcher:
             raise _cancelled(request) from None
         finally:
             future.cancel()
-
-    def host_blocked_until(self, url: str) -> float | None:
-        """Monotonic time (this Fetcher's clock) until which ``url``'s host asked us to wait."""
-        key = host_key(url)
-        return None if key is None else self._blocks.until(key)
 
     def close(self) -> None:
         """Cancel running fetches (they end as ``cancelled``), close connections, stop the loop."""

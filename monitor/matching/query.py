@@ -54,7 +54,7 @@ from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 
 from monitor.errors import QuerySyntaxError
-from monitor.matching.textnorm import fold, is_hangul, pattern_words
+from monitor.matching.textnorm import fold, pattern_words
 
 __all__ = [
     "FIELDS",
@@ -109,11 +109,6 @@ class Term:
     phrase: bool = False
     column: int = field(default=0, compare=False)
 
-    @property
-    def prefix_last(self) -> bool:
-        """True when the last word matches as a prefix (explicit ``*`` or Hangul)."""
-        last = self.words[-1]
-        return last.endswith("*") or is_hangul(last[-1])
 
 
 @dataclass(frozen=True, slots=True)

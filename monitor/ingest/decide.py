@@ -9,7 +9,7 @@ stories (each naming the cluster it joins), the sightings of stories already sto
 the rules are tested with plain values, and storage applies the intents in one
 transaction without deciding anything.
 
-Rules (unchanged from when the store decided them):
+Rules:
 
 - A story's identity is :func:`story_ident`: its link if it has one (the same link in
   two feeds is one story), else its GUID within its feed, else its text key.

@@ -46,7 +46,10 @@ Decisions (each tested in ``tests/test_entries.py``):
   (:func:`normalise_entry` returns None); the illegally nested ``<item />`` elements of
   some FeedBurner feeds produce exactly such empty entries.
 * **Control characters** (except newline and tab) are removed from all text: PostgreSQL
-  refuses NUL in text columns, and none of them is ever meaningful in a headline.
+  refuses NUL in text columns, and none of them is ever meaningful in a headline. So
+  are bidirectional overrides and isolates (they make a title read differently from what
+  it says), lone surrogates and Unicode noncharacters (U+FFFE and U+FFFF are not allowed
+  in XML, so the watchlists' Atom feeds stay valid).
 """
 
 from __future__ import annotations

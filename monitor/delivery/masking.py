@@ -216,4 +216,5 @@ def _mask_target(target: str) -> str:
 
 def encoded_forms(secret: str) -> set[str]:
     """``secret`` as written, percent-encoded (both ways) and percent-decoded: logs show each."""
-    return {secret, quote(secret, safe=""), quote_plus(secret, safe=""), unquote(secret), unquote_plus(secret)}
+    plain = unquote(secret)
+    return {secret, plain, unquote_plus(secret), quote(plain, safe=""), quote_plus(plain, safe="")}

@@ -13,8 +13,8 @@ stays visible in debug logs, and with a message a user can act on::
     ├── StoreError             the database refused or is unreachable
     └── NotifyError            an alert could not be delivered to a target
 
-Messages never contain secrets: URLs of targets are shown through Apprise's
-``url(privacy=True)``, and feed URLs are shown without user-info.
+Messages never contain secrets: URLs of targets are shown through
+``monitor.delivery.masking.mask_url``, and feed URLs are shown without user-info.
 """
 
 from __future__ import annotations

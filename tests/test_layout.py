@@ -45,6 +45,7 @@ PURE = (
     "monitor.delivery.routing",
     "monitor.delivery.render",
     "monitor.delivery.channels",
+    "monitor.delivery.masking",
 )
 
 

@@ -323,6 +323,11 @@ def test_check_config_shows_webhook_secrets_masked(tmp_path: Path) -> None:
             "Max retries exceeded with url: /****/**** (Caused by ConnectTimeout)",
         ),
         (
+            f"target 'ops' (json://127.0.0.1:9/hooks/{PATH_TOKEN}?+Authorization=Bearer%20{BEARER}): failed.",
+            "target 'ops' (json://127.0.0.1:9/****/****?+Authorization=****): failed.",
+        ),
+        (f"see slack://{SLACK[0]}/{SLACK[1]}/{SLACK[2]}.", "see slack://****/****/****."),
+        (
             'Connection error while submitting email to "127.0.0.1"',
             'Connection error while submitting email to "127.0.0.1"',
         ),

@@ -47,6 +47,7 @@ NOT_A_URL = "(not a URL)"
 _SCHEME_RE = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*")
 _HOSTPORT_RE = re.compile(r"(?P<host>\[[0-9A-Fa-f:.]+\]|[^:\[\]]*)(?::(?P<port>\d+))?")
 _DOTTED_HOST_RE = re.compile(r"[A-Za-z0-9_-]+(?:\.[A-Za-z0-9_-]+)+\.?")
+_BARE_HOST_RE = re.compile(r"[A-Za-z0-9-]+")
 _EMAIL_RE = re.compile(r"[^@\s/]+@[^@\s/]+\.[^@\s/]+")
 # What a log line may quote of a URL: an absolute URL, or the request target of a
 # urllib3 request line / a requests exception ("POST /path HTTP/1.1", "with url: /path").
@@ -96,12 +97,34 @@ def url_secrets(url: str) -> frozenset[str]:
 
 
 def mask_text(text: str) -> str:
-    """``text`` with every URL in it masked by :func:`mask_url`, request paths likewise."""
-    text = _URL_IN_TEXT_RE.sub(lambda m: mask_url(m.group()), text)
+    """``text`` with every URL in it masked by :func:`mask_url`, request paths likewise.
+
+    Punctuation that ends a sentence or closes a parenthesis around a URL (``(url):``)
+    is kept outside it.
+    """
+    text = _URL_IN_TEXT_RE.sub(lambda m: _mask_quoted(m.group()), text)
     return _PATH_IN_TEXT_RE.sub(lambda m: m.group("lead") + _mask_target(m.group("target")), text)
 
 
+def encoded_forms(secret: str) -> set[str]:
+    """``secret`` as written, percent-encoded (both ways) and percent-decoded: logs show each."""
+    plain = unquote(secret)
+    return {secret, plain, unquote_plus(secret), quote(plain, safe=""), quote_plus(plain, safe="")}
+
+
 # -- internals ---------------------------------------------------------------------------
+
+
+def _mask_quoted(url: str) -> str:
+    """A URL found in text, masked, with the punctuation that follows it kept as it is."""
+    end = len(url)
+    while end:
+        last = url[end - 1]
+        unbalanced = last == ")" and url.count(")", 0, end) > url.count("(", 0, end)
+        if last not in ".,;:" and not unbalanced:
+            break
+        end -= 1
+    return mask_url(url[:end]) + url[end:]
 
 
 def _token_like(text: str) -> bool:
@@ -153,7 +176,7 @@ def _is_host_name(host: str, *, has_port: bool) -> bool:
         return True
     if _DOTTED_HOST_RE.fullmatch(host):
         return True
-    return has_port and re.fullmatch(r"[A-Za-z0-9-]+", host) is not None
+    return has_port and _BARE_HOST_RE.fullmatch(host) is not None
 
 
 def _is_reference(item: str) -> bool:
@@ -182,24 +205,28 @@ def _is_secret_name(name: str) -> bool:
 
 
 def _mask_query(query: str, strong: list[str], loose: list[str]) -> str:
-    items = []
-    for item in query.split("&"):
-        raw_name, eq, value = item.partition("=")
-        name = unquote_plus(raw_name)
-        if not eq:
-            if name.lower() not in _PLAIN_OPTIONS and item:
-                loose.append(item)
-                item = MASK
-        elif not value:
-            pass
-        elif _is_secret_name(name):
-            strong.append(value)
-            item = f"{raw_name}={MASK}"
-        elif name.lower() not in _PLAIN_OPTIONS and not _is_address_list(value):
-            loose.append(value)
-            item = f"{raw_name}={MASK}"
-        items.append(item)
-    return "&".join(items)
+    return "&".join(_mask_option(item, strong, loose) for item in query.split("&"))
+
+
+def _mask_option(item: str, strong: list[str], loose: list[str]) -> str:
+    """One ``name=value`` of a query, its value masked unless known to be harmless."""
+    raw_name, eq, value = item.partition("=")
+    name = unquote_plus(raw_name)
+    plain = name.lower() in _PLAIN_OPTIONS
+    if not eq:  # a bare word: a flag Apprise knows, or anything at all
+        if plain or not item:
+            return item
+        loose.append(item)
+        return MASK
+    if not value:
+        return item
+    if _is_secret_name(name):
+        strong.append(value)
+        return f"{raw_name}={MASK}"
+    if plain or _is_address_list(value):
+        return item
+    loose.append(value)
+    return f"{raw_name}={MASK}"
 
 
 def _is_address_list(value: str) -> bool:
@@ -212,9 +239,3 @@ def _mask_target(target: str) -> str:
     path, qmark, query = target.partition("?")
     shown = _mask_path(path, [])
     return shown + ("?" + _mask_query(query, [], []) if qmark else "")
-
-
-def encoded_forms(secret: str) -> set[str]:
-    """``secret`` as written, percent-encoded (both ways) and percent-decoded: logs show each."""
-    plain = unquote(secret)
-    return {secret, plain, unquote_plus(secret), quote(plain, safe=""), quote_plus(plain, safe="")}

@@ -185,6 +185,8 @@ def test_display_url_shows_secrets_only_masked(
             "bogus://user:****@****/****",
             ("VerySecret1", "tokenabcdefgh"),
         ),
+        # Too short to be scrubbed from every log line, but Apprise's complaint quotes them.
+        ("slack://ab_c/B2y/C3z/#desk", "slack://****/****/****/#desk", ("ab_c",)),
     ],
 )
 def test_refused_url_is_shown_masked(

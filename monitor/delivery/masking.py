@@ -78,18 +78,20 @@ def mask_url(url: str) -> str:
     return _mask(url)[0]
 
 
-def url_secrets(url: str) -> frozenset[str]:
+def url_secrets(url: str, *, every_part: bool = False) -> frozenset[str]:
     """The parts of ``url`` worth looking for in log text, as written and percent-decoded.
 
     Passwords, header values and secret-named query values always; other masked parts
     (hosts, user names, path segments, other query values) when they are long enough
     or mix letters and digits, so that a common word in a path is not scrubbed from
-    every log line. Each whitespace-separated word of a value is listed too: an
-    ``Authorization`` header's credential shows up without its ``Bearer``.
+    every log line, or all of them with ``every_part`` (for text known to be about this
+    URL, such as Apprise's complaints while it loads it). Each whitespace-separated word
+    of a value is listed too: an ``Authorization`` header's credential shows up without
+    its ``Bearer``.
     """
     strong, loose = _mask(url)[1:]
     found: set[str] = set()
-    for part in strong + [p for p in loose if _token_like(unquote_plus(p))]:
+    for part in strong + [p for p in loose if every_part or _token_like(unquote_plus(p))]:
         words = [w for w in unquote_plus(part).split() if _token_like(w)]
         for piece in [part, *words]:
             found.update(encoded_forms(piece))

@@ -352,9 +352,11 @@ def _load(name: str, url: str, asset: apprise.AppriseAsset, timeout: float) -> A
     url = url.strip()
     collector = _LogCollector()
     apprise_log = logging.getLogger(_APPRISE_LOGGER)
-    # The raw URL too, when it has anything to hide (``console://`` has not).
+    # The raw URL too, when it has anything to hide (``console://`` has not). While
+    # Apprise loads it, every masked part is scrubbed, however short: its complaint
+    # about a bad token quotes the token.
     raw = {url} if mask_url(url) != url else set()
-    with _SCRUBBER.temporarily(url_secrets(url) | raw):
+    with _SCRUBBER.temporarily(url_secrets(url, every_part=True) | raw):
         apprise_log.addHandler(collector)
         try:
             plugin: Any = apprise.Apprise.instantiate(url, asset=asset)

@@ -21,8 +21,8 @@ The subclasses that carry values of a higher layer (a fetch request, a watchlist
 live beside those values, named in brackets; everything else is defined here.
 ``tests/test_layout.py`` checks that every exception class of the package is in this tree.
 
-Messages never contain secrets: URLs of targets are shown through Apprise's
-``url(privacy=True)``, and feed URLs are shown without user-info.
+Messages never contain secrets: URLs of targets are shown through
+``monitor.delivery.masking.mask_url``, and feed URLs are shown without user-info.
 """
 
 from __future__ import annotations

@@ -302,3 +302,40 @@ def test_feed_failing_less_than_threshold_is_not_alerted(store: Store) -> None:
     fid = store.feeds()[0].id
     poll_failed(store, fid, since=START - dt.timedelta(hours=5), reason="http_500", message="boom")
     assert store.queue_health_alerts(targets=["hook"], after=6 * 3600, now=START) == []
+
+
+@pytest.mark.parametrize(
+    ("path", "secrets"),
+    [
+        ("/hooks/a1b2c3d4e5f6g7h8i9?+Authorization=Bearer%20eyJhbGciOiJIUzI1NiJ9x", ("a1b2c3d4e5f6g7h8i9", "eyJhbGci")),
+        ("/hook/qwertyuiopasdf?+X-Api-Key=k3y-0123456789", ("qwertyuiopasdf", "k3y-0123456789")),
+    ],
+)
+def test_outbox_error_and_logs_show_webhook_secrets_masked(
+    store: Store,
+    servers: tuple[SMTPTestServer, WebhookReceiver],
+    caplog: pytest.LogCaptureFixture,
+    path: str,
+    secrets: tuple[str, ...],
+) -> None:
+    for name in (None, "apprise", "urllib3", "monitor"):
+        caplog.set_level(logging.DEBUG, logger=name)
+    w = make_world(store, *servers)
+    w.hook.status = 500
+    url = f"json://127.0.0.1:{w.hook.port}{path}"
+    channels = load_channels({"hook": url}, timeout=5)
+    d = w.deliverer
+    d.reconfigure(channels, d.renderer, d.settings, d.policies)
+    w.publish(1, "w")
+    assert d.deliver().retrying == 1
+    w.clock.now += dt.timedelta(hours=2)  # past give_up_after: the row fails for good
+    assert d.deliver().given_up == 1
+    assert len(w.hook.hooks) == 2  # both rounds really reached the receiver
+    [(_, _, target, error)] = store.failed_alerts()
+    assert target == "hook" and error is not None
+    for secret in secrets:
+        assert secret not in error
+        assert secret not in caplog.text
+    assert error.startswith(f"target 'hook' ({channels['hook'].display_url}): delivery failed (failure): ")
+    assert channels["hook"].display_url.startswith(f"json://127.0.0.1:{w.hook.port}/****/****?+")
+    assert "GAVE UP" in caplog.text and "/****/****" in caplog.text

@@ -48,6 +48,7 @@ PURE = (
     "monitor.delivery.routing",
     "monitor.delivery.render",
     "monitor.delivery.channels",
+    "monitor.delivery.masking",
 )
 
 

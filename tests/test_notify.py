@@ -204,6 +204,74 @@ def test_hostile_feed_title_is_inert_in_slack(hook: WebhookReceiver, renderer: R
     ]
 
 
+@pytest.mark.parametrize(
+    ("title", "shown"),
+    [
+        # Slack's mrkdwn has no backslash escapes: "\*urgent\*" would show the backslashes.
+        ("*urgent* _now_", "\u2217urgent\u2217 \u02cdnow\u02cd"),
+        ("~struck~ and `code`", "\u223cstruck\u223c and \u02cbcode\u02cb"),
+        ("snake_case 2*3*4", "snake\u02cdcase 2\u22173\u22174"),
+        ("Tom & Jerry <b>", "Tom &amp; Jerry &lt;b&gt;"),
+        ("[x](https://evil.example) #1 !", "[x](https://evil.example) #1 !"),
+        ("](<https://evil.example>)", "](&lt;https://evil.example&gt;)"),
+        ("C:\\path\\<x>", "C:\\\u2060path\\\u2060&lt;x&gt;"),
+    ],
+)
+def test_feed_text_reaches_slack_in_slack_escaping_only(
+    hook: WebhookReceiver, renderer: Renderer, title: str, shown: str
+) -> None:
+    s = story(title=title, summary=title, highlights=(), link="https://example.org/a")
+    payload, _ = send_to_slack(hook, renderer, SLACK_URL + "?image=no&footer=no", s)
+    text = payload["attachments"][0]["text"]
+    # The title keeps the layout's bold link whole; the summary is plain text.
+    assert text.startswith(f"*<https://example.org/a|{shown}>*\n")
+    assert f"\n\n{shown}\n\n" in text
+    assert text.count("\\") == 2 * title.count("\\")  # no backslash but the feed's own
+
+
+def test_slack_digest_payload_is_exactly_mrkdwn(hook: WebhookReceiver, renderer: Renderer) -> None:
+    slack = channel("slack", SLACK_URL + "?image=no&footer=no")
+    stories = [
+        story(story_id=1, title="*Breaking*: pact <signed>", highlights=(("summary", 11, 22),)),
+        story(
+            story_id=2,
+            title="Troops seen in Kursk",
+            link=None,
+            summary="",
+            watchlists=("kursk-troops", "dprk-russia-pact"),
+            matched_terms=("Kursk",),
+            highlights=(),
+            also_reported_by=(),
+        ),
+    ]
+    with redirect_host("hooks.slack.com", hook):
+        assert slack.send(renderer.digest(stories, "slack", title="news-monitor digest: 2 stories")).delivered
+    [request] = hook.wait_for(1)
+    assert request.json == {
+        "mrkdwn": True,
+        "channel": "#dprk-russia",
+        "attachments": [
+            {
+                "title": "news-monitor digest: 2 stories",
+                "color": "#3AA3E3",
+                "text": (
+                    "2 stories\n"
+                    "\n"
+                    "*dprk-russia-pact*\n"
+                    "• <https://www.bbc.co.uk/news/articles/c1ww4gll8ppo?at_medium=RSS&amp;at_campaign=rss"
+                    "|\u2217Breaking\u2217: pact &lt;signed&gt;> (bbc-world, 2024-06-19 07:05 CEST)\n"
+                    "Russia and *North Korea* agreed to help each other if attacked, the Kremlin said.\n"
+                    'Matched: *"North Korea"*, *pact* · also reported by: guardian-world\n'
+                    "\n"
+                    "*kursk-troops*\n"
+                    "• Troops seen in Kursk (bbc-world, 2024-06-19 07:05 CEST)\n"
+                    "Matched: *Kursk* · also in: dprk-russia-pact"
+                ),
+            }
+        ],
+    }
+
+
 # -- JSON webhook and console ----------------------------------------------------------
 
 
@@ -341,7 +409,7 @@ def test_slack_tokens_are_scrubbed_from_apprise_debug_log(
     with redirect_host("hooks.slack.com", hook), pytest.raises(NotifyError) as info:
         send_or_raise(slack, renderer.alert(story(), "slack"))
     assert "Failed to send to Slack: Internal server error., error=500." in str(info.value)
-    assert "Slack POST URL: https://hooks.slack.com/services/****/****/****" in caplog.text
+    assert "Slack POST URL: https://hooks.slack.com/****/****/****/****" in caplog.text
     for token in SLACK_TOKENS:
         assert token not in str(info.value)
         assert token not in caplog.text
@@ -355,8 +423,8 @@ def test_slack_tokens_are_scrubbed_from_apprise_debug_log(
             "mailtos://alerts:****@smtp.example.org",
             SMTP_PASSWORD,
         ),
-        (SLACK_URL, "slack://T...H/B...S/p...2/%23dprk-russia", SLACK_TOKENS[2]),
-        ("json://user:hunter22@127.0.0.1:9/hook", "json://user:****@127.0.0.1:9/hook", "hunter22"),
+        (SLACK_URL, "slack://****/****/****/#dprk-russia", SLACK_TOKENS[2]),
+        ("json://user:hunter22@127.0.0.1:9/hook", "json://user:****@127.0.0.1:9/****", "hunter22"),
     ],
 )
 def test_display_url_masks_secrets(url: str, shown: str, secret: str) -> None:
@@ -392,17 +460,17 @@ def test_flavour_follows_the_apprise_plugin(renderer: Renderer, url: str, flavou
     [
         (
             "bogus://user:VerySecret1@host/tokenabcdefgh",
-            "Apprise cannot use the URL bogus://…: Unparseable URL",
+            "Apprise cannot use the URL bogus://user:****@****/****: Unparseable URL",
             "VerySecret1",
         ),
         (
             "slack://T04ABCDEFGH/B07ZYXWVUTS",
-            "Apprise cannot use the URL slack://…: An invalid Slack (third) Token",
+            "Apprise cannot use the URL slack://****/****: An invalid Slack (third) Token",
             "T04ABCDEFGH",
         ),
         (
             f"mailtos://alerts:{SMTP_PASSWORD}@?to=desk@example.org",
-            "Apprise cannot use the URL mailtos://…",
+            "Apprise cannot use the URL mailtos://alerts:****@?to=desk@example.org",
             SMTP_PASSWORD,
         ),
         ("not a url", "Apprise cannot use the URL (not a URL): Unsupported URL", None),
@@ -414,7 +482,7 @@ def test_unusable_url_is_a_config_error(
     caplog: pytest.LogCaptureFixture, url: str, message: str, secret: str | None
 ) -> None:
     debug_logging(caplog)
-    with pytest.raises(ConfigError, match=message.replace("(", r"\(").replace(")", r"\)")) as info:
+    with pytest.raises(ConfigError, match=re.escape(message)) as info:
         load_channels({"good": "console://", "bad": url})
     assert info.value.field == "targets.bad"
     assert "target 'bad'" in str(info.value)

@@ -168,7 +168,7 @@ HOSTILE_TITLE = "<!channel> & <http://evil|x> <@U123>"
             "title",
             "[click](https://evil.example) **x** `y`",
             "slack",
-            [r"\[click\]\(https://evil.example\) \*\*x\*\* \`y\`"],
+            ["\\[click\\]\\(https://evil.example\\) \u2217\u2217x\u2217\u2217 \u02cby\u02cb"],
             ["[click](https"],
         ),
         # E-mail: HTML-escaped (the subject is plain text, and stays as it is).

@@ -24,19 +24,29 @@ The shipped flavours, and why they escape as they do:
   well, so even a user template that marks feed text ``|safe`` cannot put a script or a
   ``javascript:`` link into an e-mail. Highlights are ``<mark>``.
 * **slack** is CommonMark (``body_format="markdown"``), which Apprise 2.x's Slack plugin
-  translates into Slack mrkdwn: ``**bold**`` -> ``*bold*``, ``[text](<url>)`` ->
-  ``<url|text>``, ``&`` -> ``&amp;``, ``\\<`` -> ``&lt;``, ``\\>`` -> ``&gt;``: Slack's own
-  escaping of its three control characters. Handing Apprise ready-made mrkdwn does not
-  work: declared as markdown it is converted (and double-escaped); undeclared, the
-  legacy webhook mode escapes it and then *restores* anything shaped like
-  ``<!channel>``, ``<@U…>`` or ``<url|…>``. So feed text is CommonMark-escaped here
-  (``<`` and ``>`` above all, which become entities), and a feed title such as
-  ``<!channel> <http://evil|x>`` reaches Slack as inert text. A ``|`` in link text is
-  harmless because Slack splits ``<url|text>`` at the first pipe, and Apprise
-  percent-encodes a ``|`` inside the URL. Highlights are ``**bold**`` (``*bold*`` in
-  mrkdwn), but not in the title, which the layout already sets in bold (emphasis does
-  not nest); the message title names the watchlists, since the story title is the first
-  line of the body.
+  translates into Slack mrkdwn (``NotifySlack._commonmark_to_slack``): ``**bold**`` ->
+  ``*bold*``, ``[text](<url>)`` -> ``<url|text>``, ``&`` -> ``&amp;``, ``\\<`` -> ``&lt;``,
+  ``\\>`` -> ``&gt;``. Handing Apprise ready-made mrkdwn does not work: declared as
+  markdown it is converted (and double-escaped); undeclared, the legacy webhook mode
+  escapes it and then *restores* anything shaped like ``<!channel>``, ``<@U…>`` or
+  ``<url|…>``. So :func:`slack_escape` writes feed text so that what reaches Slack is
+  escaped by Slack's own rule, and by nothing else: ``&``, ``<``, ``>`` arrive as
+  ``&amp;``, ``&lt;``, ``&gt;`` (so ``<!channel>``, ``<!here>``, ``<@U…>`` and ``<url|x>``
+  from a feed are inert text), and no backslash is added, because Slack's mrkdwn has no
+  backslash escapes and shows them (``\\*urgent\\*``). Slack has no escape at all for
+  its formatting characters ``*``, ``_``, ``~`` and backtick, so those are replaced with
+  look-alikes (``∗`` U+2217, ``ˍ`` U+02CD, ``∼`` U+223C, ``ˋ`` U+02CB): a title still
+  reads the same, and can neither turn itself bold or struck through nor close the
+  bold the layout puts around it. Invisible separators (a zero-width space) were
+  rejected: Apprise's converter pairs ``*`` and backticks across them (CommonMark does
+  not count them as white space), and Slack users insert them on purpose to *force*
+  formatting inside a word, so they cannot be relied on to prevent it. A backslash from
+  a feed is followed by a word joiner (U+2060), so Apprise passes it on as the one
+  backslash it is. A ``|`` in link text is harmless because Slack splits ``<url|text>``
+  at the first pipe, and Apprise percent-encodes a ``|`` inside the URL. Highlights are
+  ``**bold**`` (``*bold*`` in mrkdwn), but not in the title, which the layout already
+  sets in bold (emphasis does not nest); the message title names the watchlists, since
+  the story title is the first line of the body.
 * **text** (console, JSON webhooks, anything else) is plain text: nothing to escape and
   no highlights. Terminal control characters are removed from every feed value by the
   renderer, whatever the flavour, so a feed cannot drive the daemon's console.
@@ -48,7 +58,6 @@ outbox drain loop talks to nothing else; Apprise is one implementation.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Literal, Protocol
@@ -68,6 +77,7 @@ __all__ = [
     "failure_message",
     "html_escape",
     "send_or_raise",
+    "slack_escape",
     "template_names",
 ]
 
@@ -232,17 +242,23 @@ def _email_document(body: str) -> str:
 
 # -- slack ---------------------------------------------------------------------------
 
-# CommonMark backslash escapes for the characters that matter when Apprise turns the
-# text into Slack mrkdwn: < and > (Slack controls, become &lt; &gt;), [ ] ( ) ! (links
-# and images), * and ` (emphasis and code spans that could swallow our own markup),
-# # (headings) and the backslash itself. '&' needs nothing: Apprise escapes it. '_' and
-# '~' are left alone: Apprise passes them through unchanged, and at worst they italicise
-# a word.
-_MD_SPECIAL_RE = re.compile(r"([\\<>\[\]()!*`#])")
+# What each special character of feed text becomes in the CommonMark handed to Apprise
+# (see the module docstring). < and > are backslash-escaped: Apprise turns \< and \> into
+# &lt; and &gt;. [ ] ( ) ! # are backslash-escaped so that they open no link, image or
+# heading: Apprise drops those backslashes. '&' needs nothing: Apprise escapes it.
+_SLACK_ESCAPES = str.maketrans(
+    {
+        "<": "\\<", ">": "\\>",
+        "[": "\\[", "]": "\\]", "(": "\\(", ")": "\\)", "!": "\\!", "#": "\\#",
+        "\\": "\\\u2060",
+        "*": "\u2217", "_": "\u02cd", "~": "\u223c", "`": "\u02cb",
+    }
+)  # fmt: skip
 
 
-def _md_escape(text: str) -> str:
-    return _MD_SPECIAL_RE.sub(r"\\\1", text)
+def slack_escape(text: str) -> str:
+    """Feed text as CommonMark that Apprise turns into inert Slack mrkdwn (module docstring)."""
+    return text.translate(_SLACK_ESCAPES)
 
 
 def _md_bold(text: str) -> str:
@@ -271,7 +287,7 @@ FLAVOURS: dict[str, Flavour] = {
         body_format="markdown",
         alert_template="slack.md",
         digest_template="digest-slack.md",
-        escape=_md_escape,
+        escape=slack_escape,
         mark=_md_bold,
         highlight_title=False,
         title=_watchlists_title,

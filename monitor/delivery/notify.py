@@ -24,14 +24,19 @@ objects, and the drain loop sees them only as channels. Choices:
   the reason is what Apprise logged, secrets scrubbed. Apprise cannot tell a lasting
   failure from a passing one (a 404 from a webhook may be fixed in a minute), so none
   is reported as permanent; the outbox's ``give_up_after`` decides.
-* **Secrets stay out of logs and errors.** Apprise writes some secrets to its logger (its
-  Slack plugin logs the webhook URL, tokens included, at debug level; an unparseable
-  URL may be echoed), and urllib3 logs every request line (a Slack webhook's path *is*
-  its tokens). A filter on those loggers replaces every secret of every target (private
-  URL tokens, passwords, the raw URL) with ``****`` in each record before any handler
-  sees it, and a target is shown by ``url(privacy=True)`` only. An exception Apprise
-  raises while sending is reduced to its type name for the same reason: its text can
-  contain a URL with its tokens.
+* **Secrets stay out of logs and errors.** A target is shown only as
+  :func:`~monitor.delivery.masking.mask_url` makes it (``display_url``: in
+  ``check-config``, in every log line and failure message, hence in the outbox's last
+  error), never as Apprise's ``url(privacy=True)``, which leaves webhook paths and
+  ``+Header=`` values in clear. Apprise writes some secrets to its logger (its Slack
+  plugin logs the webhook URL, tokens included, at debug level; its JSON, form and XML
+  plugins log the POST URL; an unparseable URL may be echoed), and urllib3 logs every
+  request line (a webhook's path *is* its token). A filter on those loggers masks every
+  URL and request path in each record with the same rule, and replaces every known
+  secret of every target (the parts ``mask_url`` masks, the values Apprise's plugin
+  metadata marks private, the raw URL) with ``****``, before any handler sees it. An
+  exception Apprise raises while sending is reduced to its type name for the same
+  reason: its text can contain a URL with its tokens.
 * **A ``console://`` target** prints alerts on standard output, so ``make run`` shows
   alerts with no credentials at all.
 """
@@ -45,13 +50,13 @@ import threading
 from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from typing import Any, cast
-from urllib.parse import parse_qsl, quote, unquote, urlsplit
 
 import apprise
 from apprise.plugins.email import NotifyEmail
 from apprise.plugins.slack import NotifySlack
 
 from monitor.delivery.channels import Message, SendResult
+from monitor.delivery.masking import MASK, encoded_forms, mask_text, mask_url, url_secrets
 from monitor.errors import ConfigError
 
 __all__ = ["CONSOLE_SCHEME", "AppriseChannel", "load_channels"]
@@ -64,9 +69,7 @@ CONSOLE_SCHEME = "console"
 #: Shorter strings are not treated as secrets: scrubbing them would mangle every log
 #: line, and a two-character "password" protects nothing anyway.
 _MIN_SECRET_LEN = 3
-_MASK = "****"
 _APPRISE_LOGGER = "apprise"
-_EMAIL_RE = re.compile(r"[^@\s]+@[^@\s]+\.[^@\s]+")
 
 #: The flavour each Apprise plugin class gets (see the module docstring).
 _FLAVOUR_OF_PLUGIN: dict[type, str] = {NotifyEmail: "email", NotifySlack: "slack"}
@@ -109,7 +112,7 @@ def _register_console() -> None:
 
 
 class _SecretFilter(logging.Filter):
-    """Replaces known secrets in every record of the loggers it is attached to.
+    """Masks URLs and replaces known secrets in every record of the loggers it is attached to.
 
     A logger filter runs before any handler, Apprise's own result capture included,
     so the scrubbed text is all that reaches log files, consoles and ``result.logs()``.
@@ -144,12 +147,12 @@ class _SecretFilter(logging.Filter):
                 self._compile()
 
     def scrub(self, text: str) -> str:
+        """``text`` with its URLs masked (:func:`mask_text`) and every known secret replaced."""
+        text = mask_text(text)
         pattern = self._pattern
-        return pattern.sub(_MASK, text) if pattern is not None else text
+        return pattern.sub(MASK, text) if pattern is not None else text
 
     def filter(self, record: logging.LogRecord) -> bool:
-        if self._pattern is None:
-            return True
         try:
             message = record.getMessage()
         except Exception:  # a malformed record: let logging report it as usual
@@ -171,13 +174,8 @@ class _SecretFilter(logging.Filter):
 
 
 def _variants(secrets: Iterable[str]) -> set[str]:
-    """Each secret as given, percent-encoded and percent-decoded (logs show all three)."""
-    out: set[str] = set()
-    for secret in secrets:
-        for form in (secret, quote(secret, safe=""), unquote(secret)):
-            if len(form) >= _MIN_SECRET_LEN:
-                out.add(form)
-    return out
+    """Each secret as given, percent-encoded and percent-decoded (logs show each)."""
+    return {form for secret in secrets for form in encoded_forms(secret) if len(form) >= _MIN_SECRET_LEN}
 
 
 #: Loggers that can see a target's secrets: Apprise's own, and urllib3's (under
@@ -218,27 +216,7 @@ def _shared_scrubber() -> _SecretFilter:
 _SCRUBBER = _shared_scrubber()
 
 
-def _url_parts(url: str) -> set[str]:
-    """Every part of a raw URL that might be a secret, before Apprise has parsed it.
-
-    Used only while Apprise loads the URL, when we cannot yet tell tokens from other
-    parts: Apprise's complaint about a bad Slack token quotes the token. Dotted host
-    names and e-mail addresses are left readable; Apprise never keeps secrets there.
-    """
-    parts = {url}
-    try:
-        split = urlsplit(url)
-        host = split.hostname
-        candidates = [split.username, split.password, host if host and "." not in host else None]
-        candidates += re.split(r"[/,]", split.path)
-        candidates += [v for _, v in parse_qsl(split.query)]
-    except ValueError:
-        return parts
-    parts.update(c for c in candidates if c and not _EMAIL_RE.fullmatch(c))
-    return parts
-
-
-def _plugin_secrets(plugin: Any, url: str) -> set[str]:
+def _plugin_secrets(plugin: Any) -> set[str]:
     """The private values of a loaded Apprise plugin, as its own metadata marks them.
 
     Every Apprise plugin flags its secret URL parts (``password``, Slack's three
@@ -246,7 +224,7 @@ def _plugin_secrets(plugin: Any, url: str) -> set[str]:
     ``template_args`` or ``template_kwargs``; ``map_to`` names the attribute holding
     the value.
     """
-    found: set[str] = {url}
+    found: set[str] = set()
     for table in ("template_tokens", "template_args", "template_kwargs"):
         for key, meta in (getattr(plugin, table, None) or {}).items():
             if not (isinstance(meta, dict) and meta.get("private")):
@@ -273,14 +251,15 @@ class _LogCollector(logging.Handler):
         self.messages.append(record.getMessage())
 
 
-def _unloadable(url: str) -> str:
-    """How to show a URL Apprise could not load: its scheme only.
+def _replace_all(text: str, secrets: Iterable[str]) -> str:
+    """``text`` with each of ``secrets`` replaced by ``****``, longest first.
 
-    Apprise's ``url(privacy=True)`` needs a loaded plugin; for anything else, the parts
-    that would help (tokens, passwords) are the parts that must not be shown.
+    A second line of defence for a display URL: a value Apprise's metadata marks private
+    but that sits in a part :func:`mask_url` shows (an option it deems harmless).
     """
-    scheme = url.split("://", 1)[0] if "://" in url else ""
-    return f"{scheme}://…" if re.fullmatch(r"[A-Za-z][A-Za-z0-9+.-]*", scheme) else "(not a URL)"
+    for secret in sorted(secrets, key=len, reverse=True):
+        text = text.replace(secret, MASK)
+    return text
 
 
 def _flavour_of(plugin: object) -> str:
@@ -317,7 +296,7 @@ class AppriseChannel:
 
     @property
     def display_url(self) -> str:
-        """The target's URL with its secrets masked (Apprise's ``url(privacy=True)``)."""
+        """The target's URL as configured, with every secret masked (:func:`~monitor.delivery.masking.mask_url`)."""
         return self._display_url
 
     def send(self, message: Message) -> SendResult:
@@ -373,7 +352,11 @@ def _load(name: str, url: str, asset: apprise.AppriseAsset, timeout: float) -> A
     url = url.strip()
     collector = _LogCollector()
     apprise_log = logging.getLogger(_APPRISE_LOGGER)
-    with _SCRUBBER.temporarily(_url_parts(url)):
+    # The raw URL too, when it has anything to hide (``console://`` has not). While
+    # Apprise loads it, every masked part is scrubbed, however short: its complaint
+    # about a bad token quotes the token.
+    raw = {url} if mask_url(url) != url else set()
+    with _SCRUBBER.temporarily(url_secrets(url, every_part=True) | raw):
         apprise_log.addHandler(collector)
         try:
             plugin: Any = apprise.Apprise.instantiate(url, asset=asset)
@@ -382,12 +365,13 @@ def _load(name: str, url: str, asset: apprise.AppriseAsset, timeout: float) -> A
     if plugin is None:
         reason = "; ".join(dict.fromkeys(collector.messages)) or "unsupported or malformed URL"
         raise ConfigError(
-            f"target {name!r}: Apprise cannot use the URL {_unloadable(url)}: {reason}",
+            f"target {name!r}: Apprise cannot use the URL {mask_url(url)}: {reason}",
             field=where,
             hint="see https://github.com/caronc/apprise/wiki for the URL of each service",
         )
-    _SCRUBBER.add(_plugin_secrets(plugin, url))
-    display_url = str(plugin.url(privacy=True))
+    secrets = _plugin_secrets(plugin) | url_secrets(url)
+    _SCRUBBER.add(secrets | raw)
+    display_url = _replace_all(mask_url(url), _variants(secrets))
     if int(getattr(plugin, "retry", 0) or 0) > 0:
         raise ConfigError(
             f"target {name!r} ({display_url}): remove 'retry=' from the URL",

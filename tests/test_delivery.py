@@ -12,6 +12,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 import pytest
+from sqlalchemy import select
 
 from monitor.app.deliver import Deliverer, Policies
 from monitor.config.model import parse_config
@@ -19,6 +20,7 @@ from monitor.delivery.channels import Message, SendResult
 from monitor.delivery.notify import load_channels
 from monitor.delivery.render import Renderer
 from monitor.storage.feeds import FeedConfigRow
+from monitor.storage.schema import Alert
 from monitor.storage.store import Store
 from tests.support.smtpserver import SMTPTestServer
 from tests.support.stories import entry, poll_failed, poll_ok, record, result
@@ -331,7 +333,8 @@ def test_outbox_error_and_logs_show_webhook_secrets_masked(
     w.clock.now += dt.timedelta(hours=2)  # past give_up_after: the row fails for good
     assert d.deliver().given_up == 1
     assert len(w.hook.hooks) == 2  # both rounds really reached the receiver
-    [(_, _, target, error)] = store.failed_alerts()
+    with store.transaction() as conn:
+        [(target, error)] = conn.execute(select(Alert.target, Alert.last_error).where(Alert.status == "failed")).all()
     assert target == "hook" and error is not None
     for secret in secrets:
         assert secret not in error

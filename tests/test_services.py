@@ -20,7 +20,7 @@ from monitor.config.edit import WatchlistSpec
 from monitor.config.model import Config, load_config, parse_config
 from monitor.errors import ConfigError, QuerySyntaxError
 from monitor.matching.backtest import backtest, hit_spans, stored_hit_spans
-from monitor.matching.matcher import Matcher, WatchlistQuery
+from monitor.matching.matcher import Hit, Matcher, WatchlistQuery
 from monitor.storage.store import Store
 from monitor.storage.stories import StoredStory
 from tests.test_backtest import STORIES, seed
@@ -81,7 +81,7 @@ def test_backtest_progress_adds_up_to_the_stories_seen(n: int, ticks: list[int])
 def test_stored_hit_spans_are_sorted_and_merged(
     hits: list[tuple[str, str, int, int, str]], field: str, spans: list[tuple[int, int]]
 ) -> None:
-    assert stored_hit_spans(hits, field) == spans
+    assert stored_hit_spans([Hit(*h) for h in hits], field) == spans
 
 
 def test_hit_spans_of_a_live_match_highlight_the_original_text() -> None:

@@ -106,8 +106,8 @@ def story_for(rows: Sequence[ClaimedAlert]) -> AlertStory:
         for term in row.terms:
             if term not in terms:
                 terms.append(term)
-        for _term, fld, start, end, _text in row.hits:
-            span = (fld, start, end)
+        for hit in row.hits:
+            span = (hit.field, hit.start, hit.end)
             if span not in highlights:
                 highlights.append(span)
     return AlertStory(

@@ -32,6 +32,8 @@ from zoneinfo import ZoneInfo
 
 from apscheduler.triggers.cron import CronTrigger
 
+from monitor.matching.matcher import Hit
+
 AlertKind = Literal["story", "feed_down", "feed_up"]
 HEALTH_WATCHLIST = "@feed-health"
 
@@ -55,7 +57,7 @@ class ClaimedAlert:
     published_at: dt.datetime
     source: str
     terms: tuple[str, ...] = ()
-    hits: tuple[tuple[str, str, int, int, str], ...] = ()
+    hits: tuple[Hit, ...] = ()
     also_reported_by: tuple[str, ...] = ()
 
     @property

@@ -16,7 +16,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Generic, Protocol, TypeVar
 
-from monitor.matching.matcher import Matcher, MatchResult
+from monitor.matching.matcher import Hit, Matcher, MatchResult
 
 PROGRESS_STEP = 500  # stories between two progress(n) calls
 
@@ -110,9 +110,9 @@ def hit_spans(result: MatchResult, field_name: str) -> list[tuple[int, int]]:
     return _merge((h.start, h.end) for h in result.hits if h.field == field_name)
 
 
-def stored_hit_spans(hits: Iterable[tuple[str, str, int, int, str]], field_name: str) -> list[tuple[int, int]]:
-    """Same as :func:`hit_spans` for hits as stored in the matches table (term, field, start, end, text)."""
-    return _merge((int(s), int(e)) for _, f, s, e, _ in hits if f == field_name)
+def stored_hit_spans(hits: Iterable[Hit], field_name: str) -> list[tuple[int, int]]:
+    """Same as :func:`hit_spans` for the hits of a stored match."""
+    return _merge((h.start, h.end) for h in hits if h.field == field_name)
 
 
 def days_ago(days: float, now: dt.datetime | None = None) -> dt.datetime:

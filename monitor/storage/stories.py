@@ -34,7 +34,6 @@ if TYPE_CHECKING:
     from monitor.ingest.entries import Entry
 
 #: A stored hit as the read models hand it out: term, field, start, end, text.
-HitRow = tuple[str, str, int, int, str]
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,7 +77,7 @@ class MatchedStory:
     matched_at: dt.datetime
     source: str
     terms: tuple[str, ...]
-    hits: tuple[HitRow, ...]
+    hits: tuple[Hit, ...]
     alerted: bool
     also_reported_by: tuple[str, ...]
     deliveries: tuple[tuple[str, str], ...]  # (target, outbox status)
@@ -114,8 +113,9 @@ def hits_json(hits: Iterable[Hit]) -> list[list[Any]]:
     return [[h.term, h.field, h.start, h.end, h.text] for h in hits]
 
 
-def stored_hits(value: Sequence[Sequence[Any]] | None) -> tuple[HitRow, ...]:
-    return tuple((h[0], h[1], int(h[2]), int(h[3]), h[4]) for h in (value or ()))
+def stored_hits(value: Sequence[Sequence[Any]] | None) -> tuple[Hit, ...]:
+    """The hits of a match as read back from its JSON column (term, field, start, end, text)."""
+    return tuple(Hit(str(h[0]), str(h[1]), int(h[2]), int(h[3]), str(h[4])) for h in (value or ()))
 
 
 def story_sources(conn: Connection, story_ids: Iterable[int]) -> dict[int, list[str]]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from monitor.matching.backtest import days_ago
+from monitor.matching.matcher import Hit
 from monitor.storage.search import SearchResult, search_stories, term_spans
 from monitor.storage.store import Store
 from monitor.storage.stories import MatchedStory, StoredStory, StoryDetail
@@ -16,7 +17,7 @@ class AlertedStory:
 
     story: MatchedStory
     matches: tuple[MatchedStory, ...]
-    hits: tuple[tuple[str, str, int, int, str], ...]
+    hits: tuple[Hit, ...]
 
 
 def recent_alerts(store: Store, *, scan: int = 150, limit: int = 60) -> tuple[AlertedStory, ...]:

@@ -95,7 +95,8 @@ def backtest(
     return Backtest(name, total, tuple(matched), tuple(unmatched), terms, feeds)
 
 
-def _merge(spans: Iterable[tuple[int, int]]) -> list[tuple[int, int]]:
+def merge_spans(spans: Iterable[tuple[int, int]]) -> list[tuple[int, int]]:
+    """Sorted (start, end) spans with overlapping and touching ones merged."""
     merged: list[tuple[int, int]] = []
     for s, e in sorted(spans):
         if merged and s <= merged[-1][1]:
@@ -107,12 +108,12 @@ def _merge(spans: Iterable[tuple[int, int]]) -> list[tuple[int, int]]:
 
 def hit_spans(result: MatchResult, field_name: str) -> list[tuple[int, int]]:
     """Offsets of a match's hits in one field, merged (for highlighting the original text)."""
-    return _merge((h.start, h.end) for h in result.hits if h.field == field_name)
+    return merge_spans((h.start, h.end) for h in result.hits if h.field == field_name)
 
 
 def stored_hit_spans(hits: Iterable[Hit], field_name: str) -> list[tuple[int, int]]:
     """Same as :func:`hit_spans` for the hits of a stored match."""
-    return _merge((h.start, h.end) for h in hits if h.field == field_name)
+    return merge_spans((h.start, h.end) for h in hits if h.field == field_name)
 
 
 def days_ago(days: float, now: dt.datetime | None = None) -> dt.datetime:
@@ -127,5 +128,6 @@ __all__ = [
     "backtest",
     "days_ago",
     "hit_spans",
+    "merge_spans",
     "stored_hit_spans",
 ]

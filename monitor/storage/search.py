@@ -28,6 +28,7 @@ from typing import Any
 from sqlalchemy import Connection, exists, func, literal_column, select, text
 
 from monitor.errors import MonitorError
+from monitor.matching.backtest import merge_spans
 from monitor.storage.schema import Match, Story
 from monitor.storage.store import Store
 from monitor.storage.stories import StoredStory, stored_story_select
@@ -208,17 +209,6 @@ def term_spans(text: str, terms: Iterable[SearchTerm]) -> list[tuple[int, int]]:
     """Sorted, merged (start, end) offsets in ``text`` of every occurrence of the terms."""
     folded = fold_same_length(text)
     return merge_spans(m.span() for t in terms for m in _term_regex(t).finditer(folded))
-
-
-def merge_spans(spans: Iterable[tuple[int, int]]) -> list[tuple[int, int]]:
-    """Sorted (start, end) spans with overlapping and touching ones merged."""
-    merged: list[tuple[int, int]] = []
-    for s, e in sorted(spans):
-        if merged and s <= merged[-1][1]:
-            merged[-1] = (merged[-1][0], max(e, merged[-1][1]))
-        else:
-            merged.append((s, e))
-    return merged
 
 
 def matches_text(q: SearchQuery, title: str, summary: str) -> bool:

@@ -31,6 +31,7 @@ from tests.support.stories import entry, poll_failed, record, result
 ROOT = Path(__file__).resolve().parent.parent
 FEED_URL = "http://reader:hunter2@127.0.0.1:9/rss?token=s3cr3t-tok&edition=int"
 LINK = "http://user:pw-in-link@news.example.org/story/1"
+LONG_TITLE = "Kursk: troops seen " + "W" * 500  # no break opportunity in 500 characters
 MARKUP_ERROR = "HTTP 500 [/bold] moved to [link=https://evil.example/]click[/link]"
 CONFIG = """\
 database: {db}
@@ -66,7 +67,7 @@ def world(db_backend: tuple[str, str | None], tmp_path: Path) -> Iterator[World]
     now = dt.datetime.now(dt.UTC)
     store.sync_feeds([FeedConfigRow("desk", FEED_URL, 600, "en")])
     (snap,) = store.claim_due_feeds(worker="test", lease=60, force=True)
-    story = entry(1, link=LINK, title="Kursk: troops seen")
+    story = entry(1, link=LINK, title=LONG_TITLE)
     report = record(store, snap, [story], {0: [result("w")]}, targets={"w": ("mail",)}, now=now)
     poll_failed(store, snap.id, since=now, reason="http_500", message=f"127.0.0.1:9/rss: {MARKUP_ERROR}")
     try:
@@ -347,3 +348,24 @@ def test_long_unbroken_text_wraps(selector: str) -> None:
         for sel in rule[0].split(",")
     ]
     assert selector in wrapping
+
+
+@pytest.mark.parametrize("db_backend", ["sqlite"], indirect=True)
+def test_long_unbroken_titles_do_not_widen_pages_in_a_browser(world: World, site: httpx.Client) -> None:
+    from playwright.sync_api import sync_playwright
+
+    from tests.test_browser import CHROMIUM, CHROMIUM_ARGS, chromium_or_skip
+
+    chromium_or_skip()
+    widths = {}
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
+        try:
+            page = browser.new_page(viewport={"width": 1024, "height": 768})
+            for path in ("/", "/search?q=kursk", f"/stories/{world.story_id}", "/feeds"):
+                page.goto(f"{site.base_url}{path}")
+                assert "WWWWWWWWWW" in page.content() or path == "/feeds"
+                widths[path] = page.evaluate("document.documentElement.scrollWidth")
+        finally:
+            browser.close()
+    assert widths == dict.fromkeys(widths, 1024)

@@ -10,7 +10,9 @@ The page can rewrite the config, so:
   holds an HMAC of the token, never the token, and is ``HttpOnly; SameSite=Strict``.
 * Every POST carries a CSRF token (an HMAC of a per-process secret) in a form field or
   the ``X-CSRF-Token`` header, so another site cannot post to it from a browser.
-* ``/healthz`` stays open (it tells nothing but up or down).
+* ``/healthz`` stays open (it tells up or down, and a short reason when down).
+* Tokens are compared as UTF-8 bytes in constant time: a non-ASCII token is a 401 or a
+  403 like any wrong one, never a 500.
 """
 
 from __future__ import annotations

@@ -95,6 +95,9 @@ SECRETS = ("hunter2", "s3cr3t-tok", "pw-in-link", "reader:")
     [
         ("cli", "feeds", "HTTP 500"),
         ("cli", "feeds --json", "127.0.0.1:9/rss?token=***&edition=int"),
+        ("cli", "stories show {id}", "link:      http://news.example.org/story/1"),
+        ("cli", "stories show {id} --json", '"link": "http://news.example.org/story/1"'),
+        ("cli", "stories search kursk --json", '"link": "http://news.example.org/story/1"'),
         ("web", "/feeds", "127.0.0.1:9/rss?token=***&amp;edition=int"),
         ("web", "/", 'href="http://news.example.org/story/1"'),
         ("web", "/search?q=kursk", 'href="http://news.example.org/story/1"'),
@@ -107,7 +110,7 @@ def test_credentials_in_feed_urls_and_links_are_never_shown(
     world: World, site: httpx.Client, where: str, what: str, shown: str
 ) -> None:
     if where == "cli":
-        out = world.cli(*what.split())
+        out = world.cli(*what.format(id=world.story_id).split())
         assert out.exit_code == 0, out.output
         text = out.output
     else:

@@ -372,3 +372,44 @@ def test_long_unbroken_titles_do_not_widen_pages_in_a_browser(world: World, site
         finally:
             browser.close()
     assert widths == dict.fromkeys(widths, 1024)
+
+
+def test_healthz_fails_when_the_database_refuses_every_write(tmp_path: Path) -> None:
+    """A real refusal (a trigger aborting like a read-only database would) reaches /healthz."""
+    import sqlite3
+
+    from monitor.app.daemon import Runtime
+    from tests.support.feeds import Item, rss
+    from tests.support.httpserver import HTTPTestServer, Static
+
+    db = tmp_path / "monitor.db"
+    with HTTPTestServer() as http:
+        feeds = [f"desk{n}" for n in range(FAILING_AFTER)]
+        listed = "".join(
+            f"  - name: {name}\n    url: '{http.route(f'/{name}', Static(rss([Item(name, f'https://x.example/{name}')])))}'\n"
+            for name in feeds
+        )
+        path = tmp_path / "config.yaml"
+        path.write_text(CONFIG.format(db=f"sqlite:///{db}") + "feeds:\n" + listed, encoding="utf-8")
+        rt = Runtime.build(load_config(path))
+        with sqlite3.connect(db) as conn:
+            conn.execute(
+                "CREATE TRIGGER refuse BEFORE INSERT ON stories "
+                "BEGIN SELECT RAISE(ABORT, 'attempt to write a readonly database'); END"
+            )
+        metrics = Metrics(store=lambda: rt.store)
+        state = WebState(config_path=str(path), loaded=lambda: load_config(path), store=rt.store, metrics=metrics)
+        server = WebServer(state, "127.0.0.1", 0).start()
+        try:
+            statuses = []
+            for name in feeds:  # a feed whose results were not stored stays claimed: one feed a cycle
+                metrics.observe_cycle(rt.pipeline.run_cycle(force=True, names=[name]))  # as the daemon's tick
+                statuses.append(httpx.get(f"{server.url}/healthz", timeout=10).status_code)
+            body = httpx.get(f"{server.url}/healthz", timeout=10).json()
+            scraped = httpx.get(f"{server.url}/metrics", timeout=10).text
+        finally:
+            server.stop()
+            rt.close()
+    assert statuses == [200] * (FAILING_AFTER - 1) + [503]
+    assert body["database"] == "ok" and "readonly database" in body["reason"]
+    assert f"news_monitor_cycle_failures_total {float(FAILING_AFTER)}" in scraped

@@ -17,7 +17,9 @@ cycles and delivery rounds, how many failed in a row (a cycle whose results coul
 be stored counts as failed: a read-only database or a full disk fails every write
 while every read, and so a ping, still works). :data:`FAILING_AFTER` failures in a
 row make the process unhealthy until one succeeds again; one failure does not (a
-database restart, a lock held a moment).
+database restart, a lock held a moment). A cycle that polled no feed is no evidence
+either way (the feeds whose results were not stored stay claimed until their lease
+ends, so the cycles in between poll nothing).
 
 Each :class:`Metrics` has its own registry (not the library's global one), so tests
 and a daemon with a web server can build several without "duplicated timeseries".
@@ -178,7 +180,7 @@ class Metrics:
         stored = [o.error or "" for o in report.outcomes if o.reason == "store"]
         if stored:
             self.cycle_failed(f"results not stored: {stored[0]}")
-        else:
+        elif report.outcomes:  # a cycle that polled nothing wrote nothing: no news of the database
             self.health.record("poll", None)
         self.cycles.inc()
         self.last_cycle.set(report.started_at.timestamp())

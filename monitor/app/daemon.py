@@ -230,11 +230,11 @@ class Daemon:
         try:
             report = self.runtime.pipeline.run_cycle()
         except MonitorError as exc:  # e.g. the database is unreachable: log, retry next tick
-            self.metrics.cycle_failures.inc()
+            self.metrics.cycle_failed(str(exc))
             log.error("poll cycle failed: %s", exc)
             return
-        except Exception:
-            self.metrics.cycle_failures.inc()
+        except Exception as exc:
+            self.metrics.cycle_failed(f"crashed: {type(exc).__name__}")
             log.exception("poll cycle crashed; the next tick retries")
             return
         self.metrics.observe_cycle(report)
@@ -247,9 +247,11 @@ class Daemon:
         try:
             result = self.runtime.deliver()
         except MonitorError as exc:
+            self.metrics.delivery_failed(str(exc))
             log.error("delivery round failed: %s", exc)
             return
-        except Exception:
+        except Exception as exc:
+            self.metrics.delivery_failed(f"crashed: {type(exc).__name__}")
             log.exception("delivery round crashed; the next round retries")
             return
         self.metrics.observe_delivery(result)

@@ -12,6 +12,15 @@ Two kinds, because they come from two places:
   so they are right with several daemons on one database, and for ``news-monitor
   web`` running alone.
 
+What the daemon did also decides ``/healthz``: :class:`RunHealth` keeps, for poll
+cycles and delivery rounds, how many failed in a row (a cycle whose results could not
+be stored counts as failed: a read-only database or a full disk fails every write
+while every read, and so a ping, still works). :data:`FAILING_AFTER` failures in a
+row make the process unhealthy until one succeeds again; one failure does not (a
+database restart, a lock held a moment). A cycle that polled no feed is no evidence
+either way (the feeds whose results were not stored stay claimed until their lease
+ends, so the cycles in between poll nothing).
+
 Each :class:`Metrics` has its own registry (not the library's global one), so tests
 and a daemon with a web server can build several without "duplicated timeseries".
 """
@@ -19,6 +28,7 @@ and a daemon with a web server can build several without "duplicated timeseries"
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING
 
@@ -35,6 +45,32 @@ log = logging.getLogger("monitor.app.metrics")
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 _CYCLE_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300)
+FAILING_AFTER = 3  # failures in a row of one kind of job before /healthz says fail
+
+
+class RunHealth:
+    """Failures in a row of the daemon's jobs (``poll``, ``delivery``); thread-safe."""
+
+    def __init__(self, failing_after: int = FAILING_AFTER) -> None:
+        self.failing_after = failing_after
+        self._lock = threading.Lock()
+        self._failures: dict[str, tuple[int, str]] = {}  # job -> (failures in a row, last error)
+
+    def record(self, job: str, error: str | None) -> None:
+        """One run of ``job``: ``error`` None when it succeeded."""
+        with self._lock:
+            if error is None:
+                self._failures.pop(job, None)
+            else:
+                self._failures[job] = (self._failures.get(job, (0, ""))[0] + 1, error)
+
+    def problems(self) -> list[str]:
+        """Short reasons the process is unhealthy; empty when it is not."""
+        with self._lock:
+            failing = sorted(self._failures.items())
+        return [
+            f"the last {n} {job} runs failed: {error[:200]}" for job, (n, error) in failing if n >= self.failing_after
+        ]
 
 
 class StoreCollector(Collector):
@@ -94,8 +130,14 @@ class Metrics:
         self.alerts_queued = Counter("news_monitor_alerts_queued", "Alerts queued in the outbox", registry=r)
         self.cycles = Counter("news_monitor_cycles", "Poll cycles run", registry=r)
         self.cycle_failures = Counter(
-            "news_monitor_cycle_failures", "Poll cycles that failed as a whole (database down)", registry=r
+            "news_monitor_cycle_failures",
+            "Poll cycles that failed as a whole (database down) or could not store their results",
+            registry=r,
         )
+        self.delivery_failures = Counter(
+            "news_monitor_delivery_failures", "Delivery rounds that failed as a whole (database down)", registry=r
+        )
+        self.health = RunHealth()
         self.cycle_duration = Histogram(
             "news_monitor_cycle_duration_seconds",
             "Duration of poll cycles that polled at least one feed",
@@ -124,7 +166,22 @@ class Metrics:
         if store is not None:
             r.register(StoreCollector(store))
 
+    def cycle_failed(self, error: str) -> None:
+        """A poll cycle that raised (the database is down, or refused a write)."""
+        self.cycle_failures.inc()
+        self.health.record("poll", error)
+
+    def delivery_failed(self, error: str) -> None:
+        """A delivery round that raised."""
+        self.delivery_failures.inc()
+        self.health.record("delivery", error)
+
     def observe_cycle(self, report: CycleReport) -> None:
+        stored = [o.error or "" for o in report.outcomes if o.reason == "store"]
+        if stored:
+            self.cycle_failed(f"results not stored: {stored[0]}")
+        elif report.outcomes:  # a cycle that polled nothing wrote nothing: no news of the database
+            self.health.record("poll", None)
         self.cycles.inc()
         self.last_cycle.set(report.started_at.timestamp())
         if report.outcomes:
@@ -138,6 +195,7 @@ class Metrics:
         self.alerts_queued.inc(report.total("alerts"))
 
     def observe_delivery(self, report: DeliveryReport) -> None:
+        self.health.record("delivery", None)
         self.delivered.labels("sent").inc(report.sent)
         self.delivered.labels("retrying").inc(report.retrying)
         self.delivered.labels("given_up").inc(report.given_up)
@@ -147,4 +205,4 @@ class Metrics:
         return generate_latest(self.registry)
 
 
-__all__ = ["CONTENT_TYPE", "Metrics", "StoreCollector"]
+__all__ = ["CONTENT_TYPE", "FAILING_AFTER", "Metrics", "RunHealth", "StoreCollector"]

@@ -84,6 +84,7 @@ __all__ = [
     "FetchSettings",
     "Fetcher",
     "host_key",
+    "is_internal_address",
     "parse_retry_after",
     "redact_url",
 ]
@@ -461,6 +462,12 @@ def _classifier(networks: tuple[str, ...] | None) -> Callable[[str], bool]:
         return any(ip in net for net in parsed)
 
     return is_internal
+
+
+def is_internal_address(address: str) -> bool:
+    """Whether ``address`` (an IP literal) is one the fetcher treats as internal by default:
+    loopback, private, link-local, reserved or multicast (anything not a text IP is internal)."""
+    return _classifier(None)(address)
 
 
 #: Whether the hop being connected in this task must reach a public address only. Each

@@ -2,8 +2,15 @@
 
 Library errors (:class:`~monitor.errors.MonitorError`) become ``click.ClickException``
 with the library's message, so a user sees ``config.yaml:42: watchlists[2].notify:
-unknown target 'slak'`` and never a traceback. Output that comes from feeds goes
-through :func:`rich.markup.escape` before rich sees it.
+unknown target 'slak'`` and never a traceback. Output that comes from feeds, servers
+or config files (titles, errors, names, URLs, progress descriptions) goes through
+:func:`rich.markup.escape` before rich sees it: ``[link=...]`` in a redirect target
+must not become a link, ``[/bold]`` in a reason phrase must not raise ``MarkupError``.
+
+The config is loaded two ways: :attr:`Context.loaded` for the commands that neither
+send nor serve (they work without the targets' and the web token's secrets in the
+shell), :attr:`Context.sending` for ``run``, ``poll``, ``test-notify``, ``web`` and
+``check-config`` (a missing variable is an error naming it).
 """
 
 from __future__ import annotations
@@ -16,6 +23,7 @@ from typing import TYPE_CHECKING
 
 import click
 
+from monitor.app.services.common import checked_days
 from monitor.config.model import LoadedConfig, load_config
 from monitor.errors import MonitorError, QuerySyntaxError
 
@@ -42,14 +50,24 @@ class Context:
     def __init__(self, config_path: str, log_level: str | None) -> None:
         self.config_path = config_path
         self.log_level = log_level
-        self._loaded: LoadedConfig | None = None
+        self._loaded: dict[bool, LoadedConfig] = {}
+
+    def _load(self, for_sending: bool) -> LoadedConfig:
+        if for_sending not in self._loaded:
+            loaded = load_config(self.config_path, for_sending=for_sending)
+            self._loaded[for_sending] = loaded
+            setup_logging(self.log_level or loaded.config.log_level)
+        return self._loaded[for_sending]
 
     @property
     def loaded(self) -> LoadedConfig:
-        if self._loaded is None:
-            self._loaded = load_config(self.config_path)
-            setup_logging(self.log_level or self._loaded.config.log_level)
-        return self._loaded
+        """The config, for commands that neither send nor serve (sending secrets may be unset)."""
+        return self._load(False)
+
+    @property
+    def sending(self) -> LoadedConfig:
+        """The config with every secret expanded, for commands that send alerts or serve the page."""
+        return self._load(True)
 
 
 pass_ctx = click.make_pass_decorator(Context)
@@ -82,6 +100,7 @@ def open_store(loaded: LoadedConfig) -> Iterator[Store]:
 def progress(total: int, description: str) -> Iterator[Advance]:
     """A rich progress bar on a terminal; nothing at all otherwise (pipes and logs stay clean)."""
     from rich.console import Console
+    from rich.markup import escape
 
     console = Console(stderr=True)
     if not console.is_terminal or total <= 0:
@@ -97,7 +116,7 @@ def progress(total: int, description: str) -> Iterator[Advance]:
         console=console,
         transient=True,
     ) as bar:
-        task = bar.add_task(description, total=total)
+        task = bar.add_task(escape(description), total=total)
         yield lambda n: bar.advance(task, n)
 
 
@@ -106,6 +125,28 @@ def stdout_console() -> Console:
     from rich.console import Console
 
     return Console(highlight=False) if sys.stdout.isatty() else Console(width=200, highlight=False)
+
+
+class Days(click.ParamType[float, object]):
+    """A number of days back (``0 < days <= 36600``, finite); ``inf`` or ``nan`` is a usage error."""
+
+    name = "days"
+
+    def convert(self, value: object, param: click.Parameter | None, ctx: click.Context | None) -> float:
+        if isinstance(value, float):
+            number = value
+        else:
+            try:
+                number = float(str(value))
+            except ValueError:
+                self.fail(f"{value!r} is not a number of days", param, ctx)
+        try:
+            return checked_days(number)
+        except ValueError as exc:
+            self.fail(str(exc).removeprefix("days: "), param, ctx)
+
+
+DAYS = Days()
 
 
 def echo_saved(path: str, what: str) -> None:

@@ -23,7 +23,7 @@ def run(ctx: Context) -> None:
     from monitor.app.daemon import Daemon
 
     with errors_as_click():
-        ctx.loaded  # noqa: B018 - validate and configure logging before anything starts
+        ctx.sending  # noqa: B018 - validate and configure logging before anything starts
         daemon = Daemon(ctx.config_path)
     sys.exit(daemon.run())
 
@@ -47,7 +47,7 @@ def poll(ctx: Context, once: bool, feeds: tuple[str, ...], catchup: bool, no_del
     from monitor.app.daemon import Runtime
 
     with errors_as_click():
-        loaded = ctx.loaded
+        loaded = ctx.sending
         unknown = [f for f in feeds if f not in {c.name for c in loaded.config.feeds}]
         if unknown:
             raise click.BadParameter(f"unknown feed(s): {', '.join(unknown)}", param_hint="--feed")
@@ -84,7 +84,7 @@ def check_config(ctx: Context) -> None:
     from monitor.storage.engine import safe_url
 
     with errors_as_click():
-        loaded = ctx.loaded
+        loaded = ctx.sending
         cfg = loaded.config
         Renderer(timezone=cfg.timezone, overrides=cfg.templates)  # checks the templates
         channels = load_channels(cfg.target_urls)

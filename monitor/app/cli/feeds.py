@@ -1,4 +1,10 @@
-"""``feeds``: feed status, and adding, removing, importing and exporting feeds (OPML)."""
+"""``feeds``: feed status, and adding, removing, importing and exporting feeds (OPML).
+
+Feed URLs are shown through :func:`~monitor.ingest.fetch.redact_url` (no user-info, no
+secret-looking query values), in the table and in ``--json`` alike; every text of the
+table that a feed, its server or an OPML file chose is escaped for rich. Adding a feed
+whose host is internal prints a warning naming the address (the feed is added).
+"""
 
 from __future__ import annotations
 
@@ -11,6 +17,7 @@ import click
 
 from monitor.app.cli.common import Context, echo_saved, errors_as_click, open_store, pass_ctx, progress
 from monitor.app.services.feeds import FeedCheckError, add_feed, feed_status, import_opml, opml_export, remove_feed
+from monitor.ingest.fetch import redact_url
 
 
 @click.group(invoke_without_command=True)
@@ -40,7 +47,7 @@ def _feed_json(f: Any) -> dict[str, Any]:
 
     return {
         "name": f.name,
-        "url": f.fetch_url,
+        "url": redact_url(f.fetch_url),
         "state": f.state,  # new | ok | backoff | disabled
         "status": _STATE_WORDS.get(f.state, f.state),
         "last_poll": iso(f.last_poll_at),
@@ -89,6 +96,7 @@ def _ago(v: dt.datetime | None, now: dt.datetime) -> str:
 
 def _print_feeds(rows: list[Any], alerts: dict[str, int]) -> None:
     from rich.console import Console
+    from rich.markup import escape
     from rich.table import Table
 
     now = dt.datetime.now(dt.UTC)
@@ -104,7 +112,7 @@ def _print_feeds(rows: list[Any], alerts: dict[str, int]) -> None:
         if f.last_error and f.state != "ok":
             error = f"{f.last_error_reason} ({_ago(f.last_error_at, now)}): {f.last_error}"
         table.add_row(
-            f.name,
+            escape(f.name),
             f"[{styles.get(f.state, '')}]{_STATE_WORDS.get(f.state, f.state)}[/]",
             _ago(f.last_poll_at, now),
             _ago(f.last_success_at, now),
@@ -112,7 +120,7 @@ def _print_feeds(rows: list[Any], alerts: dict[str, int]) -> None:
             str(f.entries_seen),
             _interval_cell(f),
             _ago(f.next_poll_at, now) if f.state != "disabled" else "-",
-            error,
+            escape(error),
         )
     # Piped into a file or a script, do not fold columns to 80 characters.
     console = Console() if sys.stdout.isatty() else Console(width=200)
@@ -148,7 +156,9 @@ def feeds_add(
         except FeedCheckError as exc:
             raise click.ClickException(f"{exc} (use --no-check to add it anyway)") from None
     if added.entries is not None:
-        click.echo(f"{url}: {added.title or 'untitled'} ({added.entries} entries)")
+        click.echo(f"{redact_url(url)}: {added.title or 'untitled'} ({added.entries} entries)")
+    for warning in added.warnings:
+        click.echo(warning, err=True)
     echo_saved(ctx.config_path, f"added feed {added.saved.name!r}")
 
 
@@ -193,10 +203,12 @@ def feeds_import_opml(ctx: Context, file: Any, language: str | None, check: bool
             progress=progress,
         )
     for label, reason in done.skipped:
-        click.echo(f"skipped {label}: {reason}", err=True)
+        click.echo(f"skipped {redact_url(label)}: {reason}", err=True)
+    for warning in done.warnings:
+        click.echo(warning, err=True)
     if dry_run:
         for f in done.added:
-            click.echo(f"would add {f.name}: {f.url}")
+            click.echo(f"would add {f.name}: {redact_url(f.url)}")
         click.echo(f"{len(done.added)} feeds would be added, {len(done.skipped)} skipped (dry run: nothing written)")
     elif done.saved is None:
         click.echo(f"nothing to add ({len(done.skipped)} skipped)")

@@ -22,7 +22,7 @@ def test_notify(ctx: Context, target: str) -> None:
     from monitor.delivery.render import Renderer
 
     with errors_as_click():
-        cfg = ctx.loaded.config
+        cfg = ctx.sending.config
         renderer = Renderer(timezone=cfg.timezone, overrides=cfg.templates)
         channels = load_channels(cfg.target_urls, timeout=cfg.delivery.timeout)
         if target not in channels:

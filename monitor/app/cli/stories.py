@@ -1,4 +1,8 @@
-"""``stories``: full-text search of stored stories, and one story in detail."""
+"""``stories``: full-text search of stored stories, and one story in detail.
+
+Links are shown through :func:`~monitor.app.services.stories.story_link` (no user-info),
+as the web page shows them.
+"""
 
 from __future__ import annotations
 
@@ -7,7 +11,7 @@ import json
 import click
 
 from monitor.app.cli.common import Context, errors_as_click, highlight, open_store, pass_ctx, stdout_console
-from monitor.app.services.stories import StorySearch, search, story_detail
+from monitor.app.services.stories import StorySearch, search, story_detail, story_link
 
 
 @click.group()
@@ -62,7 +66,7 @@ def _search_json(found: StorySearch) -> dict[str, object]:
             "feed": h.story.feed,
             "published": h.story.published_at.isoformat(),
             "title": h.story.title,
-            "link": h.story.link,
+            "link": story_link(h.story.link),
             "watchlists": list(h.watchlists),
         }
         for h in found.hits
@@ -111,10 +115,13 @@ def stories_show(ctx: Context, story_id: int, as_json: bool) -> None:
     if as_json:
         import dataclasses
 
-        click.echo(json.dumps(dataclasses.asdict(detail), indent=2, ensure_ascii=False, default=str))
+        out = dataclasses.asdict(detail)
+        for story in (out["story"], *out["cluster"]):
+            story["link"] = story_link(story["link"])
+        click.echo(json.dumps(out, indent=2, ensure_ascii=False, default=str))
         return
     click.echo(f"#{s.id}  {s.title}")
-    click.echo(f"  link:      {s.link or '-'}")
+    click.echo(f"  link:      {story_link(s.link) or '-'}")
     click.echo(f"  published: {s.published_at:%Y-%m-%d %H:%M} UTC   first seen {s.first_seen_at:%Y-%m-%d %H:%M} UTC")
     click.echo(f"  feed:      {s.feed}" + (f"   language {detail.language}" if detail.language else ""))
     if s.summary:

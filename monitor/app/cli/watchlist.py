@@ -8,6 +8,7 @@ from typing import Any
 import click
 
 from monitor.app.cli.common import (
+    DAYS,
     Context,
     echo_saved,
     errors_as_click,
@@ -138,7 +139,7 @@ def watchlist_show(ctx: Context, name: str, as_json: bool) -> None:
 @click.option("--stem", multiple=True, type=click.Choice(["en", "fr"]), help="Light stemming (repeatable).")
 @click.option("--description", default=None, help="A note for people reading the config.")
 @click.option("--disabled", is_flag=True, help="Add it switched off.")
-@click.option("--backfill", type=click.FloatRange(min=0, min_open=True), metavar="DAYS", help=_BACKFILL_HELP)
+@click.option("--backfill", type=DAYS, metavar="DAYS", help=_BACKFILL_HELP)
 @pass_ctx
 def watchlist_add(
     ctx: Context,
@@ -175,7 +176,7 @@ def watchlist_add(
 @click.option("--enable/--disable", "enabled", default=None, help="Switch the watchlist on or off.")
 @click.option("--description", default=None, help="New note ('' removes it).")
 @click.option("--rename", default=None, metavar="NEW", help="New name (stored matches keep the old one).")
-@click.option("--backfill", type=click.FloatRange(min=0, min_open=True), metavar="DAYS", help=_BACKFILL_HELP)
+@click.option("--backfill", type=DAYS, metavar="DAYS", help=_BACKFILL_HELP)
 @pass_ctx
 def watchlist_edit(
     ctx: Context,
@@ -224,7 +225,7 @@ def watchlist_remove(ctx: Context, name: str, yes: bool) -> None:
 @watchlist.command("test")
 @click.argument("name", required=False)
 @click.option("--query", "-q", default=None, help="Test this query (with NAME: compare it with NAME's).")
-@click.option("--days", default=7.0, show_default=True, type=click.FloatRange(min=0, min_open=True))
+@click.option("--days", default=7.0, show_default=True, type=DAYS, help="Stories published in the last DAYS days.")
 @click.option("--show", "show", default=20, show_default=True, help="Matching stories to list.")
 @click.option("--misses", default=10, show_default=True, help="Non-matching stories to list (newest).")
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")

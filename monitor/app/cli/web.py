@@ -25,7 +25,7 @@ def web(ctx: Context, listen: str | None) -> None:
     from monitor.config.model import split_listen
 
     with errors_as_click():
-        loaded = ctx.loaded
+        loaded = ctx.sending
         settings = loaded.config.web
         address = listen or settings.listen or "127.0.0.1:8080"
         try:

@@ -16,7 +16,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from monitor.app.services.common import Progress, no_progress, require_watchlist
+from monitor.app.services.common import Progress, checked_days, no_progress, require_watchlist
 from monitor.config.model import Config
 from monitor.errors import QuerySyntaxError
 from monitor.matching.backtest import Backtest, BacktestMatch, backtest, days_ago
@@ -117,10 +117,12 @@ def backtest_watchlist(
     given); ``compare_with`` names a saved watchlist whose current query is run too, for
     the stories gained and lost (none when it no longer exists). Raises
     :class:`UnknownWatchlistError` for an unknown ``name``, and a
-    :class:`~monitor.errors.QuerySyntaxError` naming no watchlist for a bad ``query``.
+    :class:`~monitor.errors.QuerySyntaxError` naming no watchlist for a bad ``query``,
+    ``ValueError`` for ``days`` out of :func:`~monitor.app.services.common.checked_days`.
     """
     if name is None and query is None:
         raise ValueError("a watchlist name, or a query, or both")
+    checked_days(days)
     label = name or "query"
     text = query if query is not None else require_watchlist(config, label).query
     if name is not None:

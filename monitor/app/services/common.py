@@ -3,16 +3,25 @@
 A long run reports progress through a :data:`Progress` factory: ``progress(total,
 description)`` is a context manager yielding ``advance(n)``, so the CLI can draw a bar
 and the web page draws nothing (:func:`no_progress`).
+
+Numbers typed by a person are bounded here, once for the CLI and the web page:
+:func:`checked_days` (a finite count of days back, at most :data:`MAX_DAYS`; ``inf``
+would overflow the date arithmetic) and :data:`MAX_STORY_ID` (a story id the database's
+64-bit key can hold; a bigger one is no story at all).
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
 
 from monitor.config.model import Config, WatchlistConfig
 from monitor.errors import ConfigError
+
+MAX_DAYS = 36_600  # a century: any longer look back is a typing mistake
+MAX_STORY_ID = 2**63 - 1  # the largest value of the stories table's 64-bit key
 
 Advance = Callable[[int], object]  # advance(n): n more items done
 Progress = Callable[[int, str], AbstractContextManager[Advance]]
@@ -22,6 +31,13 @@ Progress = Callable[[int, str], AbstractContextManager[Advance]]
 def no_progress(_total: int, _description: str) -> Iterator[Advance]:
     """The :data:`Progress` of callers that show none."""
     yield lambda _n: None
+
+
+def checked_days(days: float) -> float:
+    """``days`` when it is a count of days back that can be counted; ``ValueError`` otherwise."""
+    if not (math.isfinite(days) and 0 < days <= MAX_DAYS):
+        raise ValueError(f"days: a number greater than 0 and at most {MAX_DAYS}, not {days:g}")
+    return days
 
 
 class UnknownWatchlistError(ConfigError):
@@ -68,11 +84,14 @@ class Saved:
 
 
 __all__ = [
+    "MAX_DAYS",
+    "MAX_STORY_ID",
     "Advance",
     "Backfill",
     "Progress",
     "Saved",
     "UnknownWatchlistError",
+    "checked_days",
     "no_progress",
     "require_watchlist",
 ]

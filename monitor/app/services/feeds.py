@@ -1,17 +1,28 @@
-"""Feed status, and feed edits: add (after fetching the feed once), remove, OPML import and export."""
+"""Feed status, and feed edits: add (after fetching the feed once), remove, OPML import and export.
+
+A feed URL whose host resolves to an internal address (loopback, private, link-local:
+:func:`~monitor.ingest.fetch.is_internal_address`) is still added (a URL the user adds
+is the user's choice), with a warning naming the address: an OPML file from elsewhere
+could point the daemon at this machine's own services. Each distinct host is resolved
+once, one after the other (a cached resolver answers in microseconds; an unknown name
+costs the resolver's own timeout once).
+"""
 
 from __future__ import annotations
 
 import datetime as dt
+import socket
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import urlsplit
 
 from monitor.app.services.common import Progress, Saved, no_progress
 from monitor.config.edit import ConfigEditor, FeedSpec, slug, unique_name
 from monitor.config.model import Config, LoadedConfig
 from monitor.config.opml import ExportFeed, export_opml, parse_opml, plan_import
 from monitor.errors import MonitorError
+from monitor.ingest.fetch import is_internal_address, redact_url
 from monitor.ingest.schedule import FeedSnapshot
 from monitor.storage.store import Store
 
@@ -60,14 +71,51 @@ def _probe_feeds(config: Config, urls: Sequence[str], *, progress: Progress = no
     return out
 
 
+def _internal_address(host: str) -> str | None:
+    """The first internal address ``host`` resolves to, or None (public, or unresolvable)."""
+    try:
+        infos = socket.getaddrinfo(host, None, proto=socket.IPPROTO_TCP)
+    except (OSError, UnicodeError):
+        return None
+    for info in infos:
+        address = str(info[4][0])
+        if is_internal_address(address):
+            return address
+    return None
+
+
+def internal_warnings(urls: Sequence[str]) -> tuple[str, ...]:
+    """One warning per URL whose host resolves to an internal address, naming the address."""
+    found: dict[str, str | None] = {}
+    out = []
+    for url in urls:
+        try:
+            host = urlsplit(url).hostname
+        except ValueError:
+            continue
+        if not host:
+            continue
+        if host not in found:
+            found[host] = _internal_address(host)
+        address = found[host]
+        if address is not None:
+            out.append(
+                f"warning: {redact_url(url)} points at an internal address ({address}): "
+                "the daemon will fetch from this machine's network"
+            )
+    return tuple(out)
+
+
 @dataclass(frozen=True, slots=True)
 class FeedAdded:
-    """A feed written to the config; ``title``/``entries`` when it was fetched first."""
+    """A feed written to the config; ``title``/``entries`` when it was fetched first;
+    ``warnings``: its host is internal (:func:`internal_warnings`)."""
 
     saved: Saved
     url: str
     title: str | None = None
     entries: int | None = None
+    warnings: tuple[str, ...] = ()
 
 
 def add_feed(
@@ -97,7 +145,8 @@ def add_feed(
         name = unique_name(base[:64], set(editor.feed_names()))
     editor.add_feed(FeedSpec(name, url, interval, language))
     editor.save()
-    return FeedAdded(Saved(str(loaded.path), tuple(editor.changes), name), url, title, entries)
+    saved = Saved(str(loaded.path), tuple(editor.changes), name)
+    return FeedAdded(saved, url, title, entries, internal_warnings([url]))
 
 
 def remove_feed(config_path: str, name: str) -> Saved:
@@ -115,6 +164,7 @@ class OpmlImport:
     added: tuple[FeedSpec, ...]
     skipped: tuple[tuple[str, str], ...]  # (outline or URL, reason)
     saved: Saved | None  # None: nothing written (a dry run, or nothing to add)
+    warnings: tuple[str, ...] = ()  # added feeds whose host is internal
 
 
 def import_opml(
@@ -137,11 +187,12 @@ def import_opml(
         probed = _probe_feeds(loaded.config, [f.url for f in adding], progress=progress)
         skipped += [(f.url, probed[f.url]) for f in adding if isinstance(probed[f.url], str)]
         adding = [f for f in adding if not isinstance(probed[f.url], str)]
+    warnings = internal_warnings([f.url for f in adding])
     if dry_run or not adding:
-        return OpmlImport(tuple(adding), tuple(skipped), None)
+        return OpmlImport(tuple(adding), tuple(skipped), None, warnings)
     editor.add_feeds(adding)
     editor.save()
-    return OpmlImport(tuple(adding), tuple(skipped), Saved(str(loaded.path), tuple(editor.changes)))
+    return OpmlImport(tuple(adding), tuple(skipped), Saved(str(loaded.path), tuple(editor.changes)), warnings)
 
 
 @dataclass(frozen=True, slots=True)
@@ -167,6 +218,7 @@ __all__ = [
     "add_feed",
     "feed_status",
     "import_opml",
+    "internal_warnings",
     "opml_export",
     "remove_feed",
 ]

@@ -1,9 +1,15 @@
-"""Stored stories: the latest alerts, full-text search with highlight offsets, one story in detail."""
+"""Stored stories: the latest alerts, full-text search with highlight offsets, one story in detail.
+
+Links of stories come from feeds: :func:`story_link` is what a page or a feed built
+from them may show (http(s) only, user-info dropped, as the e-mail alerts do).
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from urllib.parse import urlsplit, urlunsplit
 
+from monitor.app.services.common import MAX_STORY_ID, checked_days
 from monitor.matching.backtest import days_ago
 from monitor.matching.matcher import Hit
 from monitor.storage.search import SearchResult, search_stories, term_spans
@@ -58,8 +64,11 @@ def search(
     limit: int = 50,
     order: str = "date",
 ) -> StorySearch:
-    """Full-text search of stored stories (``SearchSyntaxError`` for a search meaning nothing)."""
-    since = days_ago(since_days) if since_days is not None else None
+    """Full-text search of stored stories (``SearchSyntaxError`` for a search meaning nothing).
+
+    ``ValueError`` for ``since_days`` out of :func:`~monitor.app.services.common.checked_days`.
+    """
+    since = days_ago(checked_days(since_days)) if since_days is not None else None
     found: SearchResult = search_stories(store, query, since=since, watchlist=watchlist, limit=limit, order=order)
     terms = found.query.terms
     return StorySearch(
@@ -78,8 +87,30 @@ def search(
 
 
 def story_detail(store: Store, story_id: int) -> StoryDetail | None:
-    """A stored story with its sightings, cluster, matches and alerts; None when there is none."""
+    """A stored story with its sightings, cluster, matches and alerts; None when there is none
+    (an id the database's key cannot hold included)."""
+    if not 0 < story_id <= MAX_STORY_ID:
+        return None
     return store.story_detail(story_id)
+
+
+def story_link(link: str | None) -> str | None:
+    """``link`` fit to show and follow: http(s) only, without user-info, or None.
+
+    ``https://bank.example@evil.example/`` is a phishing trick and ``user:pw@`` a
+    credential: neither is ever part of a news link shown to a person.
+    """
+    if not link:
+        return None
+    try:
+        parts = urlsplit(link.strip())
+        host, port = parts.hostname, parts.port
+    except ValueError:
+        return None
+    if parts.scheme.lower() not in ("http", "https") or not host:
+        return None
+    netloc = (f"[{host}]" if ":" in host else host) + (f":{port}" if port is not None else "")
+    return urlunsplit((parts.scheme.lower(), netloc, parts.path, parts.query, parts.fragment))
 
 
 __all__ = [
@@ -89,4 +120,5 @@ __all__ = [
     "recent_alerts",
     "search",
     "story_detail",
+    "story_link",
 ]

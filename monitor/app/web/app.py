@@ -7,7 +7,9 @@ live preview (:mod:`~monitor.app.web.editor`). Per-watchlist ``/watchlists/NAME.
 and ``.json`` (:mod:`~monitor.app.web.syndication`). ``/healthz`` and ``/metrics``
 (:mod:`~monitor.app.web.health`). Who may use any of it, and ``/login``
 (:mod:`~monitor.app.web.guard`). Every page is presentation over
-:mod:`monitor.app.services`, the layer the CLI uses too.
+:mod:`monitor.app.services`, the layer the CLI uses too. A database that does not
+answer (:class:`~monitor.errors.StoreError`) is a 503 "database unavailable" page,
+never a bare 500.
 """
 
 from __future__ import annotations
@@ -22,6 +24,8 @@ from pathlib import Path
 
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
+from starlette.requests import Request
+from starlette.responses import Response
 from starlette.routing import BaseRoute, Mount
 from starlette.staticfiles import StaticFiles
 
@@ -34,7 +38,7 @@ from monitor.app.web.pages import Pages
 from monitor.app.web.syndication import Syndication
 from monitor.app.web.ui import HERE, Ui
 from monitor.config.model import LoadedConfig, load_config
-from monitor.errors import ConfigError
+from monitor.errors import ConfigError, StoreError
 from monitor.storage.store import Store
 
 log = logging.getLogger("monitor.app.web")
@@ -98,7 +102,12 @@ def create_app(state: WebState, *, token: str | None = None, loopback: bool = Tr
         Mount("/static", app=StaticFiles(directory=str(HERE / "static")), name="static"),
     ]
     middleware = [Middleware(Guard, token=token, loopback=loopback, csrf=csrf)]
-    return Starlette(routes=routes, middleware=middleware)
+
+    def unavailable(request: Request, exc: Exception) -> Response:
+        log.error("web: %s %s: %s", request.method, request.url.path, exc)
+        return ui.error(request, 503, "Database unavailable", f"The database does not answer: {exc}")
+
+    return Starlette(routes=routes, middleware=middleware, exception_handlers={StoreError: unavailable})
 
 
 __all__ = ["CachedConfig", "WebState", "create_app"]

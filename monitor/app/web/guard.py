@@ -10,7 +10,9 @@ The page can rewrite the config, so:
   holds an HMAC of the token, never the token, and is ``HttpOnly; SameSite=Strict``.
 * Every POST carries a CSRF token (an HMAC of a per-process secret) in a form field or
   the ``X-CSRF-Token`` header, so another site cannot post to it from a browser.
-* ``/healthz`` stays open (it tells nothing but up or down).
+* ``/healthz`` stays open (it tells up or down, and a short reason when down).
+* Tokens are compared as UTF-8 bytes in constant time: a non-ASCII token is a 401 or a
+  403 like any wrong one, never a 500.
 """
 
 from __future__ import annotations
@@ -26,7 +28,7 @@ from starlette.requests import Request
 from starlette.responses import PlainTextResponse, RedirectResponse, Response
 from starlette.routing import Route
 
-from monitor.app.web.ui import STALE_FORM, Ui
+from monitor.app.web.ui import STALE_FORM, Ui, same_secret
 
 LOOPBACK = frozenset({"127.0.0.1", "localhost", "::1"})
 COOKIE = "news_monitor_session"
@@ -64,20 +66,20 @@ class Guard(BaseHTTPMiddleware):
             form_post = request.headers.get("content-type", "").startswith(
                 ("application/x-www-form-urlencoded", "multipart/form-data")
             )
-            if sent is None and not form_post or sent is not None and not hmac.compare_digest(sent, self.csrf):
+            if sent is None and not form_post or sent is not None and not same_secret(sent, self.csrf):
                 return PlainTextResponse(STALE_FORM, 403)
         return await call_next(request)
 
     def _authorised(self, request: Request) -> bool:
         assert self.token is not None
         auth = request.headers.get("authorization", "")
-        if auth.lower().startswith("bearer ") and hmac.compare_digest(auth[7:].strip(), self.token):
+        if auth.lower().startswith("bearer ") and same_secret(auth[7:].strip(), self.token):
             return True
         cookie = request.cookies.get(COOKIE)
-        if cookie and hmac.compare_digest(cookie, sign(self.token.encode(), "session")):
+        if cookie and same_secret(cookie, sign(self.token.encode(), "session")):
             return True
         given = request.query_params.get("token")
-        return bool(given) and hmac.compare_digest(str(given), self.token)
+        return bool(given) and same_secret(str(given), self.token)
 
 
 class Login:
@@ -98,7 +100,7 @@ class Login:
             return self.ui.page(request, "login.html", nav="", next=nxt, error=None)
         form = await request.form()
         given = str(form.get("token") or "")
-        if not self.token or not hmac.compare_digest(given, self.token):
+        if not self.token or not same_secret(given, self.token):
             return self.ui.page(request, "login.html", 401, nav="", next=nxt, error="wrong token")
         response = RedirectResponse(nxt, status_code=303)
         response.set_cookie(

@@ -1,4 +1,10 @@
-"""``/healthz`` (up or down: the database, and the scheduler when this process runs one) and ``/metrics``."""
+"""``/healthz`` and ``/metrics``.
+
+``/healthz`` answers 503 with a short reason when the database does not answer, when
+the scheduler of this process stopped, or when the daemon's poll cycles or delivery
+rounds keep failing (:class:`~monitor.app.metrics.RunHealth`: a read-only database or a
+full disk, where every read and so a ping still works); 200 otherwise.
+"""
 
 from __future__ import annotations
 
@@ -30,11 +36,15 @@ class Health:
             alive = self.state.scheduler_alive()
             scheduler = "running" if alive else "stopped"
             ok = db and alive
-        body = {
+        problems = self.metrics.health.problems()
+        ok = ok and not problems
+        body: dict[str, object] = {
             "status": "ok" if ok else "fail",
             "database": "ok" if db else "unreachable",
             "scheduler": scheduler,
         }
+        if problems:
+            body["reason"] = "; ".join(problems)
         return JSONResponse(body, status_code=200 if ok else 503)
 
     def metrics_page(self, _request: Request) -> Response:

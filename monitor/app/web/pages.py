@@ -2,6 +2,8 @@
 
 Each handler parses its query string, calls one function of :mod:`monitor.app.services`
 and renders a template; highlighting is done here, from the offsets the service returns.
+Input the services refuse (a search meaning nothing, ``days=inf``) is a 400 page saying
+why; a story id no database key can hold is no story (404).
 """
 
 from __future__ import annotations
@@ -62,6 +64,7 @@ class Pages:
         return self.ui.page(
             request,
             "search.html",
+            200 if error is None else 400,
             q=q,
             days=since_days,
             watchlist=wl,

@@ -2,6 +2,7 @@
 
 Any feed reader can follow a watchlist: its latest matches, newest first, each with
 the terms that matched, its source and the other outlets that reported the story.
+Links go through :func:`~monitor.app.services.stories.story_link` (no user-info).
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
 
 from monitor.app.services.common import UnknownWatchlistError
+from monitor.app.services.stories import story_link
 from monitor.app.services.watchlists import WatchlistFeed, watchlist_feed
 from monitor.app.web.ui import Ui
 
@@ -95,8 +97,9 @@ def atom_feed(name: str, query: str, items: Sequence[Any], *, base: str) -> byte
         entry = sub(feed, "entry")
         sub(entry, "id", f"{base}/stories/{m.story_id}#{quote(name)}")
         sub(entry, "title", m.title)
-        if m.link:
-            sub(entry, "link", rel="alternate", href=m.link)
+        link = story_link(m.link)
+        if link:
+            sub(entry, "link", rel="alternate", href=link)
         sub(entry, "updated", _iso(m.matched_at))
         sub(entry, "published", _iso(m.published_at))
         author = sub(entry, "author")
@@ -119,7 +122,7 @@ def json_feed_doc(name: str, query: str, items: Sequence[Any], *, base: str) -> 
         "items": [
             {
                 "id": f"{base}/stories/{m.story_id}#{quote(name)}",
-                "url": m.link,
+                "url": story_link(m.link),
                 "title": m.title,
                 "content_text": _item_text(m),
                 "date_published": _iso(m.published_at),

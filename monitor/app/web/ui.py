@@ -2,8 +2,9 @@
 
 A :class:`Ui` is made once per app by :func:`~monitor.app.web.app.create_app` and
 handed to each page module; it holds the process's :class:`~monitor.app.web.app.WebState`,
-the Jinja2 environment (with the ``highlight``, ``snippet`` and ``ago`` filters) and the
-CSRF token every form carries.
+the Jinja2 environment (with the ``highlight``, ``snippet`` and ``ago`` filters, and
+``redact`` and ``link`` for URLs: a feed URL without its credentials, a story link
+without user-info) and the CSRF token every form carries.
 """
 
 from __future__ import annotations
@@ -20,7 +21,9 @@ from starlette.requests import Request
 from starlette.responses import PlainTextResponse, Response
 from starlette.templating import Jinja2Templates
 
+from monitor.app.services.stories import story_link
 from monitor.config.model import LoadedConfig
+from monitor.ingest.fetch import redact_url
 from monitor.matching.backtest import stored_hit_spans
 from monitor.storage.search import snippet
 
@@ -29,6 +32,15 @@ if TYPE_CHECKING:
 
 HERE = Path(__file__).resolve().parent
 STALE_FORM = "missing or stale form token: reload the page"
+
+
+def same_secret(given: str, expected: str) -> bool:
+    """Constant-time comparison of a token a client sent with the expected one.
+
+    On UTF-8 bytes: ``hmac.compare_digest`` refuses ``str`` with non-ASCII characters
+    (a ``TypeError``, so a 500) and the client chooses what it sends.
+    """
+    return hmac.compare_digest(given.encode("utf-8", "replace"), expected.encode("utf-8", "replace"))
 
 
 def highlight(text: str, spans: Sequence[tuple[int, int]]) -> Markup:
@@ -71,6 +83,8 @@ class Ui:
         env.filters["highlight"] = highlight
         env.filters["snippet"] = highlighted_snippet
         env.filters["ago"] = ago
+        env.filters["redact"] = redact_url
+        env.filters["link"] = story_link
         env.globals["csrf"] = csrf
         env.globals["stored_spans"] = stored_hit_spans
 
@@ -86,7 +100,11 @@ class Ui:
         """The posted form, or None when its CSRF token is missing or wrong."""
         form = await request.form()
         sent = request.headers.get("x-csrf-token") or str(form.get("csrf") or "")
-        return form if sent and hmac.compare_digest(sent, self.csrf) else None
+        return form if sent and same_secret(sent, self.csrf) else None
+
+    def error(self, request: Request, status: int, title: str, message: str) -> Response:
+        """A page saying what went wrong, in words a person can act on."""
+        return self.page(request, "error.html", status, nav="", title=title, message=message)
 
     @staticmethod
     def stale() -> Response:

@@ -9,11 +9,16 @@ a message), and nothing else escapes.
 from __future__ import annotations
 
 import io
+import json
+import tempfile
+from pathlib import Path
 
+from click.testing import CliRunner
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from ruamel.yaml import YAML
 
+from monitor.app.cli import cli
 from monitor.config.model import parse_config
 from monitor.errors import ConfigError, QuerySyntaxError
 from monitor.matching.matcher import Matcher, WatchlistQuery
@@ -100,3 +105,33 @@ def test_any_text_as_a_config_file_loads_or_is_refused(text: str) -> None:
         parse_config(text, file="config.yaml", env={})
     except ConfigError as exc:
         assert str(exc).startswith("config.yaml")
+
+
+_MATCH_DIR = tempfile.TemporaryDirectory(prefix="fuzz-match-")
+_MATCH_CONFIG = Path(_MATCH_DIR.name) / "config.yaml"
+_MATCH_CONFIG.write_text(
+    "database: sqlite:///monitor.db\ntargets: {c: 'console://'}\n"
+    "watchlists: [{name: w, query: 'Kursk OR Koursk OR 북한', notify: [c]}]\n",
+    encoding="utf-8",
+)
+JSON_LINES = st.one_of(
+    st.binary(max_size=200),
+    st.recursive(
+        st.one_of(st.none(), st.booleans(), st.floats(), st.integers(), st.text(max_size=30)),
+        lambda c: st.one_of(st.lists(c, max_size=3), st.dictionaries(st.sampled_from(["id", "title", "x"]), c)),
+        max_leaves=10,
+    ).map(lambda v: json.dumps(v, allow_nan=True).encode()),
+    st.sampled_from([b"[" * 5000, b'{"id": 1e999}', b'{"id": NaN, "title": "Kursk"}', b"\xff\xfe{", b"{" * 40]),
+)
+
+
+@FUZZ
+@given(st.lists(JSON_LINES, max_size=6))
+def test_match_answers_every_line_or_says_why(lines: list[bytes]) -> None:
+    """Whatever arrives on stdin: JSON out for the good lines, one error line per bad one."""
+    stdin = b"\n".join(line.replace(b"\n", b" ") for line in lines) + b"\n"
+    result = CliRunner().invoke(cli, ["--config", str(_MATCH_CONFIG), "match"], input=stdin)
+    assert result.exception is None or isinstance(result.exception, SystemExit), result.exception
+    assert result.exit_code in (0, 1)
+    for out in result.stdout.splitlines():
+        assert set(json.loads(out)) >= {"id", "watchlists"}

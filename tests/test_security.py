@@ -16,14 +16,20 @@ from typing import Any
 from urllib.parse import unquote
 
 import pytest
+from sqlalchemy import update
 
+from monitor.app.services.stories import story_detail
 from monitor.config.model import MAX_DURATION, MAX_SIZE, parse_config
 from monitor.errors import ConfigError, QuerySyntaxError
 from monitor.ingest.entries import normalise_entry
 from monitor.ingest.fetch import FeedFetchError, Fetcher, FetchRequest, FetchResult, FetchSettings, _classifier
 from monitor.matching.query import MAX_DEPTH, parse_query
+from monitor.storage.feeds import FeedConfigRow
+from monitor.storage.schema import Alert
+from monitor.storage.store import Store
 from tests.support.feeds import Item, rss
 from tests.support.httpserver import HTTPTestServer, Redirect, Static
+from tests.support.stories import entry, record, result
 
 
 @pytest.mark.parametrize(
@@ -353,3 +359,20 @@ def test_text_from_feeds_loses_invisible_and_forbidden_characters(title: str, sh
     assert entry is not None
     assert (entry.title, entry.summary) == (shown, shown)
     assert entry.guid is not None and not set(entry.guid) & set("\ufffe\uffff\u202e\u2066\ud800\x00")
+
+
+# --------------------------------------------------------------------------- stored errors
+
+
+def test_an_error_stored_in_clear_by_an_older_version_is_shown_masked(store: Store) -> None:
+    store.sync_feeds([FeedConfigRow("wire", "http://127.0.0.1/wire.xml", 600, "en")])
+    (feed,) = store.claim_due_feeds(worker="t", lease=60, force=True)
+    (story_id,) = record(store, feed, [entry(1)], {0: [result("kursk")]}, targets={"kursk": ["hook"]}).new_story_ids
+    leaked = "target 'hook' (json://127.0.0.1:9/hooks/a1b2c3d4e5f6g7h8?+Authorization=Bearer%20s3cr3t): HTTP 500"
+    with store.transaction() as conn:
+        conn.execute(update(Alert).values(last_error=leaked, status="failed"))
+    detail = story_detail(store, story_id)
+    assert detail is not None
+    (shown,) = [a.last_error for a in detail.alerts]
+    assert shown is not None and shown.startswith("target 'hook' (json://127.0.0.1:9/")
+    assert "a1b2c3d4e5f6g7h8" not in shown and "s3cr3t" not in shown

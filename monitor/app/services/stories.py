@@ -6,10 +6,11 @@ from them may show (http(s) only, user-info dropped, as the e-mail alerts do).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from urllib.parse import urlsplit, urlunsplit
 
 from monitor.app.services.common import MAX_STORY_ID, checked_days
+from monitor.delivery.masking import mask_text
 from monitor.matching.backtest import days_ago
 from monitor.matching.matcher import Hit
 from monitor.storage.search import SearchResult, search_stories, term_spans
@@ -91,7 +92,12 @@ def story_detail(store: Store, story_id: int) -> StoryDetail | None:
     (an id the database's key cannot hold included)."""
     if not 0 < story_id <= MAX_STORY_ID:
         return None
-    return store.story_detail(story_id)
+    detail = store.story_detail(story_id)
+    if detail is None:
+        return None
+    # Errors are stored masked; rows written by older versions may not be: mask again.
+    alerts = tuple(replace(a, last_error=mask_text(a.last_error) if a.last_error else None) for a in detail.alerts)
+    return replace(detail, alerts=alerts)
 
 
 def story_link(link: str | None) -> str | None:

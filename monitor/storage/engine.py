@@ -125,6 +125,7 @@ def make_engine(url: str, *, schema: str | None = None) -> Engine:
                     path.parent.mkdir(parents=True, exist_ok=True)
                 except OSError as exc:
                     raise StoreError(f"cannot create the database folder {path.parent}: {_os_error(exc)}") from None
+                check_location(url)  # a read-only folder: say so, not SQLite's "unable to open"
             engine = create_engine(url, connect_args={"timeout": 30})
             _sqlite_events(engine)
         else:

@@ -181,6 +181,29 @@ def test_relative_sqlite_path_resolves_against_config_dir(tmp_path: Path) -> Non
     assert resolve_database_url(pg, tmp_path) == pg
 
 
+@pytest.mark.parametrize(
+    ("database", "state_directory", "expected"),
+    [
+        (None, None, "{config}/data/monitor.db"),  # the default, by hand: beside the config
+        (None, "{state}", "{state}/data/monitor.db"),  # the default, under systemd
+        (None, "{state}:/var/lib/other", "{state}/data/monitor.db"),  # several: the first
+        ("sqlite:///x.db", "{state}", "{state}/x.db"),
+        ("sqlite:///{abs}/x.db", "{state}", "{abs}/x.db"),  # absolute: left alone
+    ],
+    ids=["default", "state-directory", "several-state-directories", "relative", "absolute"],
+)
+def test_relative_sqlite_path_resolves_against_state_directory_when_set(
+    tmp_path: Path, database: str | None, state_directory: str | None, expected: str
+) -> None:
+    folders = {"config": str(tmp_path / "etc"), "state": str(tmp_path / "state"), "abs": str(tmp_path / "abs")}
+    (tmp_path / "etc").mkdir()
+    config = tmp_path / "etc" / "config.yaml"
+    config.write_text("" if database is None else f"database: {database.format(**folders)}\n", encoding="utf-8")
+    env = {} if state_directory is None else {"STATE_DIRECTORY": state_directory.format(**folders)}
+    loaded = load_config(config, env=env)
+    assert loaded.database_url == "sqlite:///" + expected.format(**folders)
+
+
 def test_load_from_file_reports_path(tmp_path: Path) -> None:
     p = tmp_path / "conf.yaml"
     p.write_text(textwrap.dedent(BASE).replace("notify: [console]", "notify: [zzz]"))

@@ -12,7 +12,7 @@ from alembic.migration import MigrationContext
 from sqlalchemy import func, select
 
 from monitor.ingest.decide import Decider, FeedIntent, FeedPoll, KnownStories, story_ident
-from monitor.ingest.schedule import PollPolicy, after_deferred
+from monitor.ingest.schedule import FeedUpdate, PollPolicy, after_deferred
 from monitor.storage.engine import migrate, safe_url
 from monitor.storage.feeds import FeedConfigRow
 from monitor.storage.schema import Alert, Base, Match, Story
@@ -57,6 +57,33 @@ def test_sync_feeds_add_update_remove(store: Store) -> None:
     (a,) = store.feeds()
     assert a.fetch_url == "http://x/a2" and a.etag is None
     assert [f.name for f in store.feeds(include_removed=True)] == ["a", "b"]
+
+
+MIN = dt.timedelta(minutes=1)
+
+
+@pytest.mark.parametrize(
+    ("interval", "learn", "last_poll", "learned", "next_poll"),
+    [
+        (600, True, -20, 3600, 40),  # nothing changed: the learned schedule holds
+        (600, False, -20, None, 0),  # learning off: 10 min after the last poll is past, so now
+        (1800, True, -20, None, 10),  # shorter than the hour in use: 30 min after the last poll
+        (7200, True, -20, None, 40),  # longer: the learned value goes, the next poll never moves later
+        (300, True, None, None, 0),  # never polled (deferred by a host): now
+    ],
+    ids=["unchanged", "learning-off", "shorter", "longer", "never-polled"],
+)
+def test_sync_applies_a_new_interval_or_cadence_setting_at_once(
+    store: Store, interval: float, learn: bool, last_poll: int | None, learned: float | None, next_poll: int
+) -> None:
+    """Stored: polled every 600 s, stretched to an hour by learned cadence."""
+    fid = feeds_of(store, "a")["a"]
+    polled = None if last_poll is None else NOW + last_poll * MIN
+    stored = FeedUpdate(next_poll_at=NOW + 40 * MIN, learned_interval_s=3600.0)
+    store.apply_poll([FeedIntent(fid, stored if polled is None else dataclasses.replace(stored, last_poll_at=polled))])
+    store.sync_feeds([FeedConfigRow("a", "http://127.0.0.1/a.xml", interval, "en", learn_cadence=learn)], now=NOW)
+    (a,) = store.feeds()
+    assert (a.interval_s, a.learned_interval_s, a.next_poll_at) == (interval, learned, NOW + next_poll * MIN)
 
 
 def test_claims_are_leases(store: Store) -> None:

@@ -360,7 +360,7 @@ class WebSettings(_Model):
 class Config(_Model):
     """The whole validated configuration."""
 
-    database: str = "sqlite:///data/monitor.db"
+    database: str = "sqlite:///data/monitor.db"  # relative: see resolve_database_url
     timezone: str = "UTC"
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     poll: PollSettings = PollSettings()
@@ -419,7 +419,7 @@ class LoadedConfig:
 
     config: Config
     path: Path
-    database_url: str  # relative SQLite paths resolved against the config file's folder
+    database_url: str  # relative SQLite paths made absolute (resolve_database_url)
 
     def line_of(self, *field: str | int) -> int | None:
         """Line of a field in the file, for messages that point back at it."""
@@ -682,18 +682,21 @@ def _cross_checks(config: Config, tree: Any, file: str) -> None:
             ) from None
 
 
-def resolve_database_url(url: str, base: Path) -> str:
-    """Make a relative SQLite path relative to the config file, not to the working directory.
+def resolve_database_url(url: str, base: Path, *, env: Mapping[str, str] | None = None) -> str:
+    """Make a relative SQLite path absolute, never relative to the working directory.
 
-    A systemd unit and ``make run`` start in different folders; resolving against the
-    config file means the same file always finds the same database.
+    It resolves against ``$STATE_DIRECTORY`` when that is set (systemd's
+    ``StateDirectory=``, the first one when it lists several), else against ``base``,
+    the config file's folder: a systemd unit and ``make run`` start in different folders,
+    and the same file must always find the same database. ``env``: os.environ unless given.
     """
     prefix = "sqlite:///"
     if url.startswith(prefix) and not url.startswith("sqlite:////") and url != "sqlite:///:memory:":
         rest = url[len(prefix) :]
         path_part, sep, query = rest.partition("?")
         if path_part and not path_part.startswith(":"):
-            path = (base / path_part).resolve()
+            state = (os.environ if env is None else env).get("STATE_DIRECTORY", "").split(":")[0]
+            path = ((Path(state) if state else base) / path_part).resolve()
             return f"sqlite:///{path}" + (sep + query if sep else "")
     return url
 
@@ -768,5 +771,5 @@ def load_config(
     return LoadedConfig(
         config=config,
         path=p.resolve(),
-        database_url=resolve_database_url(config.database, p.resolve().parent),
+        database_url=resolve_database_url(config.database, p.resolve().parent, env=env),
     )

@@ -11,6 +11,13 @@ see the class for the rest of its guarantees.
 A worker is a fresh interpreter started as ``python -c`` :data:`_WORKER_CODE`, with the
 directory that holds the ``monitor`` package put first on its ``PYTHONPATH``, so it
 imports this module (and through it the formats) from the same tree as the daemon.
+
+A worker that cannot be started at all (the interpreter may not be executed, the process
+table is full: an ``OSError`` from ``subprocess.Popen``) fails the job that needed it with
+``reason="worker_start"`` at once, and every later job tries to start one again: the
+cycle ends with each of its feeds failed, and the next cycle starts afresh. The first
+such failure after a working start is logged once at ERROR, naming the executable and
+the OS error; the feeds' own failures say the rest.
 """
 
 from __future__ import annotations
@@ -167,13 +174,20 @@ class _Worker:
         env = dict(os.environ)
         env["PYTHONPATH"] = os.pathsep.join(p for p in (_PACKAGE_ROOT, env.get("PYTHONPATH")) if p)
         args = [str(pool.recycle_rss), str(pool.memory_limit or 0), str(pool.timeout * 3 + 30)]
-        self.process = subprocess.Popen(
-            [sys.executable, "-c", _WORKER_CODE, *args],
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            env=env,
-            close_fds=True,
-        )
+        executable = pool.executable or sys.executable
+        try:
+            self.process = subprocess.Popen(
+                [executable, "-c", _WORKER_CODE, *args],
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                env=env,
+                close_fds=True,
+            )
+        except OSError as exc:
+            why = exc.strerror or type(exc).__name__
+            raise ParseError(
+                f"cannot start the parser process {executable}: {why} (errno {exc.errno})", reason="worker_start"
+            ) from exc
         assert self.process.stdin is not None and self.process.stdout is not None
         self.send_conn = Connection(os.dup(self.process.stdin.fileno()), readable=False)
         self.recv_conn = Connection(os.dup(self.process.stdout.fileno()), writable=False)
@@ -248,6 +262,8 @@ class ParsePool:
       running, so a fast network cannot pile bodies up here. A worker still above
       ``recycle_rss`` after a job is replaced, and one idle for ``idle_exit`` seconds
       exits (the next job starts a new one).
+    * **No hang when workers cannot start.** A worker that cannot be started fails its
+      job with ``reason="worker_start"``; the next job tries again.
     * **Lean workers.** Each worker is a fresh interpreter that imports only this
       module (feedparser included): about 25 MB, started on first use (a few tenths of
       a second) and replaced the same way.
@@ -266,6 +282,7 @@ class ParsePool:
         recycle_rss: int = WORKER_RECYCLE_RSS,
         big_body: int = BIG_BODY,
         idle_exit: float = WORKER_IDLE_EXIT,
+        executable: str | None = None,
     ) -> None:
         if workers < 1:
             raise ValueError(f"workers must be at least 1, got {workers!r}")
@@ -276,6 +293,7 @@ class ParsePool:
         self.recycle_rss = recycle_rss
         self.big_body = big_body
         self.idle_exit = idle_exit
+        self.executable = executable  # the interpreter workers run (None: this one's)
         self._jobs: queue.SimpleQueue[_Task | None] = queue.SimpleQueue()
         self._room = threading.Semaphore(self.backlog)
         # Big jobs run alone: a big job takes the write side, every other job a read side.
@@ -284,6 +302,7 @@ class ParsePool:
         self._threads: list[threading.Thread] = []
         self._live: dict[int, _Worker] = {}  # slot -> its current worker
         self._closed = False
+        self._start_failing = False  # the last start failed with worker_start (logged once)
         self.restarts = 0  # workers replaced after a timeout, a memory overrun or a crash
 
     def warm(self) -> None:
@@ -352,7 +371,10 @@ class ParsePool:
             try:
                 worker = self._start(slot)
             except ParseError as exc:  # the first job will try again, and report it
-                log.warning("parser worker did not start: %s", exc)
+                if exc.reason != "worker_start":  # _start logged that one already
+                    log.warning("parser worker did not start: %s", exc)
+            except Exception:  # this thread must live on to answer the queued jobs
+                log.exception("parser worker did not start")
         try:
             while True:
                 try:
@@ -406,8 +428,19 @@ class ParsePool:
                 worker.process.wait(5)
 
     def _start(self, slot: int) -> _Worker:
-        worker = _Worker(self)
+        try:
+            worker = _Worker(self)
+        except ParseError as exc:
+            if exc.reason == "worker_start":
+                with self._lock:
+                    first, self._start_failing = not self._start_failing, True
+                if first:  # one line for the whole streak, not one per feed
+                    log.error("%s; every feed parsed meanwhile fails with reason worker_start", exc)
+            raise
         with self._lock:
+            if self._start_failing:
+                log.info("parser process started again (%s)", self.executable or sys.executable)
+            self._start_failing = False
             self._live[slot] = worker
         return worker
 

@@ -10,13 +10,21 @@ with a message naming the database without its password.
   per transaction cost a WAL checkpoint (~10 ms).
 - PostgreSQL (several daemons): claims select with ``FOR UPDATE SKIP LOCKED``
   (:meth:`Database.locking`); migrations run under an advisory lock.
+  Every connection has TCP keepalives (a half-dead connection is noticed in about a
+  minute, not after the kernel's two hours) and a ``statement_timeout`` (60 s) and
+  ``lock_timeout`` (10 s), so no statement stalls a worker for good; the migrations
+  lift both for their own transaction. A setting in the URL's query wins.
 - Inserts are idempotent where they must be: :meth:`Database.insert` is the dialect's
   INSERT, which has ``on_conflict_do_nothing`` on both backends.
+- A database that cannot be opened (a SQLite folder that cannot be created) is a
+  :class:`StoreError` naming the path and the OS error; :func:`check_location` tells
+  the same without creating anything (``check-config``).
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import os
 import re
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -33,6 +41,14 @@ from monitor.errors import StoreError
 MIGRATIONS = Path(__file__).with_name("migrations")
 #: Most values bound in one IN (...) or one executemany batch.
 CHUNK = 500
+#: PostgreSQL: longest statement, and longest wait for a lock, of a connection.
+STATEMENT_TIMEOUT = "60s"
+LOCK_TIMEOUT = "10s"
+#: PostgreSQL: the same for the migrations' transaction (building an index on a big
+#: table takes long; several daemons starting together wait for the first one).
+MIGRATION_TIMEOUT = "30min"
+#: libpq TCP keepalives: first probe after 30 s idle, then every 10 s, dead after 3 lost.
+KEEPALIVES: dict[str, int] = {"keepalives": 1, "keepalives_idle": 30, "keepalives_interval": 10, "keepalives_count": 3}
 
 T = TypeVar("T")
 
@@ -60,6 +76,40 @@ def safe_url(url: str) -> str:
         return "<invalid database URL>"
 
 
+def _sqlite_path(url: str) -> Path | None:
+    """The file of a SQLite URL (None: not SQLite, or in memory)."""
+    u = make_url(normalise_url(url))
+    if u.get_backend_name() != "sqlite" or not u.database or u.database == ":memory:":
+        return None
+    return Path(u.database)
+
+
+def _os_error(exc: OSError) -> str:
+    return exc.strerror or type(exc).__name__
+
+
+def check_location(url: str) -> None:
+    """Raise :class:`StoreError` if the database cannot be opened where ``url`` says,
+    creating nothing. SQLite: its folder exists and is writable, or the nearest folder
+    that exists is writable (it can be created there), and an existing file is a
+    writable file. PostgreSQL: nothing to check without connecting."""
+    path = _sqlite_path(url)
+    if path is None:
+        return
+    path = path.absolute()
+    folder = path.parent
+    while not folder.exists() and folder != folder.parent:
+        folder = folder.parent
+    if not folder.is_dir():
+        raise StoreError(f"cannot create the database folder {path.parent}: {folder} is not a folder")
+    if not os.access(folder, os.W_OK | os.X_OK):
+        if folder == path.parent:
+            raise StoreError(f"cannot write in the database folder {folder}: permission denied")
+        raise StoreError(f"cannot create the database folder {path.parent}: {folder} is not writable")
+    if path.exists() and (not path.is_file() or not os.access(path, os.R_OK | os.W_OK)):
+        raise StoreError(f"cannot open the database {path}: not a file this user can read and write")
+
+
 def make_engine(url: str, *, schema: str | None = None) -> Engine:
     """An engine with the pragmas and transaction behaviour the store relies on.
 
@@ -69,18 +119,36 @@ def make_engine(url: str, *, schema: str | None = None) -> Engine:
     u = make_url(url)
     try:
         if u.get_backend_name() == "sqlite":
-            if u.database and u.database != ":memory:":
-                Path(u.database).parent.mkdir(parents=True, exist_ok=True)
+            path = _sqlite_path(url)
+            if path is not None:
+                try:
+                    path.parent.mkdir(parents=True, exist_ok=True)
+                except OSError as exc:
+                    raise StoreError(f"cannot create the database folder {path.parent}: {_os_error(exc)}") from None
+                check_location(url)  # a read-only folder: say so, not SQLite's "unable to open"
             engine = create_engine(url, connect_args={"timeout": 30})
             _sqlite_events(engine)
         else:
-            connect_args: dict[str, Any] = {"connect_timeout": 10}
-            if schema:
-                connect_args["options"] = f"-csearch_path={schema}"
-            engine = create_engine(url, pool_pre_ping=True, connect_args=connect_args)
+            engine = create_engine(url, pool_pre_ping=True, connect_args=_postgres_args(u.query, schema))
     except (ArgumentError, SQLAlchemyError, ImportError) as exc:
         raise StoreError(f"cannot open database {safe_url(url)}: {exc}") from None
     return engine
+
+
+def _postgres_args(query: Any, schema: str | None) -> dict[str, Any]:
+    """libpq connection parameters: keepalives and timeouts unless the URL sets them.
+
+    ``options`` from the URL come after ours, so a ``-c statement_timeout=...`` there wins.
+    """
+    args: dict[str, Any] = {"connect_timeout": 10}
+    args.update({k: v for k, v in KEEPALIVES.items() if k not in query})
+    options = [f"-c statement_timeout={STATEMENT_TIMEOUT}", f"-c lock_timeout={LOCK_TIMEOUT}"]
+    if schema:
+        options.append(f"-c search_path={schema}")
+    given = query.get("options")
+    options.extend(given if isinstance(given, tuple) else [given] if given else [])
+    args["options"] = " ".join(options)
+    return args
 
 
 def _sqlite_events(engine: Engine) -> None:
@@ -141,6 +209,8 @@ def migrate(engine: Engine) -> None:
     cfg.set_main_option("script_location", str(MIGRATIONS))
     with engine.begin() as conn:
         if conn.dialect.name == "postgresql":
+            conn.execute(text(f"SET LOCAL statement_timeout = '{MIGRATION_TIMEOUT}'"))
+            conn.execute(text(f"SET LOCAL lock_timeout = '{MIGRATION_TIMEOUT}'"))
             # Two daemons starting together must not both create tables.
             conn.execute(text("SELECT pg_advisory_xact_lock(7361280415)"))
         cfg.attributes["connection"] = conn

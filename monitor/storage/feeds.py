@@ -6,6 +6,11 @@ poll's outcome comes back as a :class:`~monitor.ingest.schedule.FeedUpdate` (the
 policy decided it); :func:`apply_updates` maps it to columns and ends the claim, with
 one executemany UPDATE per set of changed columns (a cycle of 1,000 feeds answering 304
 is one statement).
+
+:meth:`FeedStore.sync_feeds` runs at every start and reload, from any number of daemons at
+once: a new feed is an ``INSERT ... ON CONFLICT DO NOTHING`` (two daemons starting together
+on a fresh PostgreSQL database both see it missing), and a changed ``interval`` or
+``learn_cadence`` takes effect at once (:func:`_schedule_changes`).
 """
 
 from __future__ import annotations
@@ -15,7 +20,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, fields
 from typing import Any, cast
 
-from sqlalchemy import Connection, Table, and_, bindparam, func, insert, or_, select, update
+from sqlalchemy import Connection, Table, and_, bindparam, func, or_, select, update
 
 from monitor.ingest.schedule import KEEP, FeedSnapshot, FeedUpdate
 from monitor.storage.engine import Database, chunks, utcnow
@@ -31,6 +36,7 @@ class FeedConfigRow:
     interval_s: float
     language: str | None
     enabled: bool = True
+    learn_cadence: bool = True  # False: the feed is polled at its configured interval only
 
 
 @dataclass(frozen=True, slots=True)
@@ -112,14 +118,32 @@ def _config_changes(row: Any, cfg: FeedConfigRow, now: dt.datetime) -> dict[str,
         )
         if row.state == "disabled":
             changes["state"] = "backoff" if row.initialized else "new"
-    if row.interval_s != cfg.interval_s:
-        changes["interval_s"] = cfg.interval_s
-        if row.next_poll_at > now + dt.timedelta(seconds=cfg.interval_s):
-            changes["next_poll_at"] = now
+    # A new URL is polled now already: the schedule cannot bring that forward.
+    changes.update({k: v for k, v in _schedule_changes(row, cfg, now).items() if k not in changes})
     if row.language != cfg.language:
         changes["language"] = cfg.language
     if row.enabled != cfg.enabled:
         changes["enabled"] = cfg.enabled
+    return changes
+
+
+def _schedule_changes(row: Any, cfg: FeedConfigRow, now: dt.datetime) -> dict[str, Any]:
+    """A new ``interval``, or learning turned off, takes effect at once.
+
+    The learned interval is dropped (it was learned against the old interval, or is no
+    longer wanted), and when the interval in use gets shorter the next poll comes
+    forward to one new interval after the last poll (now if never polled, or if that
+    moment is past); it never moves later.
+    """
+    if row.interval_s == cfg.interval_s and (cfg.learn_cadence or row.learned_interval_s is None):
+        return {}
+    changes: dict[str, Any] = {"interval_s": cfg.interval_s, "learned_interval_s": None}
+    before = max(row.interval_s, row.learned_interval_s or 0.0)
+    if cfg.interval_s < before:
+        due = now if row.last_poll_at is None else row.last_poll_at + dt.timedelta(seconds=cfg.interval_s)
+        due = max(due, now)
+        if due < row.next_poll_at:
+            changes["next_poll_at"] = due
     return changes
 
 
@@ -143,8 +167,11 @@ class FeedStore(Database):
             for name, cfg in wanted.items():
                 row = rows.get(name)
                 if row is None:
-                    conn.execute(insert(Feed).values(**_new_feed(cfg, now)))
-                    added.append(name)
+                    # Another daemon may insert it first: then it is that one's to report.
+                    stmt = self.insert(Feed.__table__).values(**_new_feed(cfg, now))
+                    stmt = stmt.on_conflict_do_nothing(index_elements=["name"]).returning(Feed.id)
+                    if conn.execute(stmt).first() is not None:
+                        added.append(name)
                 elif changes := _config_changes(row, cfg, now):
                     conn.execute(update(Feed).where(Feed.id == row.id).values(**changes))
                     updated.append(name)

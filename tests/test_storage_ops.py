@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 from ruamel.yaml import YAML
-from sqlalchemy import func, select, text
+from sqlalchemy import func, select, text, update
 
 from monitor.app.daemon import Runtime
 from monitor.config.model import load_config
@@ -48,6 +48,7 @@ def blocked(tmp: Path) -> tuple[str, str]:
 
 
 COMMANDS = [
+    ["check-config"],
     ["run"],
     ["poll", "--once"],
     ["feeds"],
@@ -70,6 +71,8 @@ def test_every_command_reports_an_unusable_database_folder_in_one_line(tmp_path:
     )
     assert done.returncode == 1
     assert "Traceback" not in done.stderr
+    if command == ["check-config"]:  # checked offline, before anything tries to create it
+        message = f"cannot create the database folder {tmp_path / 'data' / 'db'}: {tmp_path / 'data'} is not a folder"
     assert done.stderr.strip().splitlines()[-1] == f"Error: {message}"
 
 
@@ -206,5 +209,29 @@ def test_a_reload_with_a_shorter_interval_brings_the_next_poll_forward(tmp_path:
             (reloaded,) = rt.store.feeds()
             assert reloaded.interval_s == 300
             assert reloaded.next_poll_at == polled.last_poll_at + dt.timedelta(minutes=5)
+        finally:
+            rt.close()
+
+
+@pytest.mark.timeout(120)
+def test_a_reload_that_turns_learning_off_forgets_the_learned_interval(tmp_path: Path) -> None:
+    with HTTPTestServer() as http:
+        feeds: list[dict[str, object]] = [{"name": "wire", "url": http.route("/wire.xml", Static(FEED))}]
+        database = f"sqlite:///{tmp_path / 'monitor.db'}"
+        poll = {"timeout": "2s", "jitter": "0s", "interval": "10m", "max_interval": "1h"}
+        config = write_config(tmp_path, database, feeds, poll=poll)
+        rt = Runtime.build(load_config(config))
+        try:
+            rt.pipeline.run_cycle(force=True)
+            with rt.store.transaction() as conn:  # as if the feed had been learned to be slow
+                conn.execute(update(Feed).values(learned_interval_s=3600.0))
+            (learned,) = rt.store.feeds()
+            assert learned.learned_interval_s == 3600.0
+            write_config(tmp_path, database, feeds, poll={**poll, "learn_cadence": False})
+            rt.reload(load_config(config))
+            (reloaded,) = rt.store.feeds()
+            assert reloaded.learned_interval_s is None
+            assert reloaded.last_poll_at is not None
+            assert reloaded.next_poll_at <= reloaded.last_poll_at + dt.timedelta(minutes=10)
         finally:
             rt.close()

@@ -73,6 +73,7 @@ def feed_rows(config: Config) -> list[FeedConfigRow]:
             interval_s=f.interval or config.poll.interval,
             language=f.language,
             enabled=f.enabled,
+            learn_cadence=config.poll.learn_cadence if f.learn_cadence is None else f.learn_cadence,
         )
         for f in config.feeds
     ]

@@ -81,13 +81,14 @@ def check_config(ctx: Context) -> None:
     """
     from monitor.delivery.notify import load_channels
     from monitor.delivery.render import Renderer
-    from monitor.storage.engine import safe_url
+    from monitor.storage.engine import check_location, safe_url
 
     with errors_as_click():
         loaded = ctx.sending
         cfg = loaded.config
         Renderer(timezone=cfg.timezone, overrides=cfg.templates)  # checks the templates
         channels = load_channels(cfg.target_urls)
+        check_location(loaded.database_url)
     click.echo(f"{loaded.path}: OK")
     click.echo(f"  database:   {safe_url(loaded.database_url)}")
     click.echo(f"  feeds:      {len(cfg.feeds)} ({sum(not f.enabled for f in cfg.feeds)} disabled)")

@@ -14,7 +14,7 @@ import tempfile
 from pathlib import Path
 
 from click.testing import CliRunner
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 from ruamel.yaml import YAML
 
@@ -24,7 +24,11 @@ from monitor.errors import ConfigError, QuerySyntaxError
 from monitor.matching.matcher import Matcher, WatchlistQuery
 from monitor.matching.query import parse_query
 
-FUZZ = settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+# Derandomized: the same 300 examples on every run, so CI is repeatable; a failure found
+# once stays found, and widening the search is a local run with another seed.
+FUZZ = settings(
+    max_examples=300, deadline=None, derandomize=True, database=None, suppress_health_check=[HealthCheck.too_slow]
+)
 
 # Query text is mostly made of the language's own pieces, so the fuzzer reaches deep
 # into the parser instead of failing on the first character.
@@ -127,11 +131,13 @@ JSON_LINES = st.one_of(
 
 @FUZZ
 @given(st.lists(JSON_LINES, max_size=6))
+@example([b'{"id": "\\u0085 \\u2028"}'])  # found by the fuzzer: a line separator inside a string
 def test_match_answers_every_line_or_says_why(lines: list[bytes]) -> None:
     """Whatever arrives on stdin: JSON out for the good lines, one error line per bad one."""
     stdin = b"\n".join(line.replace(b"\n", b" ") for line in lines) + b"\n"
     result = CliRunner().invoke(cli, ["--config", str(_MATCH_CONFIG), "match"], input=stdin)
     assert result.exception is None or isinstance(result.exception, SystemExit), result.exception
     assert result.exit_code in (0, 1)
-    for out in result.stdout.splitlines():
-        assert set(json.loads(out)) >= {"id", "watchlists"}
+    for out in result.stdout.split("\n"):  # not splitlines(): U+0085 and U+2028 may be inside a line
+        if out:
+            assert set(json.loads(out)) >= {"id", "watchlists"}

@@ -10,8 +10,10 @@ import datetime as dt
 import os
 import subprocess
 import sys
+import tempfile
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -113,13 +115,32 @@ def test_check_location(tmp_path: Path, case: Callable[[Path], tuple[str, str | 
             check_location(url)
 
 
-@pytest.mark.skipif(os.geteuid() == 0, reason="root may write in a read-only folder")
-def test_check_location_read_only_folder(tmp_path: Path) -> None:
-    (tmp_path / "ro").mkdir(mode=0o555)
-    with pytest.raises(StoreError, match="is not writable"):
-        check_location(f"sqlite:///{tmp_path / 'ro' / 'data' / 'monitor.db'}")
-    with pytest.raises(StoreError, match="permission denied"):
-        check_location(f"sqlite:///{tmp_path / 'ro' / 'monitor.db'}")
+@contextmanager
+def as_service_user() -> Iterator[None]:
+    """Run the block with the effective ids of an unprivileged user (``nobody``) when the
+    tests run as root, as they do in CI: root may write in any folder."""
+    if os.geteuid() != 0:
+        yield
+        return
+    os.setegid(65534)
+    os.seteuid(65534)
+    try:
+        yield
+    finally:
+        os.seteuid(0)
+        os.setegid(0)
+
+
+def test_check_location_read_only_folder() -> None:
+    with tempfile.TemporaryDirectory(prefix="ro-db-") as tmp:
+        os.chmod(tmp, 0o755)  # reachable by the service user
+        ro = Path(tmp) / "ro"
+        ro.mkdir(mode=0o555)
+        with as_service_user():
+            with pytest.raises(StoreError, match="is not writable"):
+                check_location(f"sqlite:///{ro / 'data' / 'monitor.db'}")
+            with pytest.raises(StoreError, match="permission denied"):
+                check_location(f"sqlite:///{ro / 'monitor.db'}")
 
 
 # ------------------------------------------------------------ PostgreSQL: start-up and settings

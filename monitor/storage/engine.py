@@ -88,6 +88,11 @@ def _os_error(exc: OSError) -> str:
     return exc.strerror or type(exc).__name__
 
 
+# Access is checked for the ids the daemon writes with (its effective ids), where the
+# platform can.
+_EFFECTIVE = os.access in os.supports_effective_ids
+
+
 def check_location(url: str) -> None:
     """Raise :class:`StoreError` if the database cannot be opened where ``url`` says,
     creating nothing. SQLite: its folder exists and is writable, or the nearest folder
@@ -102,11 +107,11 @@ def check_location(url: str) -> None:
         folder = folder.parent
     if not folder.is_dir():
         raise StoreError(f"cannot create the database folder {path.parent}: {folder} is not a folder")
-    if not os.access(folder, os.W_OK | os.X_OK):
+    if not os.access(folder, os.W_OK | os.X_OK, effective_ids=_EFFECTIVE):
         if folder == path.parent:
             raise StoreError(f"cannot write in the database folder {folder}: permission denied")
         raise StoreError(f"cannot create the database folder {path.parent}: {folder} is not writable")
-    if path.exists() and (not path.is_file() or not os.access(path, os.R_OK | os.W_OK)):
+    if path.exists() and (not path.is_file() or not os.access(path, os.R_OK | os.W_OK, effective_ids=_EFFECTIVE)):
         raise StoreError(f"cannot open the database {path}: not a file this user can read and write")
 
 

@@ -189,6 +189,7 @@ class Daemon:
             timezone="UTC",
         )
         self._signals = 0
+        self._all_failing = False  # every feed failed the same way in the last cycle
         # Metrics, the config file watcher and the optional web page.
         self.metrics = Metrics(store=lambda: self.runtime.store)
         self.watcher = ConfigWatcher(config_path, self.request_reload)
@@ -241,8 +242,17 @@ class Daemon:
         self.metrics.observe_cycle(report)
         if report.outcomes:
             log.info("cycle: %s", report.summary())
+            self._warn_common_failure(report.common_failure())
         if report.total("alerts"):
             self._deliver_soon()
+
+    def _warn_common_failure(self, sentence: str | None) -> None:
+        """Say once (not every tick) when every feed fails the same way, and when it ends."""
+        if sentence and not self._all_failing:
+            log.warning("%s", sentence)
+        elif not sentence and self._all_failing:
+            log.info("feeds answer again")
+        self._all_failing = sentence is not None
 
     def _deliver(self) -> None:
         try:

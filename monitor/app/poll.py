@@ -109,6 +109,35 @@ class CycleReport:
             f"{self.total('matched')} matches, {self.total('alerts')} alerts queued"
         )
 
+    def common_failure(self) -> str | None:
+        """One sentence when every feed of the cycle (two or more) failed the same way:
+        the cause is then on this side (no network, no DNS), not at the publishers."""
+        errors = self.errors
+        if len(errors) < 2 or len(errors) != len(self.outcomes):
+            return None
+        reasons = {o.reason for o in errors}
+        if len(reasons) != 1:
+            return None
+        (reason,) = reasons
+        if all(any(sign in (o.error or "") for sign in _DNS_SIGNS) for o in errors):
+            return f"all {len(errors)} feeds failed with DNS errors: is this machine online?"
+        hint = {
+            "connection": "is this machine online, or is a proxy or firewall in the way?",
+            "timeout": "is the network very slow, or is a firewall dropping the requests?",
+            "tls": "is this machine's clock right, and its CA certificates installed?",
+        }.get(reason or "", "check the first errors above")
+        return f"all {len(errors)} feeds failed the same way ({reason}): {hint}"
+
+
+#: What the resolver says when a name cannot be looked up (glibc, musl, macOS).
+_DNS_SIGNS = (
+    "Name or service not known",
+    "Temporary failure in name resolution",
+    "nodename nor servname",
+    "No address associated with hostname",
+    "getaddrinfo failed",
+)
+
 
 @dataclass(frozen=True, slots=True)
 class Watch:

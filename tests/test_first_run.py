@@ -1,0 +1,91 @@
+"""A first run that fails everywhere says why once, instead of one error per feed only."""
+
+from __future__ import annotations
+
+import datetime as dt
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from monitor.app.poll import CycleReport, FeedOutcome
+from tests.support.daemon import DaemonProcess
+from tests.support.httpserver import closed_port
+
+DNS = "http://wire.example/rss: connection failed: [Errno -3] Temporary failure in name resolution"
+REFUSED = "http://127.0.0.1:9/rss: connection failed: All connection attempts failed"
+
+
+def _report(*outcomes: tuple[str, str | None, str | None]) -> CycleReport:
+    return CycleReport(
+        dt.datetime(2026, 12, 2, tzinfo=dt.UTC),
+        outcomes=[
+            FeedOutcome(f"f{i}", status, reason=reason, error=error)
+            for i, (status, reason, error) in enumerate(outcomes)
+        ],
+    )
+
+
+@pytest.mark.parametrize(
+    ("outcomes", "sentence"),
+    [
+        ([("error", "connection", DNS)] * 20, "all 20 feeds failed with DNS errors: is this machine online?"),
+        ([("error", "connection", REFUSED)] * 3, "all 3 feeds failed the same way (connection): is this machine"),
+        ([("error", "tls", "x")] * 2, "all 2 feeds failed the same way (tls): is this machine's clock right"),
+        ([("error", "http_500", "x")] * 2, "all 2 feeds failed the same way (http_500): check the first errors"),
+        ([("error", "connection", DNS)], None),  # one feed says nothing about this machine
+        ([("error", "connection", DNS), ("new", None, None)], None),  # one works: the network does
+        ([("error", "connection", DNS), ("error", "timeout", "x")], None),  # different causes
+        ([("unchanged", None, None)] * 4, None),
+        ([], None),
+    ],
+)
+def test_a_common_failure_is_named_once(
+    outcomes: list[tuple[str, str | None, str | None]], sentence: str | None
+) -> None:
+    found = _report(*outcomes).common_failure()
+    if sentence is None:
+        assert found is None
+    else:
+        assert found is not None and found.startswith(sentence)
+
+
+def test_poll_once_says_when_every_feed_fails_the_same_way(tmp_path: Path) -> None:
+    with closed_port() as port:
+        feeds = "".join(f"  - {{name: f{i}, url: 'http://127.0.0.1:{port}/f{i}.xml'}}\n" for i in range(3))
+        config = tmp_path / "config.yaml"
+        config.write_text(
+            "database: sqlite:///monitor.db\npoll: {timeout: 2s, deadline: 3s}\nfeeds:\n" + feeds, encoding="utf-8"
+        )
+        done = subprocess.run(
+            [sys.executable, "-m", "monitor", "--config", str(config), "poll", "--once"],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            cwd=tmp_path,
+        )
+    assert done.returncode == 0, done.stderr
+    lines = done.stderr.strip().splitlines()
+    assert lines[-2].startswith("all 3 feeds failed the same way (connection): is this machine online")
+    assert "Traceback" not in done.stderr
+
+
+def test_the_daemon_says_it_once_and_keeps_running(tmp_path: Path) -> None:
+    with closed_port() as port:
+        feeds = "".join(f"  - {{name: f{i}, url: 'http://127.0.0.1:{port}/f{i}.xml'}}\n" for i in range(2))
+        config = tmp_path / "config.yaml"
+        config.write_text(
+            "database: sqlite:///monitor.db\npoll: {timeout: 2s, deadline: 3s, tick: 0.2s, jitter: 0s}\n"
+            "feeds:\n" + feeds,
+            encoding="utf-8",
+        )
+        daemon = DaemonProcess(config)
+        try:
+            line = daemon.wait_for_log(r"all 2 feeds failed the same way \(connection\)")
+            assert "WARNING" in line
+            assert daemon.proc.poll() is None
+            assert daemon.stop() == 0
+            assert daemon.log.count("feeds failed the same way") == 1
+        finally:
+            daemon.kill()

@@ -108,9 +108,17 @@ def test_test_notify_sends_sample_through_the_real_template(tmp_path: Path) -> N
         result = CliRunner().invoke(cli, ["--config", str(cfg), "test-notify", "mail"])
         assert result.exit_code == 0, result.output
         (mail,) = smtp.wait_for(1)
-        assert "North Korean troops" in mail["Subject"]
+        assert "[TEST] North Korean troops" in mail["Subject"]
         kinds = {p.get_content_type() for p in mail.walk()}
         assert {"text/plain", "text/html"} <= kinds
+        parts = {p.get_content_type(): p.get_payload(decode=True).decode() for p in mail.walk() if not p.is_multipart()}
+        assert "[TEST] A test message from news-monitor test-notify." in parts["text/plain"]
+        assert "[TEST] A test message" in parts["text/html"]
+        digest = CliRunner().invoke(cli, ["--config", str(cfg), "test-notify", "mail", "--digest"])
+        assert digest.exit_code == 0, digest.output
+        assert "sample digest sent to mail" in digest.output
+        (_, mail) = smtp.wait_for(2)
+        assert mail["Subject"].startswith("[TEST] news-monitor digest: 1 story (kursk-troops)")
         unknown = CliRunner().invoke(cli, ["--config", str(cfg), "test-notify", "nope"])
         assert unknown.exit_code == 2 and "unknown target 'nope'" in unknown.output
 
@@ -128,7 +136,7 @@ def test_template_override_from_config_is_used(tmp_path: Path) -> None:
         result = CliRunner().invoke(cli, ["--config", str(cfg), "test-notify", "hook"])
         assert result.exit_code == 0, result.output
         (post,) = hook.wait_for(1)
-        assert post.json["message"].startswith("BREAKING North Korean troops")
+        assert post.json["message"].startswith("BREAKING [TEST] North Korean troops")
 
 
 def test_bad_template_override_names_line(tmp_path: Path) -> None:

@@ -349,14 +349,18 @@ class Renderer:
         )
         return self._message(fl, _one_line(title), body)
 
-    def sample(self) -> AlertStory:
-        """A realistic story, for ``news-monitor test-notify TARGET`` and template checks."""
+    def sample(self, *, test: bool = False) -> AlertStory:
+        """A realistic story, for template checks and ``news-monitor test-notify TARGET``
+        (``test=True``: marked ``[TEST]`` in its title and summary, so nobody acts on it)."""
         title = "North Korean troops fighting alongside Russian forces in Kursk, Seoul says"
         summary = (
             "South Korea's spy agency says thousands of North Korean soldiers deployed to "
             "Russia's Kursk region have joined combat against Ukrainian forces, as "
             "Pyongyang and Moscow put their mutual defence treaty into practice."
         )
+        if test:
+            title = f"[TEST] {title}"
+            summary = f"[TEST] A test message from news-monitor test-notify. {summary}"
         terms = ("North Korean", "troops", "Kursk")
         highlights = tuple(
             (field, m.start(), m.end())

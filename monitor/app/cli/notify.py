@@ -9,13 +9,15 @@ from monitor.app.cli.common import Context, errors_as_click, pass_ctx
 
 @click.command("test-notify")
 @click.argument("target")
+@click.option("--digest", is_flag=True, help="Send a sample digest instead of a single alert.")
 @pass_ctx
-def test_notify(ctx: Context, target: str) -> None:
-    """Send a sample alert to TARGET through the real template.
+def test_notify(ctx: Context, target: str, digest: bool) -> None:
+    """Send a sample alert (or, with --digest, a sample digest) to TARGET through the
+    real templates, marked [TEST] in its subject and body.
 
     Example:
 
-        news-monitor test-notify email
+        news-monitor test-notify email --digest
     """
     from monitor.delivery.channels import send_or_raise
     from monitor.delivery.notify import load_channels
@@ -31,5 +33,11 @@ def test_notify(ctx: Context, target: str) -> None:
                 param_hint="TARGET",
             )
         channel = channels[target]
-        send_or_raise(channel, renderer.alert(renderer.sample(), channel.flavour))
-    click.echo(f"sample alert sent to {target} ({channel.display_url})")
+        sample = renderer.sample(test=True)
+        if digest:
+            title = f"[TEST] news-monitor digest: 1 story ({', '.join(sample.watchlists)})"
+            message = renderer.digest([sample], channel.flavour, title=title)
+        else:
+            message = renderer.alert(sample, channel.flavour)
+        send_or_raise(channel, message)
+    click.echo(f"sample {'digest' if digest else 'alert'} sent to {target} ({channel.display_url})")

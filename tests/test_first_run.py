@@ -89,3 +89,29 @@ def test_the_daemon_says_it_once_and_keeps_running(tmp_path: Path) -> None:
             assert daemon.log.count("feeds failed the same way") == 1
         finally:
             daemon.kill()
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["match", "-w", "nope"],
+        ["match", "-w", "kursk-troops", "-w", "nope"],
+        ["stories", "search", "Kursk", "--watchlist", "nope"],
+    ],
+)
+def test_an_unknown_watchlist_name_is_an_error_naming_the_known_ones(tmp_path: Path, args: list[str]) -> None:
+    config = tmp_path / "config.yaml"
+    shipped = (Path(__file__).resolve().parents[1] / "config.yaml").read_text(encoding="utf-8")
+    config.write_text(shipped.replace("database:", "database: sqlite:///monitor.db\n#", 1), encoding="utf-8")
+    done = subprocess.run(
+        [sys.executable, "-m", "monitor", "--config", str(config), *args],
+        input="",
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=tmp_path,
+    )
+    assert done.returncode == 1
+    last = done.stderr.strip().splitlines()[-1]
+    assert last.startswith("Error: no watchlist 'nope' (known: ")
+    assert "kursk-troops" in last

@@ -101,8 +101,11 @@ def match(ctx: Context, names: tuple[str, ...]) -> None:
         echo '{"id": 1, "title": "Pyongyang troops in Kursk", "summary": ""}' | news-monitor match
     """
     from monitor.app.daemon import build_watch
+    from monitor.app.services.common import require_watchlist
 
     with errors_as_click():
+        for name in names:
+            require_watchlist(ctx.loaded.config, name)
         watch = build_watch(ctx.loaded.config)
     bad = 0
     for lineno, raw in enumerate(_lines(sys.stdin.buffer), 1):

@@ -11,6 +11,7 @@ import json
 import click
 
 from monitor.app.cli.common import Context, errors_as_click, highlight, open_store, pass_ctx, stdout_console
+from monitor.app.services.common import require_watchlist
 from monitor.app.services.stories import StorySearch, search, story_detail, story_link
 
 
@@ -51,6 +52,8 @@ def stories_search(
             since_days = parse_duration(since) / 86400 if since else None
         except ValueError as exc:
             raise click.BadParameter(str(exc), param_hint="--since") from None
+        if watchlist is not None:
+            require_watchlist(ctx.loaded.config, watchlist)
         with open_store(ctx.loaded) as store:
             found = search(store, query, since_days=since_days, watchlist=watchlist, limit=limit, order=sort)
     if as_json:

@@ -7,8 +7,10 @@ import subprocess
 import sys
 from pathlib import Path
 
+import click
 import pytest
 
+from monitor.app.cli.common import DAYS
 from monitor.app.poll import CycleReport, FeedOutcome
 from tests.support.daemon import DaemonProcess
 from tests.support.httpserver import closed_port
@@ -115,3 +117,39 @@ def test_an_unknown_watchlist_name_is_an_error_naming_the_known_ones(tmp_path: P
     last = done.stderr.strip().splitlines()[-1]
     assert last.startswith("Error: no watchlist 'nope' (known: ")
     assert "kursk-troops" in last
+
+
+@pytest.mark.parametrize(
+    ("value", "days"),
+    [("7", 7.0), ("0.5", 0.5), ("36h", 1.5), ("2w", 14.0), ("30m", 30 / 1440), ("1d", 1.0), ("90s", 90 / 86400)],
+)
+def test_day_options_take_durations_like_the_config(value: str, days: float) -> None:
+    assert DAYS.convert(value, None, None) == pytest.approx(days)
+
+
+@pytest.mark.parametrize("value", ["soon", "inf", "nan", "-1", "0", "99999999d", "1e999"])
+def test_day_options_refuse_what_is_not_a_span(value: str) -> None:
+    with pytest.raises(click.BadParameter):
+        DAYS.convert(value, None, None)
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["watchlist", "test", "kursk-troops", "--days", "36h"],
+        ["stories", "search", "Kursk", "--since", "2w"],
+        ["watchlist", "test", "kursk-troops", "--days", "2"],
+    ],
+)
+def test_cli_day_options_accept_durations(tmp_path: Path, args: list[str]) -> None:
+    config = tmp_path / "config.yaml"
+    shipped = (Path(__file__).resolve().parents[1] / "config.yaml").read_text(encoding="utf-8")
+    config.write_text(shipped.replace("database:", "database: sqlite:///monitor.db\n#", 1), encoding="utf-8")
+    done = subprocess.run(
+        [sys.executable, "-m", "monitor", "--config", str(config), *args],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=tmp_path,
+    )
+    assert done.returncode == 0, done.stderr

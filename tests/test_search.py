@@ -225,7 +225,7 @@ def test_cli_stories_search_and_show(cli_config: tuple[Path, Store]) -> None:
     bad = runner.invoke(cli, ["--config", str(path), "stories", "search", "--", "-kursk"])
     assert bad.exit_code == 1 and "at least one word" in bad.output
     bad = runner.invoke(cli, ["--config", str(path), "stories", "search", "kursk", "--since", "soon"])
-    assert bad.exit_code == 2 and "not a duration" in bad.output
+    assert bad.exit_code == 2 and "nor a duration such as 12h" in bad.output
 
     show = runner.invoke(cli, ["--config", str(path), "stories", "show", str(ids[0])])
     assert show.exit_code == 0, show.output

@@ -128,18 +128,25 @@ def stdout_console() -> Console:
 
 
 class Days(click.ParamType[float, object]):
-    """A number of days back (``0 < days <= 36600``, finite); ``inf`` or ``nan`` is a usage error."""
+    """A span of days back: a duration as the config writes them (``12h``, ``7d``, ``2w``)
+    or a bare number of days (``0 < days <= 36600``, finite); ``inf`` or ``nan`` is a
+    usage error."""
 
     name = "days"
 
     def convert(self, value: object, param: click.Parameter | None, ctx: click.Context | None) -> float:
+        from monitor.config.model import parse_duration
+
         if isinstance(value, float):
             number = value
         else:
             try:
                 number = float(str(value))
             except ValueError:
-                self.fail(f"{value!r} is not a number of days", param, ctx)
+                try:
+                    number = parse_duration(str(value)) / 86400
+                except ValueError:
+                    self.fail(f"{value!r} is not a number of days nor a duration such as 12h, 7d, 2w", param, ctx)
         try:
             return checked_days(number)
         except ValueError as exc:

@@ -10,7 +10,7 @@ import json
 
 import click
 
-from monitor.app.cli.common import Context, errors_as_click, highlight, open_store, pass_ctx, stdout_console
+from monitor.app.cli.common import DAYS, Context, errors_as_click, highlight, open_store, pass_ctx, stdout_console
 from monitor.app.services.common import require_watchlist
 from monitor.app.services.stories import StorySearch, search, story_detail, story_link
 
@@ -28,13 +28,19 @@ def stories() -> None:
 @stories.command("search")
 @click.argument("query")
 @click.option("--watchlist", "-w", default=None, help="Only stories this watchlist matched.")
-@click.option("--since", default=None, metavar="DURATION", help="Only stories published since, e.g. 7d, 12h.")
+@click.option(
+    "--since",
+    type=DAYS,
+    default=None,
+    metavar="DURATION",
+    help="Only stories published since, e.g. 7d, 12h (a bare number: days).",
+)
 @click.option("--limit", default=20, show_default=True, type=click.IntRange(1, 10_000))
 @click.option("--sort", type=click.Choice(["date", "relevance"]), default="date", show_default=True)
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 @pass_ctx
 def stories_search(
-    ctx: Context, query: str, watchlist: str | None, since: str | None, limit: int, sort: str, as_json: bool
+    ctx: Context, query: str, watchlist: str | None, since: float | None, limit: int, sort: str, as_json: bool
 ) -> None:
     """Full-text search of stored stories (titles and summaries).
 
@@ -45,17 +51,11 @@ def stories_search(
 
         news-monitor stories search 'Kursk (troops OR soldats)' --since 7d --watchlist kursk-troops
     """
-    from monitor.config.model import parse_duration
-
     with errors_as_click():
-        try:
-            since_days = parse_duration(since) / 86400 if since else None
-        except ValueError as exc:
-            raise click.BadParameter(str(exc), param_hint="--since") from None
         if watchlist is not None:
             require_watchlist(ctx.loaded.config, watchlist)
         with open_store(ctx.loaded) as store:
-            found = search(store, query, since_days=since_days, watchlist=watchlist, limit=limit, order=sort)
+            found = search(store, query, since_days=since, watchlist=watchlist, limit=limit, order=sort)
     if as_json:
         click.echo(json.dumps(_search_json(found), indent=2, ensure_ascii=False))
     else:

@@ -29,7 +29,9 @@ from monitor.app.services.watchlists import (
 )
 from monitor.errors import QuerySyntaxError
 
-_BACKFILL_HELP = "Also match the stored stories of the last DAYS days and queue their alerts."
+_BACKFILL_HELP = (
+    "Also match the stored stories of the last DAYS (3, 12h, 2w; a bare number: days) and queue their alerts."
+)
 
 
 @click.group()
@@ -225,7 +227,13 @@ def watchlist_remove(ctx: Context, name: str, yes: bool) -> None:
 @watchlist.command("test")
 @click.argument("name", required=False)
 @click.option("--query", "-q", default=None, help="Test this query (with NAME: compare it with NAME's).")
-@click.option("--days", default=7.0, show_default=True, type=DAYS, help="Stories published in the last DAYS days.")
+@click.option(
+    "--days",
+    default=7.0,
+    show_default=True,
+    type=DAYS,
+    help="Stories published in the last DAYS (7, 36h, 2w; a bare number: days).",
+)
 @click.option("--show", "show", default=20, show_default=True, help="Matching stories to list.")
 @click.option("--misses", default=10, show_default=True, help="Non-matching stories to list (newest).")
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")

@@ -12,6 +12,8 @@ import pytest
 
 from monitor.app.cli.common import DAYS
 from monitor.app.poll import CycleReport, FeedOutcome
+from monitor.config.model import parse_config
+from monitor.errors import ConfigError
 from tests.support.daemon import DaemonProcess
 from tests.support.httpserver import closed_port
 
@@ -153,3 +155,59 @@ def test_cli_day_options_accept_durations(tmp_path: Path, args: list[str]) -> No
         cwd=tmp_path,
     )
     assert done.returncode == 0, done.stderr
+
+
+@pytest.mark.parametrize(
+    ("text", "where", "message"),
+    [
+        ("database: mysql://u@h/db\n", "config.yaml:1: database: ", "unsupported database 'mysql'"),
+        ("database: 'oracle+cx://h'\n", "config.yaml:1: database: ", "unsupported database 'oracle+cx'"),
+        ("targets:\n  m: 'json://u:${SMTP@127.0.0.1/'\n", "config.yaml:2: targets.m: ", "malformed ${...}"),
+        ("targets:\n  m: 'json://u:${1X}@127.0.0.1/'\n", "config.yaml:2: targets.m: ", "malformed ${...}"),
+        (
+            "feeds:\n  - {name: a, url: 'https://a.example/rss', language: klingon}\n",
+            "config.yaml:2: feeds[0].language: ",
+            "'klingon' is not a language tag",
+        ),
+    ],
+)
+def test_check_config_refuses_what_cannot_work(text: str, where: str, message: str) -> None:
+    with pytest.raises(ConfigError) as err:
+        parse_config(text, file="config.yaml", env={})
+    assert str(err.value).startswith(where) and message in str(err.value)
+
+
+@pytest.mark.parametrize(
+    ("text", "warnings"),
+    [
+        ("feeds: []\n", ["no enabled feed", "no enabled watchlist", "no target"]),
+        (
+            "targets: {c: 'console://'}\nfeeds: [{name: a, url: 'https://a.example/rss', enabled: false}]\n"
+            "watchlists: [{name: w, query: Kursk, notify: [c]}]\n",
+            ["no enabled feed"],
+        ),
+        (
+            "database: postgres://u@h/db\ntargets: {c: 'console://'}\n"
+            "feeds: [{name: a, url: 'https://a.example/rss', language: en-GB}]\n"
+            "watchlists: [{name: w, query: Kursk, notify: [c]}]\n",
+            [],
+        ),
+    ],
+)
+def test_a_config_that_would_do_nothing_says_so(text: str, warnings: list[str]) -> None:
+    config = parse_config(text, file="config.yaml", env={})[0]
+    assert [w.split(":")[0] for w in config.warnings()] == warnings
+
+
+def test_check_config_prints_the_warnings(tmp_path: Path) -> None:
+    config = tmp_path / "config.yaml"
+    config.write_text("feeds: []\n", encoding="utf-8")
+    done = subprocess.run(
+        [sys.executable, "-m", "monitor", "--config", str(config), "check-config"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 0
+    assert "  warning: no enabled feed: nothing will be polled" in done.stdout
+    assert "  warning: no target: nothing will be sent" in done.stdout

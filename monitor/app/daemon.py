@@ -345,6 +345,8 @@ class Daemon:
             len(config.targets),
             self.runtime.store.engine.url.render_as_string(hide_password=True),
         )
+        for warning in config.warnings():
+            log.warning("%s", warning)
         self.scheduler.start()
         self.watcher.start()
         try:

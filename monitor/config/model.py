@@ -50,6 +50,7 @@ from ruamel.yaml.events import (
 )
 
 from monitor.errors import ConfigError, QuerySyntaxError
+from monitor.ingest.entries import language_code
 from monitor.ingest.fetch import FetchSettings
 from monitor.ingest.schedule import PollPolicy
 
@@ -67,13 +68,15 @@ _SIZE_UNITS = {
     "gb": 1000**3,
     "gib": 1024**3,
 }
+#: Database URL schemes the store can open (psycopg 3 is the PostgreSQL driver shipped).
+_DATABASE_SCHEMES = frozenset({"sqlite", "postgresql", "postgres", "postgresql+psycopg"})
 #: Longest duration and largest size the config accepts: every duration ends up in a
 #: ``datetime.timedelta`` (which overflows near 2.7 million years) and every size in a
 #: buffer, so both are bounded far above any sensible value.
 MAX_DURATION = 366 * 86400.0
 MAX_SIZE = 1024**3
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
-_ENV_RE = re.compile(r"\$\$\{|\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
+_ENV_RE = re.compile(r"\$\$\{|\$\{([A-Za-z_][A-Za-z0-9_]*)\}|(\$\{)")
 
 
 def parse_duration(value: Any) -> float:
@@ -210,6 +213,13 @@ class FeedConfig(_Model):
         value = value.strip()
         if not re.match(r"^https?://[^\s/?#]+[^\s]*$", value, re.IGNORECASE):
             raise ValueError(f"{value!r} is not an http(s) URL")
+        return value
+
+    @field_validator("language")
+    @classmethod
+    def _language(cls, value: str | None) -> str | None:
+        if value is not None and language_code(value) is None:
+            raise ValueError(f"{value!r} is not a language tag (use e.g. en, fr, ru, uk, ko, de, en-GB)")
         return value
 
     @field_validator("interval")
@@ -373,6 +383,16 @@ class Config(_Model):
     watchlists: list[WatchlistConfig] = Field(default_factory=list)
     web: WebSettings = WebSettings()
 
+    @field_validator("database")
+    @classmethod
+    def _database(cls, value: str) -> str:
+        scheme = value.split(":", 1)[0].lower() if ":" in value else ""
+        if scheme not in _DATABASE_SCHEMES:
+            raise ValueError(
+                f"unsupported database {value.split('://', 1)[0]!r}: use sqlite:///PATH or postgresql://USER@HOST/DB"
+            )
+        return value
+
     @field_validator("timezone")
     @classmethod
     def _tz(cls, value: str) -> str:
@@ -381,6 +401,17 @@ class Config(_Model):
         except (ZoneInfoNotFoundError, ValueError) as exc:
             raise ValueError(f"unknown time zone {value!r} (use e.g. Europe/Paris)") from exc
         return value
+
+    def warnings(self) -> list[str]:
+        """What makes a valid config do nothing useful (no feeds, watchlists or targets)."""
+        out = []
+        if not any(f.enabled for f in self.feeds):
+            out.append("no enabled feed: nothing will be polled (news-monitor feeds add URL)")
+        if not any(w.enabled for w in self.watchlists):
+            out.append("no enabled watchlist: nothing will match (news-monitor watchlist add NAME ...)")
+        if not self.targets:
+            out.append("no target: nothing will be sent (add an e-mail or Slack URL under targets:)")
+        return out
 
     def poll_policy(self) -> PollPolicy:
         """The poll cycle's policy (``poll:`` and each feed's ``learn_cadence``)."""
@@ -562,6 +593,9 @@ def _substitute(value: str, env: Mapping[str, str]) -> tuple[str, list[str]]:
     def repl(m: re.Match[str]) -> str:
         if m.group(0) == "$${":
             return "${"
+        if m.group(2):  # "${" that starts no ${NAME}: a typo that would be sent as it is
+            missing.append("${")
+            return m.group(0)
         name = m.group(1)
         if name not in env:
             missing.append(name)
@@ -724,6 +758,14 @@ def parse_config(
     if not isinstance(tree, CommentedMap):
         raise ConfigError("the top level must be a mapping of settings", file=file, line=1)
     for loc, name in _expand_env(tree, env, for_sending=for_sending):
+        if name == "${":
+            raise ConfigError(
+                "malformed ${...}: a variable is written ${NAME} (letters, digits, '_')",
+                file=file,
+                line=_line_of(tree, loc),
+                field=_field_path(loc),
+                hint="write $${ for a literal ${",
+            )
         raise ConfigError(
             f"environment variable {name} is not set",
             file=file,

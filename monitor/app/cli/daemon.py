@@ -97,3 +97,5 @@ def check_config(ctx: Context) -> None:
     click.echo(f"  watchlists: {', '.join(w.name for w in cfg.watchlists) or '-'}")
     for name, channel in channels.items():
         click.echo(f"  target {name}: {channel.display_url}")
+    for warning in cfg.warnings():
+        click.echo(f"  warning: {warning}")

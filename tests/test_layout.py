@@ -41,6 +41,7 @@ PURE = (
     "monitor.matching",
     "monitor.ingest.entries",
     "monitor.ingest.dedupe",
+    "monitor.ingest.discover",
     "monitor.ingest.decide",
     "monitor.ingest.schedule",
     "monitor.ingest.formats.parsed",

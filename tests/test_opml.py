@@ -188,3 +188,32 @@ def test_cli_feeds_add_checks_names_from_title_and_remove(tmp_path: Path) -> Non
     assert [f.name for f in load_config(config).config.feeds] == ["le-monde-asie-pacifique", "later"]
     code, out = cli_run(config, "feeds", "remove", "nope")
     assert code == 1 and "no feed named 'nope'" in out
+
+
+def test_cli_feeds_add_finds_the_feed_a_web_page_announces(tmp_path: Path) -> None:
+    config = tmp_path / "config.yaml"
+    config.write_text(BASE, encoding="utf-8")
+    with HTTPTestServer() as http:
+        feed = rss([Item("Une histoire", "https://x.example/1")], title="Le Monde – Asie-Pacifique")
+        http.route("/feeds/asie.xml", Static(body=feed))
+        http.route("/feeds/broken.xml", Static(body=b"<html>nope</html>", content_type="text/html"))
+        page = (
+            b"<!doctype html><html><head><title>Asie</title>"
+            b'<link rel="stylesheet" href="/s.css">'
+            b'<link rel="alternate" type="application/rss+xml" href="/feeds/broken.xml">'
+            b'<link rel="alternate" type="application/rss+xml" title="Asie" href="feeds/asie.xml">'
+            b"</head><body>news</body></html>"
+        )
+        home = http.route("/", Static(body=page, content_type="text/html; charset=utf-8"))
+        http.route("/empty", Static(body=b"<!doctype html><html><head></head></html>", content_type="text/html"))
+        code, out = cli_run(config, "feeds", "add", home)
+        assert code == 0, out
+        assert f"{home} is a web page; it announces the feed {http.url('/feeds/asie.xml')}" in out
+        assert "Le Monde – Asie-Pacifique (1 entries)" in out
+        assert load_config(config).config.feed("le-monde-asie-pacifique").url == http.url("/feeds/asie.xml")
+        code, out = cli_run(config, "feeds", "add", http.url("/empty"))
+        assert code == 1 and "no feed is announced on that page either" in out and "/feed, /rss" in out
+        requests_before = len(http.requests())
+        code, out = cli_run(config, "feeds", "add", http.url("/feeds/asie.xml"), "--name", "again")
+        assert code == 1 and "already configured as 'le-monde-asie-pacifique'" in out
+        assert len(http.requests()) == requests_before  # refused before fetching anything

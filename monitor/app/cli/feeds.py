@@ -144,6 +144,9 @@ def feeds_add(
 ) -> None:
     """Add a feed to the config file, after fetching it once to check it is a feed.
 
+    URL may also be a web page that announces its feed (<link rel="alternate">): the
+    first feed it announces that works is added.
+
     Example:
 
         news-monitor feeds add https://www.lemonde.fr/international/rss_full.xml --name lemonde-intl
@@ -155,8 +158,10 @@ def feeds_add(
             )
         except FeedCheckError as exc:
             raise click.ClickException(f"{exc} (use --no-check to add it anyway)") from None
+    if added.url != url:
+        click.echo(f"{redact_url(url)} is a web page; it announces the feed {redact_url(added.url)}")
     if added.entries is not None:
-        click.echo(f"{redact_url(url)}: {added.title or 'untitled'} ({added.entries} entries)")
+        click.echo(f"{redact_url(added.url)}: {added.title or 'untitled'} ({added.entries} entries)")
     for warning in added.warnings:
         click.echo(warning, err=True)
     echo_saved(ctx.config_path, f"added feed {added.saved.name!r}")

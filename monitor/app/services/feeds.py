@@ -18,10 +18,10 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from monitor.app.services.common import Progress, Saved, no_progress
-from monitor.config.edit import ConfigEditor, FeedSpec, slug, unique_name
-from monitor.config.model import Config, LoadedConfig
+from monitor.config.edit import ConfigEditor, FeedSpec, normalise_feed_url, slug, unique_name
+from monitor.config.model import Config, LoadedConfig, escape_env
 from monitor.config.opml import ExportFeed, export_opml, parse_opml, plan_import
-from monitor.errors import MonitorError
+from monitor.errors import ConfigError, MonitorError
 from monitor.ingest.fetch import is_internal_address, redact_url
 from monitor.ingest.schedule import FeedSnapshot
 from monitor.storage.store import Store
@@ -69,6 +69,20 @@ def _probe_feeds(config: Config, urls: Sequence[str], *, progress: Progress = no
             except MonitorError as exc:
                 out[url] = f"not a feed: {exc}"
     return out
+
+
+def _discover(config: Config, url: str) -> list[str]:
+    """The feeds the page at ``url`` announces (``<link rel="alternate">``), if it is a page."""
+    from monitor.app.daemon import fetch_settings
+    from monitor.ingest.discover import feed_links, looks_like_html
+    from monitor.ingest.fetch import FeedFetchError, Fetcher, FetchRequest
+
+    with Fetcher(fetch_settings(config)) as fetcher:
+        try:
+            page = fetcher.fetch(FetchRequest(key=url, url=url))
+        except FeedFetchError:
+            return []
+    return feed_links(page.body, page.url) if looks_like_html(page.body) else []
 
 
 def _internal_address(host: str) -> str | None:
@@ -133,9 +147,12 @@ def add_feed(
     The name defaults to a slug of the feed's title (or of its URL), made unique.
     """
     editor = ConfigEditor(loaded.path)
+    _refuse_duplicate(editor, url)  # before any request
     title = entries = None
     if check:
         got = _probe_feeds(loaded.config, [url], progress=progress)[url]
+        if isinstance(got, str) and got.startswith("not a feed"):
+            url, got = _follow_page(loaded.config, url, got, editor, progress)
         if isinstance(got, str):
             raise FeedCheckError(url, got)
         title, entries = got.title, len(got.entries)
@@ -147,6 +164,34 @@ def add_feed(
     editor.save()
     saved = Saved(str(loaded.path), tuple(editor.changes), name)
     return FeedAdded(saved, url, title, entries, internal_warnings([url]))
+
+
+def _refuse_duplicate(editor: ConfigEditor, url: str) -> None:
+    known = editor.feed_urls().get(normalise_feed_url(escape_env(url)))
+    if known is not None:
+        raise ConfigError(f"the feed {redact_url(url)} is already configured as {known!r}", file=editor.file)
+
+
+def _follow_page(
+    config: Config, url: str, reason: str, editor: ConfigEditor, progress: Progress
+) -> tuple[str, Any]:
+    """``url`` is not a feed: when it is a web page announcing feeds, the first that works.
+
+    Returns the URL to add and its probe (a ParsedFeed, or why nothing worked, with a
+    suggestion)."""
+    links = _discover(config, url)
+    if not links:
+        return url, (
+            f"{reason}; no feed is announced on that page either: use the feed's own URL "
+            "(look for an RSS or Atom link; it often ends in /feed, /rss or /atom.xml)"
+        )
+    probes = _probe_feeds(config, links[:5], progress=progress)
+    for link in links[:5]:
+        if not isinstance(probes[link], str):
+            _refuse_duplicate(editor, link)
+            return link, probes[link]
+    tried = "; ".join(f"{redact_url(link)}: {probes[link]}" for link in links[:5])
+    return url, f"the page announces feeds, but none works ({tried})"
 
 
 def remove_feed(config_path: str, name: str) -> Saved:

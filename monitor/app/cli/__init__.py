@@ -49,6 +49,7 @@ def cli(ctx: click.Context, config_path: str, log_level: str | None) -> None:
 
     Example:
 
+    \b
         news-monitor --config /etc/news-monitor/config.yaml run
     """
     ctx.obj = Context(config_path, log_level.upper() if log_level else None)

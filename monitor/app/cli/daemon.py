@@ -18,6 +18,7 @@ def run(ctx: Context) -> None:
 
     Example:
 
+    \b
         news-monitor --config config.yaml run
     """
     from monitor.app.daemon import Daemon
@@ -42,6 +43,7 @@ def poll(ctx: Context, once: bool, feeds: tuple[str, ...], catchup: bool, no_del
 
     Example:
 
+    \b
         news-monitor poll --once
     """
     from monitor.app.daemon import Runtime
@@ -79,6 +81,7 @@ def check_config(ctx: Context) -> None:
 
     Example:
 
+    \b
         news-monitor --config config.yaml check-config
     """
     from monitor.delivery.notify import load_channels

@@ -28,6 +28,7 @@ def feeds(click_ctx: click.Context, as_json: bool) -> None:
 
     Example:
 
+    \b
         news-monitor feeds --json
     """
     if click_ctx.invoked_subcommand is not None:
@@ -149,6 +150,7 @@ def feeds_add(
 
     Example:
 
+    \b
         news-monitor feeds add https://www.lemonde.fr/international/rss_full.xml --name lemonde-intl
     """
     with errors_as_click():
@@ -175,6 +177,7 @@ def feeds_remove(ctx: Context, name: str) -> None:
 
     Example:
 
+    \b
         news-monitor feeds remove bbc-world
     """
     with errors_as_click():
@@ -195,6 +198,7 @@ def feeds_import_opml(ctx: Context, file: Any, language: str | None, check: bool
 
     Example:
 
+    \b
         news-monitor feeds import-opml subscriptions.opml --check
     """
     with errors_as_click():
@@ -229,6 +233,7 @@ def feeds_export_opml(ctx: Context, output: str | None) -> None:
 
     Example:
 
+    \b
         news-monitor feeds export-opml -o feeds.opml
     """
     with errors_as_click():

@@ -98,6 +98,7 @@ def match(ctx: Context, names: tuple[str, ...]) -> None:
 
     Example:
 
+    \b
         echo '{"id": 1, "title": "Pyongyang troops in Kursk", "summary": ""}' | news-monitor match
     """
     from monitor.app.daemon import build_watch

@@ -17,6 +17,7 @@ def test_notify(ctx: Context, target: str, digest: bool) -> None:
 
     Example:
 
+    \b
         news-monitor test-notify email --digest
     """
     from monitor.delivery.channels import send_or_raise

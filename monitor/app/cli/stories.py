@@ -21,6 +21,7 @@ def stories() -> None:
 
     Example:
 
+    \b
         news-monitor stories search '"North Korea" troops -exercise' --since 7d
     """
 
@@ -35,8 +36,14 @@ def stories() -> None:
     metavar="DURATION",
     help="Only stories published since, e.g. 7d, 12h (a bare number: days).",
 )
-@click.option("--limit", default=20, show_default=True, type=click.IntRange(1, 10_000))
-@click.option("--sort", type=click.Choice(["date", "relevance"]), default="date", show_default=True)
+@click.option("--limit", default=20, show_default=True, type=click.IntRange(1, 10_000), help="Most stories shown.")
+@click.option(
+    "--sort",
+    type=click.Choice(["date", "relevance"]),
+    default="date",
+    show_default=True,
+    help="Newest first, or best match first.",
+)
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 @pass_ctx
 def stories_search(
@@ -49,6 +56,7 @@ def stories_search(
 
     Example:
 
+    \b
         news-monitor stories search 'Kursk (troops OR soldats)' --since 7d --watchlist kursk-troops
     """
     with errors_as_click():
@@ -108,6 +116,7 @@ def stories_show(ctx: Context, story_id: int, as_json: bool) -> None:
 
     Example:
 
+    \b
         news-monitor stories show 1234
     """
     with errors_as_click(), open_store(ctx.loaded) as store:

@@ -44,6 +44,7 @@ def watchlist() -> None:
 
     Example:
 
+    \b
         news-monitor watchlist add kursk --query '"North Korea" AND Kursk' --notify email
     """
 
@@ -73,6 +74,7 @@ def watchlist_list(ctx: Context, as_json: bool) -> None:
 
     Example:
 
+    \b
         news-monitor watchlist list --json
     """
     with errors_as_click():
@@ -99,6 +101,7 @@ def watchlist_show(ctx: Context, name: str, as_json: bool) -> None:
 
     Example:
 
+    \b
         news-monitor watchlist show kursk-troops
     """
     with errors_as_click():
@@ -159,6 +162,7 @@ def watchlist_add(
 
     Example:
 
+    \b
         news-monitor watchlist add kursk --query 'Kursk AND (troops OR soldats)' --notify email --backfill 3
     """
     from monitor.config.edit import WatchlistSpec
@@ -196,6 +200,7 @@ def watchlist_edit(
 
     Example:
 
+    \b
         news-monitor watchlist edit kursk --query 'Kursk AND troops' --notify email --notify slack
     """
     changes = WatchlistChanges(query, notify, stem, no_stem, enabled, description, rename)
@@ -213,6 +218,7 @@ def watchlist_remove(ctx: Context, name: str, yes: bool) -> None:
 
     Example:
 
+    \b
         news-monitor watchlist remove kursk --yes
     """
 
@@ -249,6 +255,7 @@ def watchlist_test(
 
     Example:
 
+    \b
         news-monitor watchlist test kursk-troops --days 14 --query '@dprk AND Kursk'
     """
     if name is None and query is None:

@@ -18,6 +18,7 @@ def web(ctx: Context, listen: str | None) -> None:
 
     Example:
 
+    \b
         news-monitor web --listen 127.0.0.1:8080
     """
     from monitor.app.web import WebServer, WebState

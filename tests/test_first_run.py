@@ -9,7 +9,9 @@ from pathlib import Path
 
 import click
 import pytest
+from click.testing import CliRunner
 
+from monitor.app.cli import cli
 from monitor.app.cli.common import DAYS
 from monitor.app.poll import CycleReport, FeedOutcome
 from monitor.config.model import parse_config
@@ -211,3 +213,21 @@ def test_check_config_prints_the_warnings(tmp_path: Path) -> None:
     assert done.returncode == 0
     assert "  warning: no enabled feed: nothing will be polled" in done.stdout
     assert "  warning: no target: nothing will be sent" in done.stdout
+
+
+def test_a_no_op_edit_says_nothing_changed_and_writes_nothing(tmp_path: Path) -> None:
+    config = tmp_path / "config.yaml"
+    shipped = (Path(__file__).resolve().parents[1] / "config.yaml").read_text(encoding="utf-8")
+    config.write_text(shipped, encoding="utf-8")
+    before = config.stat().st_mtime_ns
+
+    def edit(*args: str) -> str:
+        result = CliRunner().invoke(cli, ["--config", str(config), "watchlist", "edit", "kursk-troops", *args])
+        assert result.exit_code == 0, result.output
+        return result.output
+
+    assert edit().startswith("nothing changed: watchlist 'kursk-troops' already reads so")
+    assert edit("--notify", "console").startswith("nothing changed")
+    assert config.read_text(encoding="utf-8") == shipped and config.stat().st_mtime_ns == before
+    assert edit("--disable").startswith("changed watchlist 'kursk-troops'")
+    assert edit("--disable").startswith("nothing changed")

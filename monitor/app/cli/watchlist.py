@@ -51,6 +51,9 @@ def watchlist() -> None:
 
 def _echo_edit(saved: Saved, path: str) -> None:
     """What an edit did: the change, then its backfill (an error when the backfill failed)."""
+    if not saved.changes and saved.backfill is None and saved.backfill_error is None:
+        click.echo(f"nothing changed: watchlist {saved.name!r} already reads so ({path} not written)")
+        return
     echo_saved(path, saved.summary)
     if saved.backfill_error is not None:
         raise click.ClickException(saved.backfill_error)

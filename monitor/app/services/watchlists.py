@@ -163,7 +163,10 @@ def edit_watchlist(
 ) -> Saved:
     """Change some settings of watchlist ``name`` in place (the others, comments and order kept)."""
     editor = ConfigEditor(config_path)
-    spec = changes.apply(editor.watchlist(name), name)
+    current = editor.watchlist(name)
+    spec = changes.apply(current, name)
+    if spec == current and not backfill_days:
+        return Saved(config_path, (), name)  # nothing to write: the file stays as it is
     editor.update_watchlist(name, spec)
     return _saved_with_backfill(
         config_path, editor, spec.name, backfill_days=backfill_days, store=store, progress=progress

@@ -1,0 +1,339 @@
+"""A story's clustering signature: the features two tellings of one event share (pure).
+
+A :class:`Signature` holds, per kind, a frozen set of strings:
+
+- ``words`` and ``shingles``: content words (and pairs of consecutive content words) of
+  the title and summary, folded with :func:`monitor.matching.textnorm.fold` and then
+  :func:`translit_key`. They only compare between stories of one language.
+- ``names``: capitalised words (names of people, places, agencies) as
+  :func:`translit_key` spells them, so ``Sergueï``/``Sergei``/``Сергей``, ``Jong-un``/
+  ``Jong Un``, ``Koursk``/``Kursk``/``Курск`` meet across languages.
+- ``title_names``: the names of the title alone, again: they are who the event is
+  about (``Putin signs`` and ``Kim ratifies`` the same treaty are two events).
+- ``concepts``: the config's alias groups a story mentions (``dprk`` for North Korea /
+  DPRK / Pyongyang / Corée du Nord / КНДР / 북한), read with the query parser. They are
+  the actors every watched story shares, so they weigh little.
+- ``acts``: what happened, from a built-in multilingual lexicon (:data:`ACTS`: ratify,
+  sign, sanction, casualties, prisoners, launch...). They tell apart events of the same
+  actors, so they weigh much.
+- ``issuers``: the states or blocs a story names (:data:`ISSUERS`: US, UK, EU, Japan,
+  South Korea); on sanctions stories they must agree (see :mod:`.decide`).
+- ``numbers``: figures of 10 and above, written any way (``10,000`` / ``10 000`` /
+  ``10.000`` -> ``10000``), years excepted (every story of a year has them).
+
+Cost: one fold and one word split of title + summary, a dictionary look-up per word and
+per word pair; about 0.1 ms a story (measured over the labelled set, see
+``tests/test_cluster_labelled.py``'s module docstring).
+"""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from datetime import datetime
+
+from monitor.matching.query import AliasRef, Near, Node, Term, parse_query
+from monitor.matching.textnorm import fold, is_hangul, words
+
+__all__ = [
+    "ACTS",
+    "ISSUERS",
+    "Signature",
+    "Story",
+    "Vocabulary",
+    "normalise_numbers",
+    "romanise",
+    "signature",
+    "translit_key",
+    "vocabulary",
+]
+
+#: What happened, in the languages of the watched outlets (alias-group syntax: ``|`` is
+#: OR, ``*`` a prefix, Hangul words match as prefixes since Korean glues on particles).
+ACTS: Mapping[str, str] = {
+    "ratify": "ratif* | ратифи* | ратифік* | 비준",
+    "sign": 'signed | signs | signing | signe | signent | "a signe" | подписа* | підписа* | unterzeichn* | 서명 | 체결',
+    "sanction": "sanction* | blacklist* | санкци* | санкці* | sanktion* | 제재",
+    "casualties": (
+        "casualt* | killed | dead | deaths | wounded | pertes | tues | morts | blesses | потер* | погиб* | убит*"
+        " | втрат* | загин* | verluste | getotet | tote | 사상 | 사망 | 전사"
+    ),
+    "prisoners": "prisoner* | captured | pow | pows | prisonnier* | captur* | плен* | полон* | gefangen* | 포로 | 생포",
+    "deploy": "deploy* | deploie* | deploiement* | развернут* | розгорн* | entsandt | stationiert | 파병",
+    "launch": (
+        "launch* | fired | tir | tire | tirs | lance | lancement* | пуск* | запуск* | запустил* | abgefeuert | 발사"
+    ),
+    "missile": "missile* | ракет* | rakete* | 미사일",
+    "meeting": (
+        "talks | met | meets | meeting | rencontre* | entretien* | встрет* | встреч* | переговор* | зустр*"
+        " | treffen | 회담"
+    ),
+    "munitions": "shells | munitions | ammunition | obus | снаряд* | боеприпас* | боєприпас* | munition | 포탄",
+    "combat": "combat | fighting | battle | combats | бой | боях | бою | бої | kampf* | kampfe | 전투 | 교전",
+}
+
+#: States and blocs that issue sanctions, protests or reports.
+ISSUERS: Mapping[str, str] = {
+    "us": (
+        '"united states" | "u s" | washington | treasury | ofac | "etats unis" | americain* | сша | вашингтон'
+        ' | американ* | "vereinigte staaten" | usa | 미국'
+    ),
+    "uk": (
+        'britain | british | "united kingdom" | london | "royaume uni" | britannique* | londres | британи*'
+        " | великобритани* | британі* | лондон* | grossbritannien | britisch* | 영국"
+    ),
+    "eu": (
+        '"european union" | brussels | "union europeenne" | bruxelles | евросоюз* | брюссел* | євросоюз*'
+        ' | "europaische union" | 유럽연합'
+    ),
+    "japan": "japan | japanese | tokyo | japon | japonais* | япони* | японск* | токио | япон* | 일본",
+    "south-korea": (
+        '"south korea" | "south korean" | seoul | "coree du sud" | "sud coreen*" | seoul | "южная корея"'
+        ' | "южной кореи" | южнокорейск* | сеул* | "південна корея" | південнокорейськ* | sudkorea* | 한국 | 서울'
+    ),
+}
+# Upper-case abbreviations that are issuers only when written in capitals (folded, "us",
+# "eu" and "ue" are also an English pronoun and French words).
+_ISSUER_CAPS: Mapping[str, str] = {"US": "us", "UK": "uk", "EU": "eu", "UE": "eu", "ЕС": "eu", "ЄС": "eu"}
+
+_STOPWORDS = frozenset(
+    """
+    a an the and or of to in on at by for from with as is are was were be been has have had it its this that
+    these those after before over under into about said says say will would could new also than their his her
+    not but which who while when where more most other says amid against says up out two one
+    le la les un une des du de et ou au aux en dans sur par pour avec est sont ete a ce cette ces son sa ses leur
+    leurs qui que quo dont selon apres avant plus ne pas se il elle ils elles lors entre deux
+    der die das ein eine und oder von zu im am mit fur auf ist sind war nach vor bei des dem den sich nicht
+    и в во на с со по к из за от для о об что как это его ее их а но не также после перед был была были
+    і в у на з із до від для про що як це його її їх та а але не також після
+    """.split()
+)
+
+# Russian and Ukrainian letters in Latin, close to the spellings wires use (Лавров ->
+# lavrov, Сергей -> sergei, Курск -> kursk); soft and hard signs vanish.
+_CYRILLIC = str.maketrans(
+    {
+        "а": "a", "б": "b", "в": "v", "г": "g", "д": "d", "е": "e", "ж": "zh", "з": "z", "и": "i",
+        "й": "i", "к": "k", "л": "l", "м": "m", "н": "n", "о": "o", "п": "p", "р": "r", "с": "s",
+        "т": "t", "у": "u", "ф": "f", "х": "kh", "ц": "ts", "ч": "ch", "ш": "sh", "щ": "shch",
+        "ъ": "", "ы": "y", "ь": "", "э": "e", "ю": "yu", "я": "ya", "і": "i", "ї": "yi", "є": "ye",
+        "ґ": "g",
+    }
+)  # fmt: skip
+# Spelling variants of one name between French, English and German transliterations,
+# applied in order to a romanised word: Tchoe -> choe, Koursk -> kursk, Jong-oun -> un,
+# Sergueï -> sergei, Sergey -> sergei, Choïgou -> choigu.
+_VARIANTS: tuple[tuple[re.Pattern[str], str], ...] = tuple(
+    (re.compile(a), b)
+    for a, b in (
+        (r"tsch|tch", "ch"),
+        (r"ou", "u"),
+        (r"gue", "ge"),
+        (r"kh", "h"),
+        (r"y", "i"),
+        (r"ck", "k"),
+        (r"ph", "f"),
+        (r"(.)\1", r"\1"),
+        (r"ii", "i"),
+    )
+)
+# Names are cut to their first five letters once keyed: Russian and Ukrainian decline
+# them (Лавровым, Курске, Кима), French adds letters (Poutine), and five letters still
+# tell names apart.
+_NAME_STEM = 5
+_YEARS = frozenset(str(y) for y in range(1900, 2100))
+_NUMBER_RE = re.compile(
+    r"(?<![\d.,])(?:(?P<grouped>\d{1,3}(?:[,.\u00a0\u202f ]\d{3})+)|(?P<decimal>\d+[.,]\d{1,2})|\d+)(?![\d])"
+)
+
+
+def romanise(word: str) -> str:
+    """Russian and Ukrainian letters of a folded *word* in Latin (``лавров`` -> ``lavrov``)."""
+    return word.translate(_CYRILLIC)
+
+
+def translit_key(word: str) -> str:
+    """One spelling for the transliterations of a folded word (see ``_VARIANTS``).
+
+    ``fold`` has already dropped Latin accents (``sergueï`` -> ``serguei``) and the word
+    split has already cut at hyphens (``son-hui`` -> ``son hui``); Cyrillic is romanised,
+    then French/English/German variants are unified. Hangul and digits pass unchanged.
+    """
+    key = romanise(word)
+    if not key.isascii() or not key.isalpha():
+        return key
+    for pattern, repl in _VARIANTS:
+        key = pattern.sub(repl, key)
+    return key
+
+
+def normalise_numbers(text: str) -> tuple[str, ...]:
+    """The figures of *text* as plain digits, in order: ``10,000`` ``10 000`` ``10.000``
+    ``10 000`` all give ``10000``. A group of exactly three digits after a separator is
+    a thousands group; one or two digits after one make a decimal (``1,5`` -> ``1.5``)."""
+    out: list[str] = []
+    for m in _NUMBER_RE.finditer(text):
+        if m.group("grouped"):
+            out.append(re.sub(r"\D", "", m.group()))
+        else:
+            out.append(m.group().replace(",", "."))
+    return tuple(out)
+
+
+@dataclass(frozen=True, slots=True)
+class Story:
+    """What clustering reads of a story."""
+
+    title: str
+    summary: str
+    language: str
+    published: datetime
+    outlet: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class Signature:
+    """The features of one story, by kind (see the module docstring)."""
+
+    published: datetime
+    language: str
+    outlet: str
+    words: frozenset[str]
+    shingles: frozenset[str]
+    names: frozenset[str]
+    title_names: frozenset[str]
+    concepts: frozenset[str]
+    acts: frozenset[str]
+    issuers: frozenset[str]
+    numbers: frozenset[str]
+
+    def features(self) -> frozenset[str]:
+        """Every feature, prefixed with its kind (``n:lavrov``, ``a:ratify``, ``#:10000``)."""
+        return frozenset(
+            [
+                *("w:" + w for w in self.words),
+                *("s:" + s for s in self.shingles),
+                *("n:" + n for n in self.names),
+                *("t:" + n for n in self.title_names),
+                *("c:" + c for c in self.concepts),
+                *("a:" + a for a in self.acts),
+                *("i:" + i for i in self.issuers),
+                *("#:" + n for n in self.numbers),
+            ]
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class _Lexicon:
+    """Terms of one family of groups: single words, prefixes, phrases -> group names."""
+
+    exact: Mapping[str, frozenset[str]]
+    prefixes: Mapping[str, tuple[tuple[str, str], ...]]  # first two letters -> (prefix, group)
+    phrases: Mapping[tuple[str, ...], frozenset[str]]
+    longest: int
+
+    def find(self, folded_words: list[str]) -> frozenset[str]:
+        found: set[str] = set()
+        for i, w in enumerate(folded_words):
+            found.update(self.exact.get(w, ()))
+            for prefix, group in self.prefixes.get(w[:2], ()):
+                if w.startswith(prefix):
+                    found.add(group)
+            for n in range(2, self.longest + 1):
+                found.update(self.phrases.get(tuple(folded_words[i : i + n]), ()))
+        return frozenset(found)
+
+
+def _terms(node: Node) -> Iterable[Term]:
+    """The terms of a parsed alias group (NEAR sides included; NOT parts are none here)."""
+    if isinstance(node, Term):
+        yield node
+    elif isinstance(node, Near):
+        yield from _terms(node.left)
+        yield from _terms(node.right)
+    elif isinstance(node, AliasRef):
+        yield from _terms(node.child)
+    else:
+        for child in getattr(node, "children", ()) or (node.child,):
+            yield from _terms(child)
+
+
+def _lexicon(groups: Mapping[str, str], aliases: Mapping[str, str]) -> _Lexicon:
+    exact: dict[str, set[str]] = {}
+    prefixes: dict[str, list[tuple[str, str]]] = {}
+    phrases: dict[tuple[str, ...], set[str]] = {}
+    for name, text in groups.items():
+        for term in _terms(parse_query(text, aliases).root):
+            ws = tuple(w.rstrip("*") if w.endswith("*") else w for w in term.words)
+            if len(ws) > 1:
+                phrases.setdefault(ws, set()).add(name)
+            elif ws and (term.words[0].endswith("*") or is_hangul(ws[0][-1])):
+                prefixes.setdefault(ws[0][:2], []).append((ws[0], name))
+            elif ws:
+                exact.setdefault(ws[0], set()).add(name)
+    return _Lexicon(
+        {k: frozenset(v) for k, v in exact.items()},
+        {k: tuple(v) for k, v in prefixes.items()},
+        {k: frozenset(v) for k, v in phrases.items()},
+        max((len(p) for p in phrases), default=1),
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class Vocabulary:
+    """The three lexicons a signature is read with: config concepts, acts, issuers."""
+
+    concepts: _Lexicon
+    acts: _Lexicon
+    issuers: _Lexicon
+
+
+def vocabulary(aliases: Mapping[str, str]) -> Vocabulary:
+    """Build the vocabulary from the config's ``aliases:`` (one concept per alias group).
+
+    Raises :class:`~monitor.errors.QuerySyntaxError` for an alias the parser refuses,
+    exactly as config validation does.
+    """
+    return Vocabulary(_lexicon(aliases, aliases), _lexicon(ACTS, {}), _lexicon(ISSUERS, {}))
+
+
+def _names(text: str) -> set[str]:
+    """Capitalised words of the original text (Latin or Cyrillic), folded and keyed.
+
+    Every capitalised word of three letters or more that is not a stop word: a
+    sentence-initial common word slips in now and then, and costs only its weight.
+    """
+    out: set[str] = set()
+    for raw in words(unicodedata.normalize("NFKC", text)):
+        if len(raw) >= 3 and raw[0].isupper():
+            folded = fold(raw)
+            if folded not in _STOPWORDS and not folded.isdigit():
+                out.add(translit_key(folded)[:_NAME_STEM])
+    return out
+
+
+def signature(story: Story, vocab: Vocabulary) -> Signature:
+    """The :class:`Signature` of *story* read with *vocab*."""
+    text = f"{story.title}\n{story.summary}"
+    folded_words = words(fold(text))
+    names = _names(text)
+    content = [translit_key(w) for w in folded_words if w not in _STOPWORDS and (len(w) >= 3 or is_hangul(w[0]))]
+    content = [w for w in content if not w.isdigit()]
+    issuers = set(vocab.issuers.find(folded_words))
+    issuers.update(_ISSUER_CAPS[w] for w in words(text) if w in _ISSUER_CAPS)
+    numbers = frozenset(n for n in normalise_numbers(text) if float(n) >= 10 and n not in _YEARS)
+    return Signature(
+        published=story.published,
+        language=story.language,
+        outlet=story.outlet,
+        words=frozenset(w for w in content if w not in names),
+        shingles=frozenset(f"{a} {b}" for a, b in zip(content, content[1:], strict=False)),
+        names=frozenset(names),
+        title_names=frozenset(_names(story.title)),
+        concepts=vocab.concepts.find(folded_words),
+        acts=vocab.acts.find(folded_words),
+        issuers=frozenset(issuers),
+        numbers=numbers,
+    )

@@ -42,7 +42,7 @@ class Settings:
     """How :func:`assign` decides."""
 
     window: timedelta = timedelta(hours=72)
-    threshold: float = 0.15
+    threshold: float = 0.07
     min_evidence: int = 2
     link: str = "mean"
     half_life: timedelta = timedelta(hours=36)
@@ -117,7 +117,8 @@ def assign(signature: Signature, index: CandidateIndex, settings: Settings = Set
             continue
         pairs = [_decayed(similarity(signature, m, index, settings), signature, m, settings) for m in members]
         top = max(pairs)
-        evidence = [f for f in top[1] if not f.startswith(_ACTOR_KINDS)]
+        # A name shared in both titles is one piece of evidence, not two.
+        evidence = {"n:" + f[2:] if f.startswith("t:") else f for f in top[1] if not f.startswith(_ACTOR_KINDS)}
         if len(evidence) < settings.min_evidence:
             continue
         score = sum(p[0] for p in pairs) / len(pairs) if settings.link == "mean" else top[0]

@@ -34,7 +34,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 
-from monitor.matching.query import AliasRef, Near, Node, Term, parse_query
+from monitor.matching.query import And, Near, Node, Not, Or, Term, parse_query
 from monitor.matching.textnorm import fold, is_hangul, words
 
 __all__ = [
@@ -45,6 +45,7 @@ __all__ = [
     "Vocabulary",
     "normalise_numbers",
     "romanise",
+    "romanise_hangul",
     "signature",
     "translit_key",
     "vocabulary",
@@ -143,10 +144,48 @@ _VARIANTS: tuple[tuple[re.Pattern[str], str], ...] = tuple(
 # them (Лавровым, Курске, Кима), French adds letters (Poutine), and five letters still
 # tell names apart.
 _NAME_STEM = 5
+# Korean counts in ten-thousands and thousands (1만2천 = 12000, 1천500 = 1500); the other
+# languages write "6 thousand" as a word after the figure.
+_KOREAN_NUMBER_RE = re.compile(r"(?=\d+[만천])(?:(?P<man>\d+)만)?(?:(?P<chon>\d+)천)?(?P<rest>\d+)?")
+_THOUSANDS_RE = re.compile(r"\b(\d{1,3})\s(?:thousand|mille|tausend|тысяч\w*|тисяч\w*)", re.IGNORECASE)
 _YEARS = frozenset(str(y) for y in range(1900, 2100))
 _NUMBER_RE = re.compile(
     r"(?<![\d.,])(?:(?P<grouped>\d{1,3}(?:[,.\u00a0\u202f ]\d{3})+)|(?P<decimal>\d+[.,]\d{1,2})|\d+)(?![\d])"
 )
+
+
+_INITIALS = ("g", "kk", "n", "d", "tt", "r", "m", "b", "pp", "s", "ss", "", "j", "jj", "ch", "k", "t", "p", "h")
+_MEDIALS = (
+    "a", "ae", "ya", "yae", "o", "e", "yo", "ye", "o", "wa", "wae", "oe", "yo", "u", "wo", "we", "wi", "yu", "u",
+    "ui", "i",
+)  # fmt: skip
+_FINALS = (
+    "", "k", "k", "k", "n", "n", "n", "t", "l", "k", "m", "l", "l", "l", "p", "l", "m", "p", "p", "t", "t", "ng",
+    "t", "t", "k", "t", "p", "t",
+)  # fmt: skip
+
+
+def romanise_hangul(word: str) -> str:
+    """Hangul syllables in Latin, spelled the way wires spell Korean names.
+
+    Revised Romanization, except that ``ㅓ`` and ``ㅡ`` are ``o`` and ``u`` (``Jong``,
+    ``Un``, not ``jeong``, ``eun``), a word-initial ``ㄱ`` is ``k`` (``Kim``) and ``ㅅ``
+    before a ``y`` vowel is ``sh`` (``쇼이구`` -> ``shoigu``): ``김정은`` -> ``kimjongun``,
+    ``최선희`` -> ``choesonhui``. Other characters pass unchanged.
+    """
+    out: list[str] = []
+    for ch in word:
+        code = ord(ch) - 0xAC00
+        if not 0 <= code < 11172:
+            out.append(ch)
+            continue
+        initial, medial, final = code // 588, (code % 588) // 28, code % 28
+        onset = "k" if initial == 0 and not out else _INITIALS[initial]
+        vowel = _MEDIALS[medial]
+        if onset == "s" and vowel.startswith("y"):
+            onset, vowel = "sh", vowel[1:]
+        out.append(onset + vowel + _FINALS[final])
+    return "".join(out)
 
 
 def romanise(word: str) -> str:
@@ -169,10 +208,17 @@ def translit_key(word: str) -> str:
     return key
 
 
+def _korean_number(m: re.Match[str]) -> str:
+    return str(sum(int(m.group(g) or 0) * unit for g, unit in (("man", 10_000), ("chon", 1000), ("rest", 1))))
+
+
 def normalise_numbers(text: str) -> tuple[str, ...]:
     """The figures of *text* as plain digits, in order: ``10,000`` ``10 000`` ``10.000``
-    ``10 000`` all give ``10000``. A group of exactly three digits after a separator is
-    a thousands group; one or two digits after one make a decimal (``1,5`` -> ``1.5``)."""
+    ``10 000`` ``10 thousand`` ``10 тысяч`` ``1만`` all give ``10000``. A group of exactly
+    three digits after a separator is a thousands group; one or two digits after one make
+    a decimal (``1,5`` -> ``1.5``)."""
+    text = _KOREAN_NUMBER_RE.sub(_korean_number, text)
+    text = _THOUSANDS_RE.sub(lambda m: m.group(1) + "000", text)
     out: list[str] = []
     for m in _NUMBER_RE.finditer(text):
         if m.group("grouped"):
@@ -247,17 +293,18 @@ class _Lexicon:
 
 
 def _terms(node: Node) -> Iterable[Term]:
-    """The terms of a parsed alias group (NEAR sides included; NOT parts are none here)."""
+    """The terms that make a story mention an alias group (both sides of NEAR; an excluded
+    NOT term says nothing about what the story is about)."""
     if isinstance(node, Term):
         yield node
     elif isinstance(node, Near):
         yield from _terms(node.left)
         yield from _terms(node.right)
-    elif isinstance(node, AliasRef):
-        yield from _terms(node.child)
-    else:
-        for child in getattr(node, "children", ()) or (node.child,):
+    elif isinstance(node, And | Or):
+        for child in node.children:
             yield from _terms(child)
+    elif not isinstance(node, Not):
+        yield from _terms(node.child)
 
 
 def _lexicon(groups: Mapping[str, str], aliases: Mapping[str, str]) -> _Lexicon:
@@ -300,17 +347,31 @@ def vocabulary(aliases: Mapping[str, str]) -> Vocabulary:
 
 
 def _names(text: str) -> set[str]:
-    """Capitalised words of the original text (Latin or Cyrillic), folded and keyed.
+    """Names of the original text, folded and keyed (see :data:`_NAME_STEM`).
 
-    Every capitalised word of three letters or more that is not a stop word: a
-    sentence-initial common word slips in now and then, and costs only its weight.
+    Latin and Cyrillic: every capitalised word of three letters or more that is not a
+    stop word (a sentence-initial common word slips in now and then, and costs only its
+    weight), plus each pair of adjacent capitalised words written as one (``Kim Jong`` ->
+    ``kimjo``), which is how Korean writes a name (``김정은`` -> ``kimjo``). Hangul: every
+    word, romanised by :func:`romanise_hangul` (Korean has no capitals to tell names by).
     """
     out: set[str] = set()
+    previous = ""
     for raw in words(unicodedata.normalize("NFKC", text)):
-        if len(raw) >= 3 and raw[0].isupper():
-            folded = fold(raw)
-            if folded not in _STOPWORDS and not folded.isdigit():
-                out.add(translit_key(folded)[:_NAME_STEM])
+        if is_hangul(raw[0]):
+            out.add(romanise_hangul(raw)[:_NAME_STEM])
+            previous = ""
+            continue
+        if not raw[0].isupper():
+            previous = ""
+            continue
+        folded = fold(raw)
+        key = translit_key(folded)
+        if len(raw) >= 3 and folded not in _STOPWORDS and not folded.isdigit():
+            out.add(key[:_NAME_STEM])
+        if previous:
+            out.add((previous + key)[:_NAME_STEM])
+        previous = key
     return out
 
 

@@ -44,6 +44,7 @@ class Settings:
     window: timedelta = timedelta(hours=72)
     threshold: float = 0.07
     min_evidence: int = 2
+    strong: float = 0.15
     link: str = "mean"
     half_life: timedelta = timedelta(hours=36)
     number_veto: bool = True
@@ -64,15 +65,18 @@ def _magnitudes(sig: Signature) -> frozenset[str]:
     return frozenset(n for n in sig.numbers if float(n) >= _MAGNITUDE)
 
 
-def _vetoed(a: Signature, b: Signature, settings: Settings) -> bool:
-    """Two sanctions stories naming different issuers tell different sanctions; two
-    stories that both give magnitudes (100 and more) but no common one tell different
-    counts."""
-    if "sanction" in a.acts and "sanction" in b.acts and a.issuers and b.issuers and not (a.issuers & b.issuers):
-        return True
+def _vetoed(story: Signature, members: tuple[Signature, ...], settings: Settings) -> bool:
+    """Sanctions stories naming different issuers tell different sanctions (any member);
+    a story whose magnitudes (figures of 100 and more) are none of the cluster's, when
+    both give some, tells a different count."""
+    for m in members:
+        a, b = story, m
+        if "sanction" in a.acts and "sanction" in b.acts and a.issuers and b.issuers and not (a.issuers & b.issuers):
+            return True
     if settings.number_veto:
-        ma, mb = _magnitudes(a), _magnitudes(b)
-        return bool(ma and mb and not (ma & mb))
+        mine = _magnitudes(story)
+        theirs = frozenset().union(*(_magnitudes(m) for m in members))
+        return bool(mine and theirs and not (mine & theirs))
     return False
 
 
@@ -113,13 +117,13 @@ def assign(signature: Signature, index: CandidateIndex, settings: Settings = Set
         if abs(signature.published - index.first(cluster_id)) > settings.window:
             continue
         members = index.members(cluster_id)
-        if any(_vetoed(signature, m, settings) for m in members):
+        if _vetoed(signature, members, settings):
             continue
         pairs = [_decayed(similarity(signature, m, index, settings), signature, m, settings) for m in members]
         top = max(pairs)
         # A name shared in both titles is one piece of evidence, not two.
         evidence = {"n:" + f[2:] if f.startswith("t:") else f for f in top[1] if not f.startswith(_ACTOR_KINDS)}
-        if len(evidence) < settings.min_evidence:
+        if len(evidence) < settings.min_evidence and not (evidence and top[0] >= settings.strong):
             continue
         score = sum(p[0] for p in pairs) / len(pairs) if settings.link == "mean" else top[0]
         if score > best.score:

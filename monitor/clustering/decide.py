@@ -110,10 +110,10 @@ def _vetoed(story: Signature, members: tuple[Signature, ...], settings: Settings
     """Sanctions stories naming different issuers tell different sanctions (any member);
     a story whose magnitudes (figures of 100 and more) are none of the cluster's, when
     both give some, tells a different count."""
-    for m in members:
-        a, b = story, m
-        if "sanction" in a.acts and "sanction" in b.acts and a.issuers and b.issuers and not (a.issuers & b.issuers):
-            return True
+    if "sanction" in story.acts and story.issuers:
+        for m in members:
+            if "sanction" in m.acts and m.issuers and not (story.issuers & m.issuers):
+                return True
     if settings.number_veto:
         mine = _magnitudes(story)
         theirs = frozenset().union(*(_magnitudes(m) for m in members))

@@ -145,6 +145,19 @@ TROOPS_11000 = _story(
     "en",
     30,
 )
+CAPTURE = _story(
+    "Ukraine captures two North Korean soldiers in Kursk, Zelensky says",
+    "President Volodymyr Zelensky said Ukrainian forces captured two North Korean soldiers in Kursk.",
+    "en",
+    0,
+)
+SWAP = _story(
+    "Zelensky offers to hand North Korean prisoners to Kim in exchange for Ukrainians",
+    "Ukraine is ready to hand the two soldiers over to Kim Jong Un if he can organise their exchange for"
+    " Ukrainians held in Russia, Zelensky said in a video.",
+    "en",
+    26,
+)
 VIETNAM = _story(
     "Putin arrives in Vietnam for a state visit",
     "Russian President Vladimir Putin landed in Hanoi, where he will meet To Lam.",
@@ -170,6 +183,7 @@ def test_tellings_of_one_event_join(stories: list[Story]) -> None:
         pytest.param([US_SANCTIONS, UK_SANCTIONS], id="same sanctions by two issuers"),
         pytest.param([TROOPS_10000, TROOPS_11000], id="one figure, then a new one"),
         pytest.param([RATIFY_EN, VIETNAM], id="unrelated story of one actor"),
+        pytest.param([CAPTURE, SWAP], id="a new act the next day"),
     ],
 )
 def test_near_misses_stay_apart(stories: list[Story]) -> None:

@@ -14,8 +14,8 @@ A :class:`Signature` holds, per kind, a frozen set of strings:
   DPRK / Pyongyang / Corée du Nord / КНДР / 북한), read with the query parser. They are
   the actors every watched story shares, so they weigh little.
 - ``acts``: what happened, from a built-in multilingual lexicon (:data:`ACTS`: ratify,
-  sign, sanction, casualties, prisoners, launch...). They tell apart events of the same
-  actors, so they weigh much.
+  sign, sanction, casualties, prisoners, exchange, launch...). They tell apart events of
+  the same actors, so they weigh much; ``title_acts`` are those of the title alone.
 - ``issuers``: the states or blocs a story names (:data:`ISSUERS`: US, UK, EU, Japan,
   South Korea); on sanctions stories they must agree (see :mod:`.decide`).
 - ``numbers``: figures of 10 and above, written any way (``10,000`` / ``10 000`` /
@@ -72,6 +72,7 @@ ACTS: Mapping[str, str] = {
         "talks | met | meets | meeting | rencontre* | entretien* | встрет* | встреч* | переговор* | зустр*"
         " | treffen | 회담"
     ),
+    "exchange": "swap* | exchang* | echange* | echanger | обмен* | обмін* | austausch* | 교환",
     "munitions": "shells | munitions | ammunition | obus | снаряд* | боеприпас* | боєприпас* | munition | 포탄",
     "combat": "combat | fighting | battle | combats | бой | боях | бою | бої | kampf* | kampfe | 전투 | 교전",
 }
@@ -100,6 +101,8 @@ ISSUERS: Mapping[str, str] = {
 # "eu" and "ue" are also an English pronoun and French words).
 _ISSUER_CAPS: Mapping[str, str] = {"US": "us", "UK": "uk", "EU": "eu", "UE": "eu", "ЕС": "eu", "ЄС": "eu"}
 
+# Function words of the six languages, and the wires' slugs ("(LEAD)", "(URGENT)"), which
+# are capitalised but name nothing.
 _STOPWORDS = frozenset(
     """
     a an the and or of to in on at by for from with as is are was were be been has have had it its this that
@@ -110,6 +113,7 @@ _STOPWORDS = frozenset(
     der die das ein eine und oder von zu im am mit fur auf ist sind war nach vor bei des dem den sich nicht
     и в во на с со по к из за от для о об что как это его ее их а но не также после перед был была были
     і в у на з із до від для про що як це його її їх та а але не також після
+    lead urgent update updated breaking exclusive factbox analysis
     """.split()
 )
 
@@ -253,6 +257,7 @@ class Signature:
     title_names: frozenset[str]
     concepts: frozenset[str]
     acts: frozenset[str]
+    title_acts: frozenset[str]
     issuers: frozenset[str]
     numbers: frozenset[str]
 
@@ -396,6 +401,7 @@ def signature(story: Story, vocab: Vocabulary) -> Signature:
         title_names=frozenset(_names(story.title)),
         concepts=vocab.concepts.find(folded_words),
         acts=vocab.acts.find(folded_words),
+        title_acts=vocab.acts.find(words(fold(story.title))),
         issuers=frozenset(issuers),
         numbers=numbers,
     )

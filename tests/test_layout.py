@@ -4,11 +4,12 @@ Ranks (a module may import its own package or a lower rank, never a higher one):
 
     0  monitor.errors, monitor.backoff
     1  monitor.matching     pure
-    2  monitor.ingest       pure decisions, plus the fetcher and the parse pool
-    3  monitor.delivery     pure planning and rendering, plus the transports
-    4  monitor.config       validates against the vocabularies below it (queries, templates, schedules)
-    5  monitor.storage      applies what the pure modules decided
-    6  monitor.app          wires it all: poll cycle, drain loop, daemon, CLI, web
+    2  monitor.clustering   pure: story signatures, candidate index, join-or-new decision
+    3  monitor.ingest       pure decisions, plus the fetcher and the parse pool
+    4  monitor.delivery     pure planning and rendering, plus the transports
+    5  monitor.config       validates against the vocabularies below it (queries, templates, schedules)
+    6  monitor.storage      applies what the pure modules decided
+    7  monitor.app          wires it all: poll cycle, drain loop, daemon, CLI, web
 
 Every import statement of the package is read with :mod:`ast` (those inside functions
 and ``TYPE_CHECKING`` blocks too), so a lazy import cannot hide a cycle.
@@ -26,11 +27,12 @@ RANKS = {
     "monitor.errors": 0,
     "monitor.backoff": 0,
     "monitor.matching": 1,
-    "monitor.ingest": 2,
-    "monitor.delivery": 3,
-    "monitor.config": 4,
-    "monitor.storage": 5,
-    "monitor.app": 6,
+    "monitor.clustering": 2,
+    "monitor.ingest": 3,
+    "monitor.delivery": 4,
+    "monitor.config": 5,
+    "monitor.storage": 6,
+    "monitor.app": 7,
 }
 # Libraries that mean I/O: a pure module imports none of them.
 IO_LIBRARIES = ("sqlalchemy", "alembic", "psycopg", "httpx", "apscheduler", "apprise", "starlette", "uvicorn")
@@ -39,6 +41,7 @@ IO_LIBRARIES = ("sqlalchemy", "alembic", "psycopg", "httpx", "apscheduler", "app
 ALLOWED_IO = {"apscheduler.triggers.cron", "apscheduler.triggers.cron.CronTrigger"}
 PURE = (
     "monitor.matching",
+    "monitor.clustering",
     "monitor.ingest.entries",
     "monitor.ingest.dedupe",
     "monitor.ingest.discover",

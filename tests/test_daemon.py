@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import io
 import signal
+import subprocess
+import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -125,3 +127,35 @@ def test_daemon_refuses_to_start_on_bad_config(tmp_path: Path) -> None:
     assert code == 1
     assert f"{cfg}:2: poll.interval: must be at least 10s" in daemon.log
     assert "Traceback" not in daemon.log
+
+
+_SIGNAL_IN_ANOTHER_THREAD = """
+import signal, sys, threading, time
+from monitor.app.daemon import Daemon
+
+daemon = Daemon(sys.argv[1])
+
+def poke() -> None:
+    time.sleep(2)
+    # The signal lands in this thread, not the main one, as the kernel may choose.
+    signal.pthread_kill(threading.get_ident(), signal.SIGTERM)
+
+threading.Thread(target=poke, daemon=True).start()
+sys.exit(daemon.run())
+"""
+
+
+def test_sigterm_stops_the_daemon_whichever_thread_receives_it(
+    setup: tuple[HTTPTestServer, SMTPTestServer, Path],
+) -> None:
+    """The kernel hands a process-directed signal to any thread; a main thread blocked in
+    a plain Event.wait() never ran the handler then, and the daemon ignored SIGTERM."""
+    _, _, config = setup
+    done = subprocess.run(
+        [sys.executable, "-c", _SIGNAL_IN_ANOTHER_THREAD, str(config)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=config.parent,
+    )
+    assert done.returncode == 0, done.stderr

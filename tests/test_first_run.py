@@ -97,6 +97,21 @@ def test_the_daemon_says_it_once_and_keeps_running(tmp_path: Path) -> None:
             daemon.kill()
 
 
+def run_shipped(folder: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    """``news-monitor ARGS`` on the shipped config, with its database in ``folder``."""
+    config = folder / "config.yaml"
+    shipped = (Path(__file__).resolve().parents[1] / "config.yaml").read_text(encoding="utf-8")
+    config.write_text(shipped.replace("database:", "database: sqlite:///monitor.db\n#", 1), encoding="utf-8")
+    return subprocess.run(
+        [sys.executable, "-m", "monitor", "--config", str(config), *args],
+        input="",
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=folder,
+    )
+
+
 @pytest.mark.parametrize(
     "args",
     [
@@ -106,17 +121,7 @@ def test_the_daemon_says_it_once_and_keeps_running(tmp_path: Path) -> None:
     ],
 )
 def test_an_unknown_watchlist_name_is_an_error_naming_the_known_ones(tmp_path: Path, args: list[str]) -> None:
-    config = tmp_path / "config.yaml"
-    shipped = (Path(__file__).resolve().parents[1] / "config.yaml").read_text(encoding="utf-8")
-    config.write_text(shipped.replace("database:", "database: sqlite:///monitor.db\n#", 1), encoding="utf-8")
-    done = subprocess.run(
-        [sys.executable, "-m", "monitor", "--config", str(config), *args],
-        input="",
-        capture_output=True,
-        text=True,
-        timeout=60,
-        cwd=tmp_path,
-    )
+    done = run_shipped(tmp_path, *args)
     assert done.returncode == 1
     last = done.stderr.strip().splitlines()[-1]
     assert last.startswith("Error: no watchlist 'nope' (known: ")
@@ -146,16 +151,7 @@ def test_day_options_refuse_what_is_not_a_span(value: str) -> None:
     ],
 )
 def test_cli_day_options_accept_durations(tmp_path: Path, args: list[str]) -> None:
-    config = tmp_path / "config.yaml"
-    shipped = (Path(__file__).resolve().parents[1] / "config.yaml").read_text(encoding="utf-8")
-    config.write_text(shipped.replace("database:", "database: sqlite:///monitor.db\n#", 1), encoding="utf-8")
-    done = subprocess.run(
-        [sys.executable, "-m", "monitor", "--config", str(config), *args],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        cwd=tmp_path,
-    )
+    done = run_shipped(tmp_path, *args)
     assert done.returncode == 0, done.stderr
 
 

@@ -353,7 +353,11 @@ class Daemon:
             if self.web is not None:
                 self.web.start()
             while True:
-                self.stop_event.wait()
+                # A timed wait, not wait(): a signal that the kernel hands to another thread
+                # does not wake a lock wait of the main thread, whose Python handler would then
+                # run only when the event is set for another reason (a SIGTERM was ignored).
+                while not self.stop_event.wait(0.5):
+                    pass
                 if self.reload_event.is_set() and not self.runtime.pipeline.stopping.is_set():
                     self.reload_event.clear()
                     self.stop_event.clear()

@@ -163,14 +163,14 @@ class _TextExtractor(HTMLParser):
 
 def _collapse_lines(text: str) -> str:
     """Collapse runs of whitespace inside lines and drop empty lines."""
-    text = _CONTROL.sub(" ", _INVISIBLE.sub("", text))
+    text = _CONTROL.sub(" ", text if text.isascii() else _INVISIBLE.sub("", text))
     lines = (" ".join(line.split()) for line in text.split("\n"))
     return "\n".join(line for line in lines if line)
 
 
 def _collapse(text: str) -> str:
     """All whitespace, line breaks included, to single spaces."""
-    return " ".join(_CONTROL.sub(" ", _INVISIBLE.sub("", text)).split())
+    return " ".join(_CONTROL.sub(" ", text if text.isascii() else _INVISIBLE.sub("", text)).split())
 
 
 def html_to_text(html: str, *, max_chars: int | None = None) -> str:

@@ -664,15 +664,17 @@ class _Engine:
         _PUBLIC_ONLY.set(public_only)
         try:
             async with self.client.stream("GET", url, headers=headers) as response:
-                peer = _peer(response.extensions.get("network_stream"))
-                internal = peer is None or self.is_internal(peer)
-                if public_only and internal:  # a kept-alive connection made for another feed
-                    raise _InternalAddress(peer or url.host)
                 status = response.status_code
                 location = response.headers.get("location")
-                if status in _REDIRECTS and location:
-                    await _drain(response)
-                    return status, location, internal
+                redirect = status in _REDIRECTS and bool(location)
+                if public_only or redirect:  # the peer matters only for a redirect chain
+                    peer = _peer(response.extensions.get("network_stream"))
+                    internal = peer is None or self.is_internal(peer)
+                    if public_only and internal:  # a kept-alive connection made for another feed
+                        raise _InternalAddress(peer or url.host)
+                    if redirect and location:
+                        await _drain(response)
+                        return status, location, internal
                 return await self._conclude(request, response, url, key, started, moved)
         except _InternalAddress as exc:
             raise self._error(

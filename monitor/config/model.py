@@ -470,6 +470,9 @@ def _yaml() -> YAML:
 #: expanded: an alias costs nothing to parse but is copied when the tree becomes plain
 #: values, so 442 bytes of nested aliases ("billion laughs") ran for minutes.
 MAX_CONFIG_BYTES = 4 * 1024 * 1024
+# Something that may be a YAML anchor (``&name`` after a space, a bracket, a comma or the
+# start of a line); an ``&`` inside a URL's query string is not.
+_ANCHOR_RE = re.compile(r"(?:^|[\s\[{,:-])&[^\s\[\]{},]", re.MULTILINE)
 MAX_YAML_VALUES = 200_000
 
 
@@ -478,6 +481,8 @@ def _check_yaml_size(text: str, file: str) -> None:
     expand to more than :data:`MAX_YAML_VALUES` values."""
     if len(text) > MAX_CONFIG_BYTES:
         raise ConfigError(f"the file is larger than {MAX_CONFIG_BYTES // (1024 * 1024)} MB", file=file)
+    if not _ANCHOR_RE.search(text):
+        return  # no anchor, so no alias: the scan would double the parse of a large file
     sizes: dict[str, int] = {}  # anchor -> values in its node, aliases expanded
     stack: list[tuple[str | None, int]] = [(None, 0)]
     for event in _yaml().parse(text):

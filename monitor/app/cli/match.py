@@ -19,6 +19,7 @@ from typing import IO, Any
 import click
 
 from monitor.app.cli.common import Context, errors_as_click, pass_ctx
+from monitor.ingest.formats.jsonfeed import nests_deeper
 
 MAX_LINE = 1 << 20  # bytes of one input line
 MAX_DEPTH = 32  # nesting of one JSON line ({"id", "title", "summary"} needs 1)
@@ -54,35 +55,12 @@ def _parse(raw: bytes | None) -> dict[str, Any]:
     if raw is None:
         raise ValueError(f"line longer than {MAX_LINE} bytes")
     text = raw.decode("utf-8", errors="replace")
-    # Few brackets cannot nest deep: the scan runs only on lines with many.
-    if raw.count(b"[") + raw.count(b"{") > MAX_DEPTH and _depth(text) > MAX_DEPTH:
+    if nests_deeper(text, MAX_DEPTH):
         raise ValueError(f"nested deeper than {MAX_DEPTH} levels")
     item = json.loads(text, parse_float=_finite, parse_constant=_refuse_constant)
     if not isinstance(item, dict):
         raise ValueError("not a JSON object")
     return item
-
-
-def _depth(text: str) -> int:
-    """The deepest nesting of brackets outside JSON strings."""
-    depth = deepest = 0
-    in_string = escaped = False
-    for ch in text:
-        if in_string:
-            if escaped:
-                escaped = False
-            elif ch == "\\":
-                escaped = True
-            elif ch == '"':
-                in_string = False
-        elif ch == '"':
-            in_string = True
-        elif ch in "[{":
-            depth += 1
-            deepest = max(deepest, depth)
-        elif ch in "]}":
-            depth -= 1
-    return deepest
 
 
 @click.command()

@@ -22,7 +22,7 @@ from monitor.app.services.stories import story_detail
 from monitor.config.model import MAX_DURATION, MAX_SIZE, parse_config
 from monitor.errors import ConfigError, QuerySyntaxError
 from monitor.ingest.entries import normalise_entry
-from monitor.ingest.fetch import FeedFetchError, Fetcher, FetchRequest, FetchResult, FetchSettings, _classifier
+from monitor.ingest.fetch import FeedFetchError, Fetcher, FetchRequest, FetchResult, FetchSettings, is_internal_address
 from monitor.matching.query import MAX_DEPTH, parse_query
 from monitor.storage.feeds import FeedConfigRow
 from monitor.storage.schema import Alert
@@ -257,7 +257,7 @@ AS_IF_PUBLIC = FetchSettings(timeout=2.0, deadline=4.0, internal_networks=("127.
     ],
 )
 def test_internal_addresses_by_default(address: str, internal: bool) -> None:
-    assert _classifier(None)(address) is internal
+    assert is_internal_address(address) is internal
 
 
 @pytest.fixture

@@ -59,6 +59,23 @@ STORED_STORY_COLUMNS = (
 )
 
 
+@dataclass(frozen=True, slots=True)
+class ClusteredStory:
+    """A stored story as the clusterer files it: its cluster (named by the identity of
+    the cluster's first story) and the watchlists it alerted."""
+
+    id: int
+    ident: str
+    cluster: str
+    feed: str
+    title: str
+    summary: str
+    language: str | None
+    published_at: dt.datetime
+    first_seen_at: dt.datetime
+    alerted: frozenset[str]
+
+
 def stored_story_select() -> Any:
     """SELECT of StoredStory rows, to which callers add their WHERE and ORDER BY."""
     return select(*STORED_STORY_COLUMNS).join(Feed, Feed.id == Story.feed_id)
@@ -149,6 +166,8 @@ def _story_row(story: NewStory) -> dict[str, Any]:
         "published_at": e.published_at,
         "date_from_feed": e.date_from_feed,
         "first_seen_at": story.first_seen_at,
+        "cluster_score": story.cluster_score,
+        "cluster_terms": list(story.cluster_terms) or None,
     }
 
 
@@ -166,6 +185,64 @@ def match_row(story_id: int, match: NewMatch | MatchResult, matched_at: dt.datet
 
 class StoryStore(Database):
     """The stories aggregate of :class:`~monitor.storage.store.Store`."""
+
+    def last_story_id(self) -> int:
+        with self.transaction() as conn:
+            return int(conn.execute(select(func.coalesce(func.max(Story.id), 0))).scalar_one())
+
+    def story_idents_after(self, after_id: int) -> list[tuple[int, str]]:
+        """(id, identity) of every story stored after row *after_id*, by id (what the
+        clusterer checks before each decision for stories other daemons stored)."""
+        with self.transaction() as conn:
+            stmt = select(Story.id, Story.ident).where(Story.id > after_id).order_by(Story.id)
+            return [(int(i), str(ident)) for i, ident in conn.execute(stmt)]
+
+    def clustered_stories(
+        self,
+        *,
+        ids: Sequence[int] | None = None,
+        published_since: dt.datetime | None = None,
+        after_id: int = 0,
+        limit: int = 5000,
+    ) -> list[ClusteredStory]:
+        """Stored stories with their clusters, by id: those of *ids*, or those after row
+        *after_id* published since *published_since* (at most *limit*; page with the last id)."""
+        first = Story.__table__.alias("first_story")
+        stmt = (
+            select(
+                Story.id,
+                Story.ident,
+                func.coalesce(first.c.ident, Story.ident),
+                Feed.name,
+                Story.title,
+                Story.summary,
+                func.coalesce(Story.language, Feed.language),
+                Story.published_at,
+                Story.first_seen_at,
+            )
+            .join(Feed, Feed.id == Story.feed_id)
+            .outerjoin(first, first.c.id == Story.cluster_id)
+            .order_by(Story.id)
+        )
+        if ids is not None:
+            stmt = stmt.where(Story.id.in_(list(ids)))
+        else:
+            stmt = stmt.where(Story.id > after_id).limit(limit)
+            if published_since is not None:
+                stmt = stmt.where(Story.published_at >= published_since)
+        with self.transaction() as conn:
+            rows = list(conn.execute(stmt))
+            alerted: dict[int, set[str]] = {}
+            for chunk in chunks([r[0] for r in rows]):
+                q = select(Match.story_id, Match.watchlist).where(Match.story_id.in_(chunk), Match.alerted.is_(True))
+                for sid, watchlist in conn.execute(q):
+                    alerted.setdefault(sid, set()).add(watchlist)
+        return [
+            ClusteredStory(
+                sid, ident, cluster, feed, title, summary, lang, published, seen, frozenset(alerted.get(sid, ()))
+            )
+            for sid, ident, cluster, feed, title, summary, lang, published, seen in rows
+        ]
 
     def known_stories(self, batches: Sequence[tuple[int, Sequence[Entry]]]) -> KnownStories:
         """What is stored of these feeds' entries: their identities' story ids, and the
@@ -204,9 +281,14 @@ class StoryStore(Database):
         for idents in chunks(sorted(wanted - new)):
             stmt = select(story.c.ident, story.c.id).where(story.c.ident.in_(idents))
             ids.update((ident, sid) for ident, sid in conn.execute(stmt))
-        own = [ids[s.ident] for s in stories if s.ident in new and s.cluster == s.ident]
+        # A cluster whose first story is not stored (its write failed) starts again here.
+        own = [ids[s.ident] for s in stories if s.ident in new and (s.cluster == s.ident or s.cluster not in ids)]
         for id_chunk in chunks(own):
-            conn.execute(update(story).where(story.c.id.in_(id_chunk)).values(cluster_id=story.c.id))
+            conn.execute(
+                update(story)
+                .where(story.c.id.in_(id_chunk))
+                .values(cluster_id=story.c.id, cluster_score=None, cluster_terms=None)
+            )
         joined = [
             {"b_id": ids[s.ident], "v_cluster": ids[s.cluster]}
             for s in stories
@@ -312,11 +394,7 @@ class StoryStore(Database):
     def match_counts(self, since: dt.datetime) -> dict[str, int]:
         """Matches per watchlist since a time (the watchlists page)."""
         with self.transaction() as conn:
-            stmt = (
-                select(Match.watchlist, func.count())
-                .where(Match.matched_at >= since)
-                .group_by(Match.watchlist)
-            )
+            stmt = select(Match.watchlist, func.count()).where(Match.matched_at >= since).group_by(Match.watchlist)
             return {w: int(n) for w, n in conn.execute(stmt)}
 
     def story_detail(self, story_id: int) -> StoryDetail | None:
@@ -382,4 +460,3 @@ class StoryStore(Database):
             matches=matches,
             alerts=alerts,
         )
-

@@ -76,6 +76,24 @@ class ClusteredStory:
     alerted: frozenset[str]
 
 
+@dataclass(frozen=True, slots=True)
+class ClusterMember:
+    """A story of an event cluster, as "also reported by" shows it: who told it (the
+    feed that first carried it), in which language, where, and why it joined (``score``
+    and ``terms`` are None / empty for the cluster's first story)."""
+
+    story_id: int
+    cluster_id: int
+    feed: str
+    language: str | None
+    title: str
+    link: str | None
+    published_at: dt.datetime
+    first_seen_at: dt.datetime
+    score: float | None
+    terms: tuple[str, ...]
+
+
 def stored_story_select() -> Any:
     """SELECT of StoredStory rows, to which callers add their WHERE and ORDER BY."""
     return select(*STORED_STORY_COLUMNS).join(Feed, Feed.id == Story.feed_id)
@@ -185,6 +203,38 @@ def match_row(story_id: int, match: NewMatch | MatchResult, matched_at: dt.datet
 
 class StoryStore(Database):
     """The stories aggregate of :class:`~monitor.storage.store.Store`."""
+
+    def cluster_members(self, cluster_ids: Iterable[int]) -> dict[int, list[ClusterMember]]:
+        """The stories of each cluster in *cluster_ids*, first seen first (its first story
+        leads). A story stored before clustering is a cluster of one (its own id)."""
+        wanted = sorted(set(cluster_ids))
+        out: dict[int, list[ClusterMember]] = {cid: [] for cid in wanted}
+        cluster = Story.cluster_id  # indexed; every stored story has one (its own id at least)
+        with self.transaction() as conn:
+            for chunk in chunks(wanted):
+                stmt = (
+                    select(
+                        Story.id,
+                        cluster,
+                        Feed.name,
+                        func.coalesce(Story.language, Feed.language),
+                        Story.title,
+                        Story.link,
+                        Story.published_at,
+                        Story.first_seen_at,
+                        Story.cluster_score,
+                        Story.cluster_terms,
+                    )
+                    .join(Feed, Feed.id == Story.feed_id)
+                    .where(cluster.in_(chunk))
+                    .order_by(Story.first_seen_at, Story.id)
+                )
+                for sid, cid, feed, lang, title, link, published, seen, score, terms in conn.execute(stmt):
+                    member = ClusterMember(
+                        sid, cid, feed, lang, title, link, published, seen, score, tuple(terms or ())
+                    )
+                    out[cid].append(member)
+        return out
 
     def last_story_id(self) -> int:
         with self.transaction() as conn:

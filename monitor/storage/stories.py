@@ -231,9 +231,9 @@ class StoryStore(Database):
                 )
                 for sid, cid, feed, lang, title, link, published, seen, score, terms in conn.execute(stmt):
                     member = ClusterMember(
-                        sid, cid, feed, lang, title, link, published, seen, score, tuple(terms or ())
+                        sid, int(cid), feed, lang, title, link, published, seen, score, tuple(terms or ())
                     )
-                    out[cid].append(member)
+                    out[member.cluster_id].append(member)
         return out
 
     def last_story_id(self) -> int:

@@ -231,7 +231,7 @@ class StoryStore(Database):
                 )
                 for sid, cid, feed, lang, title, link, published, seen, score, terms in conn.execute(stmt):
                     member = ClusterMember(
-                        sid, int(cid), feed, lang, title, link, published, seen, score, tuple(terms or ())
+                        sid, cid or sid, feed, lang, title, link, published, seen, score, tuple(terms or ())
                     )
                     out[member.cluster_id].append(member)
         return out

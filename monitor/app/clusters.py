@@ -2,7 +2,7 @@
 
 The clusterer's index of open clusters lives in memory; the database is the truth.
 
-- **Rebuilt** from the stories published within twice the window (the index's
+- **Rebuilt** from the stories first seen within twice the window (the index's
   ``keep``) the first time a poll decides, and again when the cluster settings or the
   alias groups change (a reload builds a new clusterer).
 - **Caught up** before each decision: stories another daemon (or ``poll --once``) stored
@@ -84,7 +84,7 @@ class ClusterKeeper:
         after = 0
         count = 0
         while True:
-            page = self.store.clustered_stories(published_since=since, after_id=after)
+            page = self.store.clustered_stories(seen_since=since, after_id=after)
             if not page:
                 break
             self._file(page)

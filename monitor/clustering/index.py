@@ -29,7 +29,10 @@ from datetime import datetime, timedelta
 
 from monitor.clustering.features import Signature
 
-__all__ = ["CandidateIndex"]
+__all__ = ["THEME_MIN", "CandidateIndex"]
+
+#: Stories naming a watched concept needed before frequencies are counted among them only.
+THEME_MIN = 3
 
 # Features that say little about which event a story tells (the config's actors): never
 # used to look candidates up, only to score them.
@@ -56,11 +59,15 @@ class CandidateIndex:
         self._by_first: list[tuple[datetime, str]] = []
         self._df: Counter[str] = Counter()
         self._stories = 0
+        self._df_all: Counter[str] = Counter()
+        self._all = 0
         self._unnamed = 0
         self._newest: datetime | None = None
 
     def weight(self, feature: str) -> float:
         """Smoothed inverse document frequency of *feature* among the stories added."""
+        if self._stories < THEME_MIN:
+            return math.log((1 + self._all) / (1 + self._df_all[feature])) + 1.0
         return math.log((1 + self._stories) / (1 + self._df[feature])) + 1.0
 
     def add(
@@ -86,8 +93,11 @@ class CandidateIndex:
             entry.watchlists[ident] = watchlists
         self._where[ident] = cluster
         features = signature.features()
-        self._df.update(features)
-        self._stories += 1
+        self._df_all.update(features)
+        self._all += 1
+        if signature.concepts:
+            self._df.update(features)
+            self._stories += 1
         for feature in features:
             if not feature.startswith(_NOT_PROBED):
                 self._postings.setdefault(feature, set()).add(cluster)
@@ -104,8 +114,11 @@ class CandidateIndex:
         signature = entry.members.pop(ident)
         entry.watchlists.pop(ident, None)
         features = signature.features()
-        self._df.subtract(features)
-        self._stories -= 1
+        self._df_all.subtract(features)
+        self._all -= 1
+        if signature.concepts:
+            self._df.subtract(features)
+            self._stories -= 1
         kept = frozenset().union(*(m.features() for m in entry.members.values()))
         self._unpost(cluster, features - kept)
         if not entry.members:

@@ -138,6 +138,15 @@ class NewAlert:
 
 
 @dataclass(frozen=True, slots=True)
+class _Decided:
+    """A new story of the batch with its matches and alerts, before it goes to its feed."""
+
+    story: NewStory
+    matches: tuple[NewMatch, ...]
+    alerts: tuple[NewAlert, ...]
+
+
+@dataclass(frozen=True, slots=True)
 class FeedIntent:
     """Everything one feed's poll writes; unchanged, failed and deferred feeds carry
     only their ``update``."""
@@ -167,13 +176,26 @@ class Decider:
         return not self.catchup and (feed.initialized or not self.catchup_new_feeds)
 
     def decide(self, polls: Sequence[FeedPoll], known: KnownStories, now: dt.datetime) -> list[FeedIntent]:
-        """One intent per poll, in order; a story new to several of them goes to the first."""
-        owned: set[str] = set()
-        return [self._feed(poll, known, owned, now) for poll in polls]
+        """One intent per poll, in order; a story new to several of them goes to the first.
 
-    def _feed(self, poll: FeedPoll, known: KnownStories, owned: set[str], now: dt.datetime) -> FeedIntent:
+        The batch's new stories are placed and matched in published order, whatever
+        feed carries them: clustering was measured on stories arriving in that order,
+        and the earliest telling of an event is the one that alerts.
+        """
+        owners: dict[str, tuple[FeedSnapshot, Entry]] = {}
+        for poll in polls:
+            for ident, entry in {story_ident(poll.feed.id, e): e for e in poll.entries}.items():
+                if ident in known.ids or (entry.guid_key and (poll.feed.id, entry.guid_key) in known.guids):
+                    continue
+                owners.setdefault(ident, (poll.feed, entry))
+        decided: dict[str, _Decided] = {}
+        for ident, (feed, entry) in sorted(owners.items(), key=lambda kv: (min(kv[1][1].published_at, now), kv[0])):
+            story = self._place(ident, feed, entry, now)
+            decided[ident] = self._match(story, self.alerts(feed), now)
+        return [self._feed(poll, known, decided, now) for poll in polls]
+
+    def _feed(self, poll: FeedPoll, known: KnownStories, decided: dict[str, _Decided], now: dt.datetime) -> FeedIntent:
         feed = poll.feed
-        alerting = self.alerts(feed)
         stories: list[NewStory] = []
         sightings: list[Sighting] = []
         matches: list[NewMatch] = []
@@ -187,12 +209,12 @@ class Decider:
                 continue
             new += 1
             sightings.append(Sighting(ident, feed.id, now))
-            if ident in owned:
+            mine = decided.pop(ident, None)  # the first feed carrying it stores it
+            if mine is None:
                 continue
-            owned.add(ident)
-            story = self._place(ident, feed, entry, now)
-            stories.append(story)
-            self._match(story, alerting, matches, alerts, now)
+            stories.append(mine.story)
+            matches.extend(mine.matches)
+            alerts.extend(mine.alerts)
         update = after_success(
             feed,
             now=now,
@@ -207,7 +229,9 @@ class Decider:
             rand=self.rand,
             published=[e.published_at for e in poll.entries if e.date_from_feed],
         )
-        return FeedIntent(feed.id, update, tuple(stories), tuple(sightings), tuple(matches), tuple(alerts), alerting)
+        return FeedIntent(
+            feed.id, update, tuple(stories), tuple(sightings), tuple(matches), tuple(alerts), self.alerts(feed)
+        )
 
     def _place(self, ident: str, feed: FeedSnapshot, entry: Entry, now: dt.datetime) -> NewStory:
         """The new story, in the cluster the clusterer picks."""
@@ -220,11 +244,11 @@ class Decider:
             return NewStory(ident, feed.id, entry, cluster=ident, first_seen_at=now)
         return NewStory(ident, feed.id, entry, placed.cluster, now, round(placed.score, 4), placed.shared)
 
-    def _match(
-        self, story: NewStory, alerting: bool, matches: list[NewMatch], alerts: list[NewAlert], now: dt.datetime
-    ) -> None:
+    def _match(self, story: NewStory, alerting: bool, now: dt.datetime) -> _Decided:
         """Match a new story; alert each watchlist its cluster has not alerted yet."""
         told = self.clusters.alerted(story.cluster) if self.clusters is not None else frozenset()
+        matches: list[NewMatch] = []
+        alerts: list[NewAlert] = []
         alerted: set[str] = set()
         for m in self.match(story.entry):
             targets = self.targets.get(m.watchlist, ())
@@ -235,3 +259,4 @@ class Decider:
                 alerts.extend(NewAlert(story.ident, story.cluster, OutboxRow(m.watchlist, t, now)) for t in targets)
         if self.clusters is not None and alerted:
             self.clusters.note(story.ident, alerted)
+        return _Decided(story, tuple(matches), tuple(alerts))

@@ -251,12 +251,12 @@ class StoryStore(Database):
         self,
         *,
         ids: Sequence[int] | None = None,
-        published_since: dt.datetime | None = None,
+        seen_since: dt.datetime | None = None,
         after_id: int = 0,
         limit: int = 5000,
     ) -> list[ClusteredStory]:
         """Stored stories with their clusters, by id: those of *ids*, or those after row
-        *after_id* published since *published_since* (at most *limit*; page with the last id)."""
+        *after_id* first seen since *seen_since* (at most *limit*; page with the last id)."""
         first = Story.__table__.alias("first_story")
         stmt = (
             select(
@@ -278,8 +278,8 @@ class StoryStore(Database):
             stmt = stmt.where(Story.id.in_(list(ids)))
         else:
             stmt = stmt.where(Story.id > after_id).limit(limit)
-            if published_since is not None:
-                stmt = stmt.where(Story.published_at >= published_since)
+            if seen_since is not None:
+                stmt = stmt.where(Story.first_seen_at >= seen_since)
         with self.transaction() as conn:
             rows = list(conn.execute(stmt))
             alerted: dict[int, set[str]] = {}

@@ -81,6 +81,7 @@ class MatchedStory:
     alerted: bool
     also_reported_by: tuple[str, ...]
     deliveries: tuple[tuple[str, str], ...]  # (target, outbox status)
+    delivery_errors: tuple[tuple[str, str], ...] = ()  # (target, last error) of rows not sent
 
 
 @dataclass(frozen=True, slots=True)
@@ -249,9 +250,14 @@ class StoryStore(Database):
         watchlist: str | None = None,
         alerted_only: bool = False,
         since: dt.datetime | None = None,
-        limit: int = 50,
+        story_ids: Sequence[int] | None = None,
+        limit: int | None = 50,
     ) -> list[MatchedStory]:
-        """Matches, newest first, with their story, terms, sources and deliveries (web page, feeds)."""
+        """Matches, newest first, with their story, terms, sources and deliveries (web page, feeds).
+
+        ``story_ids``: only the matches of these stories (a page of :meth:`alerted_story_ids`);
+        ``limit`` None: all of them.
+        """
         with self.transaction() as conn:
             stmt = (
                 select(
@@ -278,18 +284,23 @@ class StoryStore(Database):
                 stmt = stmt.where(Match.alerted.is_(True))
             if since is not None:
                 stmt = stmt.where(Match.matched_at >= since)
+            if story_ids is not None:
+                stmt = stmt.where(Match.story_id.in_(list(story_ids)))
             rows = conn.execute(stmt).all()
             ids = list({r.story_id for r in rows})
             sources = story_sources(conn, ids)
             deliveries: dict[tuple[int, str], list[tuple[str, str]]] = {}
+            errors: dict[tuple[int, str], list[tuple[str, str]]] = {}
             for chunk in chunks(ids):
-                for alert_sid, wl, target, status in conn.execute(
-                    select(Alert.story_id, Alert.watchlist, Alert.target, Alert.status)
+                for alert_sid, wl, target, status, error in conn.execute(
+                    select(Alert.story_id, Alert.watchlist, Alert.target, Alert.status, Alert.last_error)
                     .where(Alert.story_id.in_(chunk))
                     .order_by(Alert.target)
                 ):
                     if alert_sid is not None:
                         deliveries.setdefault((alert_sid, wl), []).append((target, status))
+                        if error and status != "sent":
+                            errors.setdefault((alert_sid, wl), []).append((target, error))
         return [
             MatchedStory(
                 story_id=r.story_id,
@@ -305,18 +316,31 @@ class StoryStore(Database):
                 alerted=bool(r.alerted),
                 also_reported_by=tuple(n for n in sources.get(r.story_id, ()) if n != r.name),
                 deliveries=tuple(deliveries.get((r.story_id, r.watchlist), ())),
+                delivery_errors=tuple(errors.get((r.story_id, r.watchlist), ())),
             )
             for r in rows
         ]
 
+    def alerted_story_ids(self, *, watchlist: str | None = None, offset: int = 0, limit: int = 30) -> list[int]:
+        """Ids of alerted stories, newest alerted match first, one per story (a page of the alerts page)."""
+        with self.transaction() as conn:
+            latest = func.max(Match.matched_at)
+            stmt = (
+                select(Match.story_id, latest)
+                .where(Match.alerted.is_(True))
+                .group_by(Match.story_id)
+                .order_by(latest.desc(), Match.story_id.desc())
+                .offset(offset)
+                .limit(limit)
+            )
+            if watchlist is not None:
+                stmt = stmt.where(Match.watchlist == watchlist)
+            return [int(r[0]) for r in conn.execute(stmt)]
+
     def match_counts(self, since: dt.datetime) -> dict[str, int]:
         """Matches per watchlist since a time (the watchlists page)."""
         with self.transaction() as conn:
-            stmt = (
-                select(Match.watchlist, func.count())
-                .where(Match.matched_at >= since)
-                .group_by(Match.watchlist)
-            )
+            stmt = select(Match.watchlist, func.count()).where(Match.matched_at >= since).group_by(Match.watchlist)
             return {w: int(n) for w, n in conn.execute(stmt)}
 
     def story_detail(self, story_id: int) -> StoryDetail | None:
@@ -382,4 +406,3 @@ class StoryStore(Database):
             matches=matches,
             alerts=alerts,
         )
-

@@ -41,9 +41,13 @@ class Pages:
         number = request.query_params.get("page", "1").strip() or "1"
         names = [w.name for w in self.ui.config().config.watchlists]
         try:
-            found = alerts_page(self.ui.state.store, watchlist=watchlist, page=int(number), per_page=ALERTS_PER_PAGE)
+            page = int(number)
         except ValueError:
-            message = f"page: a whole number from 1, not {number!r}"
+            page = 0  # refused below, with what was typed
+        try:
+            found = alerts_page(self.ui.state.store, watchlist=watchlist, page=page, per_page=ALERTS_PER_PAGE)
+        except ValueError as exc:
+            message = str(exc) if page else f"page: a whole number from 1, not {number!r}"
             return self.ui.page(request, "alerts.html", 400, error=message, watchlist=watchlist, watchlists=names)
         return self.ui.page(
             request, "alerts.html", stories=found.stories, paging=found, watchlist=watchlist, watchlists=names

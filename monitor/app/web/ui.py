@@ -3,8 +3,9 @@
 A :class:`Ui` is made once per app by :func:`~monitor.app.web.app.create_app` and
 handed to each page module; it holds the process's :class:`~monitor.app.web.app.WebState`,
 the Jinja2 environment (with the ``highlight``, ``snippet``, ``ago`` and ``duration``
-filters, and ``redact`` and ``link`` for URLs: a feed URL without its credentials, a story link
-without user-info) and the CSRF token every form carries.
+filters, and ``redact`` and ``link`` for URLs: a feed URL without its credentials, a
+story link without user-info), the CSRF token every form carries, and whether web
+editing is enabled (:meth:`Ui.editable`).
 """
 
 from __future__ import annotations

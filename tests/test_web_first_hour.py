@@ -244,6 +244,7 @@ def test_the_feeds_page_shows_urls_intervals_failing_first_and_a_banner(site: Si
             consecutive_failures=2 if name == "wire" else 5,
             last_error_reason="connection",
             last_error=DNS,
+            learned_interval_s=300.0,  # shorter than configured: not the one used, not shown
         )
     page = re.sub(r"\s+", " ", site.http.get("/feeds").text)
     assert "https://api.example/rss?token=***&amp;lang=en" in page and "s3cr3tvalue" not in page
@@ -252,6 +253,7 @@ def test_the_feeds_page_shows_urls_intervals_failing_first_and_a_banner(site: Si
     assert order == ["keyed", "wire", "desk"]  # failing first, most failures first
     assert re.search(r'id="feed-desk".*?class="interval">10m<br><small class="muted">learned 1h</small>', page)
     assert re.search(r'id="feed-keyed".*?class="interval">15m</td>', page)
+    assert re.search(r'id="feed-wire".*?class="interval">10m</td>', page)
     assert "2 of 3 feeds are failing with DNS errors: is this machine online?" in page
     assert 'id="idle-banner"' not in page  # polled just now
 

@@ -40,36 +40,36 @@ def _stories() -> list[dict[str, Any]]:
     return sorted(rows, key=lambda r: (r["published"], r["id"]))
 
 
-def cluster(rows: list[dict[str, Any]], settings: Settings | None = None) -> dict[str, int]:
+def cluster(rows: list[dict[str, Any]], settings: Settings | None = None) -> dict[str, str]:
     """Story id -> predicted cluster, assigning in the given order."""
     config = YAML(typ="safe").load((ROOT / "config.yaml").read_text(encoding="utf-8"))
     vocab = vocabulary({str(k): str(v) for k, v in config["aliases"].items()})
     settings = settings or Settings()
     index = CandidateIndex(keep=2 * settings.window)
-    predicted: dict[str, int] = {}
+    predicted: dict[str, str] = {}
     for row in rows:
         published = datetime.fromisoformat(row["published"].replace("Z", "+00:00"))
         sig = signature(Story(row["title"], row["summary"], row["language"], published, row["outlet"]), vocab)
         chosen = assign(sig, index, settings).cluster
-        cluster_id = len(predicted) if chosen is None else chosen  # a new cluster takes a fresh id
-        index.add(cluster_id, sig)
+        cluster_id = str(len(predicted)) if chosen is None else chosen  # a new cluster takes a fresh id
+        index.add(str(cluster_id), sig)
         predicted[row["id"]] = cluster_id
     return predicted
 
 
 @pytest.fixture(scope="module")
-def clustered() -> tuple[list[dict[str, Any]], dict[str, int]]:
+def clustered() -> tuple[list[dict[str, Any]], dict[str, str]]:
     rows = _stories()
     return rows, cluster(rows)
 
 
-def test_b_cubed_precision_and_recall(clustered: tuple[list[dict[str, Any]], dict[str, int]]) -> None:
+def test_b_cubed_precision_and_recall(clustered: tuple[list[dict[str, Any]], dict[str, str]]) -> None:
     rows, predicted = clustered
     score = b_cubed(predicted, {r["id"]: r["event"] for r in rows})
     assert score.precision >= MIN_PRECISION and score.recall >= MIN_RECALL, score
 
 
-def test_near_misses_stay_apart(clustered: tuple[list[dict[str, Any]], dict[str, int]]) -> None:
+def test_near_misses_stay_apart(clustered: tuple[list[dict[str, Any]], dict[str, str]]) -> None:
     rows, predicted = clustered
     pairs = json.loads(NEAR_MISSES.read_text(encoding="utf-8"))
     clusters_of: dict[str, set[int]] = {}

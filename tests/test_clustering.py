@@ -89,14 +89,14 @@ def _story(title: str, summary: str, language: str, hours: float) -> Story:
     return Story(title, summary, language, T0 + timedelta(hours=hours))
 
 
-def _run(stories: list[Story], settings: Settings | None = None) -> list[int]:
+def _run(stories: list[Story], settings: Settings | None = None) -> list[str]:
     settings = settings or Settings()
     index = CandidateIndex(keep=2 * settings.window)
-    out: list[int] = []
+    out: list[str] = []
     for i, story in enumerate(stories):
         sig = signature(story, VOCAB)
         chosen = assign(sig, index, settings).cluster
-        cluster = i if chosen is None else chosen
+        cluster = str(i) if chosen is None else chosen
         index.add(cluster, sig)
         out.append(cluster)
     return out
@@ -200,18 +200,18 @@ def test_the_window_bounds_a_join(hours: float, joined: bool) -> None:
 
 def test_index_forgets_clusters_past_keep() -> None:
     index = CandidateIndex(keep=timedelta(hours=10))
-    index.add(0, signature(RATIFY_EN, VOCAB))
+    index.add("0", signature(RATIFY_EN, VOCAB))
     later = signature(_story(RATIFY_EN.title, RATIFY_EN.summary, "en", 11), VOCAB)
-    assert index.candidates(later) == (0,)
-    index.add(1, later)
-    assert index.candidates(later) == (1,) and len(index) == 1
+    assert index.candidates(later) == ("0",)
+    index.add("1", later)
+    assert index.candidates(later) == ("1",) and len(index) == 1
 
 
 def test_an_assignment_says_what_is_shared() -> None:
     index = CandidateIndex()
-    index.add(7, signature(RATIFY_EN, VOCAB))
+    index.add("7", signature(RATIFY_EN, VOCAB))
     got = assign(signature(RATIFY_EN_2, VOCAB), index)
-    assert got.cluster == 7 and got.score > 0 and "a:ratify" in got.shared
+    assert got.cluster == "7" and got.score > 0 and "a:ratify" in got.shared
 
 
 @pytest.mark.parametrize(

@@ -35,6 +35,8 @@ from monitor.app.deliver import Deliverer, DeliveryReport, Policies
 from monitor.app.metrics import Metrics
 from monitor.app.poll import Pipeline, Watch
 from monitor.app.reload import ConfigWatcher
+from monitor.clustering.clusterer import Clusterer
+from monitor.clustering.features import vocabulary
 from monitor.config.model import Config, LoadedConfig, load_config
 from monitor.delivery.notify import AppriseChannel, load_channels
 from monitor.delivery.render import Renderer
@@ -63,6 +65,13 @@ def build_watch(config: Config) -> Watch:
         targets={w.name: tuple(w.notify) for w in enabled},
         catchup_new_feeds=config.poll.catchup_new_feeds,
     )
+
+
+def build_clusterer(config: Config) -> Clusterer | None:
+    """The story clusterer of *config* (None when ``cluster.enabled`` is off)."""
+    if not config.cluster.enabled:
+        return None
+    return Clusterer(vocabulary(config.aliases), config.cluster.rules())
 
 
 def feed_rows(config: Config) -> list[FeedConfigRow]:
@@ -130,6 +139,7 @@ class Runtime:
             lease=config.poll.deadline * 3 + 60,
             worker=worker,
             parse_workers=config.poll.parse_workers,
+            clusterer=build_clusterer(config),
         )
         deliverer = Deliverer(
             store, channels, renderer, config.delivery, worker=worker, policies=Policies.from_config(config)
@@ -148,6 +158,10 @@ class Runtime:
         watch = build_watch(config)
         report = self.store.sync_feeds(feed_rows(config))
         self.pipeline.reconfigure(watch, policy=config.poll_policy())
+        old = self.loaded.config
+        if (old.cluster, old.aliases) != (config.cluster, config.aliases):
+            self.pipeline.recluster(build_clusterer(config))
+            log.info("story clustering settings changed: open clusters are rebuilt at the next poll")
         self.deliverer.reconfigure(channels, renderer, config.delivery, Policies.from_config(config))
         self.channels, self.renderer, self.loaded = channels, renderer, loaded
         log.info(

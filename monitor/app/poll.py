@@ -36,9 +36,12 @@ import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import Future
+from contextlib import nullcontext
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+from monitor.app.clusters import ClusterKeeper
+from monitor.clustering.clusterer import Clusterer
 from monitor.errors import MonitorError, ParseError
 from monitor.ingest.decide import Decider, FeedIntent, FeedPoll
 from monitor.ingest.fetch import FeedFetchError, Fetcher, FetchRequest, FetchResult, host_key, redact_url
@@ -55,7 +58,7 @@ from monitor.ingest.schedule import (
 )
 from monitor.matching.matcher import Matcher
 from monitor.storage.engine import utcnow
-from monitor.storage.store import Store
+from monitor.storage.store import RecordReport, Store
 
 log = logging.getLogger("monitor.poll")
 
@@ -172,8 +175,10 @@ class Pipeline:
         worker: str,
         parse_workers: int = 0,
         rand: Callable[[], float] = random.random,
+        clusterer: Clusterer | None = None,
     ) -> None:
         self.store = store
+        self.clusters = ClusterKeeper(store, clusterer) if clusterer is not None else None
         self.fetcher = fetcher
         self._watch = watch
         self.policy = policy
@@ -199,6 +204,16 @@ class Pipeline:
                 self.policy = policy
                 if self._pool is not None:
                     self._pool.timeout = policy.parse_timeout
+
+    def recluster(self, clusterer: Clusterer | None) -> None:
+        """Cluster with *clusterer* from the next batch on (None: every story alone)."""
+        with self._lock:
+            if clusterer is None:
+                self.clusters = None
+            elif self.clusters is None:
+                self.clusters = ClusterKeeper(self.store, clusterer)
+            else:
+                self.clusters.replace(clusterer)
 
     def close(self) -> None:
         with self._lock:
@@ -531,13 +546,7 @@ class _Cycle:
             rand=self.p.rand,
         )
         try:
-            known = self.store.known_stories([(p.feed.id, p.entries) for p in polls])
-            decided = iter(decider.decide(polls, known, utcnow()))
-            intents = [next(decided) if w.update is None else FeedIntent(w.feed.id, w.update) for w in writes]
-            for w, intent in zip(writes, intents, strict=True):
-                if w.poll is not None:
-                    self._log_moved(w.feed, intent.update)
-            reports = self.store.apply_poll(intents)
+            intents, reports = self._decide_and_write(decider, writes, polls)
         except MonitorError as exc:
             log.error("%d feed(s) could not be stored: %s", len(writes), exc)
             for w in writes:
@@ -578,6 +587,29 @@ class _Cycle:
             self.report.outcomes.append(
                 FeedOutcome(w.feed.name, "new", rec.new_stories, rec.matches, rec.alerts, elapsed=elapsed)
             )
+
+    def _decide_and_write(
+        self, decider: Decider, writes: list[_Write], polls: list[FeedPoll]
+    ) -> tuple[list[FeedIntent], list[RecordReport]]:
+        """Look up, decide and write one batch; with clustering, under the keeper's lock
+        (the clusters must not change between the decision and the write)."""
+        keeper = self.p.clusters
+        now = utcnow()
+        with keeper.deciding(now) if keeper is not None else nullcontext() as clusterer:
+            decider = replace(decider, clusters=clusterer)
+            known = self.store.known_stories([(p.feed.id, p.entries) for p in polls])
+            decided = iter(decider.decide(polls, known, now))
+            intents = [next(decided) if w.update is None else FeedIntent(w.feed.id, w.update) for w in writes]
+            for w, intent in zip(writes, intents, strict=True):
+                if w.poll is not None:
+                    self._log_moved(w.feed, intent.update)
+            reports: list[RecordReport] | None = None
+            try:
+                reports = self.store.apply_poll(intents)
+            finally:
+                if keeper is not None:
+                    keeper.settle(intents, reports)
+        return intents, reports
 
     @staticmethod
     def _log_moved(feed: FeedSnapshot, update: FeedUpdate) -> None:

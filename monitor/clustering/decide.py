@@ -102,7 +102,7 @@ class Assignment:
     """``cluster`` to join (None: open a new one), its ``score`` and the features shared
     with its best member, heaviest first (empty for a new cluster)."""
 
-    cluster: int | None
+    cluster: str | None
     score: float
     shared: tuple[str, ...] = ()
 
@@ -156,7 +156,7 @@ def _decayed(
 def assign(signature: Signature, index: CandidateIndex, settings: Settings = Settings()) -> Assignment:
     """The cluster *signature* joins, or ``Assignment(None, best score)`` for a new one.
 
-    The caller files the story afterwards with ``index.add(cluster_id, signature)``.
+    The caller files the story afterwards with ``index.add(cluster, signature, ident)``.
     """
     best = Assignment(None, 0.0)
     for cluster_id in index.candidates(signature):

@@ -1,9 +1,13 @@
 """In-memory candidate index of the open clusters, bounded by the time window (pure).
 
-``add(cluster_id, signature)`` files a story's features under its cluster;
+``add(cluster, signature, ident)`` files a story's features under its cluster (a
+cluster is named by the identity of its first story, as the database names it);
 ``candidates(signature)`` returns the open clusters that share at least one of the
 story's names, acts, issuers or numbers, or one of its ``probe`` rarest words or
-shingles (the caller checks the time window with ``first``).
+shingles (the caller checks the time window with ``first``). ``discard(ident)`` takes
+a story back out (a write that failed, a story another daemon stored first), and
+``alerted(cluster)`` says which watchlists the cluster's stories alerted, which is what
+makes a cluster alert once per watchlist.
 Nothing scans all stories: postings lists hold only the clusters whose first story is at
 most ``keep`` older than the newest story seen (older ones are evicted as time moves on,
 in first-story order through a heap; ``keep`` is twice the decision window, so a story
@@ -36,7 +40,8 @@ _WORDING = ("w:", "s:")
 @dataclass(slots=True)
 class _Cluster:
     first: datetime
-    members: list[Signature] = field(default_factory=list)
+    members: dict[str, Signature] = field(default_factory=dict)  # story identity -> signature
+    watchlists: dict[str, frozenset[str]] = field(default_factory=dict)  # identity -> alerted
 
 
 class CandidateIndex:
@@ -45,64 +50,126 @@ class CandidateIndex:
     def __init__(self, keep: timedelta = timedelta(hours=144), probe: int = 24) -> None:
         self.keep = keep
         self.probe = probe
-        self._clusters: dict[int, _Cluster] = {}
-        self._postings: dict[str, set[int]] = {}
-        self._by_first: list[tuple[datetime, int]] = []
+        self._clusters: dict[str, _Cluster] = {}
+        self._where: dict[str, str] = {}  # story identity -> its cluster
+        self._postings: dict[str, set[str]] = {}
+        self._by_first: list[tuple[datetime, str]] = []
         self._df: Counter[str] = Counter()
         self._stories = 0
+        self._unnamed = 0
         self._newest: datetime | None = None
 
     def weight(self, feature: str) -> float:
         """Smoothed inverse document frequency of *feature* among the stories added."""
         return math.log((1 + self._stories) / (1 + self._df[feature])) + 1.0
 
-    def add(self, cluster_id: int, signature: Signature) -> None:
-        """File *signature* under *cluster_id* (a new id opens a cluster)."""
-        cluster = self._clusters.get(cluster_id)
-        if cluster is None:
-            cluster = self._clusters[cluster_id] = _Cluster(signature.published)
-            heapq.heappush(self._by_first, (signature.published, cluster_id))
-        cluster.members.append(signature)
+    def add(
+        self,
+        cluster: str,
+        signature: Signature,
+        ident: str | None = None,
+        watchlists: frozenset[str] = frozenset(),
+    ) -> None:
+        """File *signature* (story *ident*, which alerted *watchlists*) under *cluster*; a
+        new name opens a cluster. A story already filed is left where it is."""
+        if ident is None:
+            self._unnamed += 1
+            ident = f"{cluster}#{self._unnamed}"
+        if ident in self._where:
+            return
+        entry = self._clusters.get(cluster)
+        if entry is None:
+            entry = self._clusters[cluster] = _Cluster(signature.published)
+            heapq.heappush(self._by_first, (signature.published, cluster))
+        entry.members[ident] = signature
+        if watchlists:
+            entry.watchlists[ident] = watchlists
+        self._where[ident] = cluster
         features = signature.features()
         self._df.update(features)
         self._stories += 1
         for feature in features:
             if not feature.startswith(_NOT_PROBED):
-                self._postings.setdefault(feature, set()).add(cluster_id)
+                self._postings.setdefault(feature, set()).add(cluster)
         if self._newest is None or signature.published > self._newest:
             self._newest = signature.published
             self._evict(self._newest - self.keep)
 
+    def discard(self, ident: str) -> None:
+        """Take story *ident* back out of its cluster (nothing if it is not filed)."""
+        cluster = self._where.pop(ident, None)
+        if cluster is None:
+            return
+        entry = self._clusters[cluster]
+        signature = entry.members.pop(ident)
+        entry.watchlists.pop(ident, None)
+        features = signature.features()
+        self._df.subtract(features)
+        self._stories -= 1
+        kept = frozenset().union(*(m.features() for m in entry.members.values()))
+        self._unpost(cluster, features - kept)
+        if not entry.members:
+            del self._clusters[cluster]  # its heap entry is skipped when it comes up
+
+    def _unpost(self, cluster: str, features: frozenset[str]) -> None:
+        for feature in features:
+            ids = self._postings.get(feature)
+            if ids is not None:
+                ids.discard(cluster)
+                if not ids:
+                    del self._postings[feature]
+
     def _evict(self, before: datetime) -> None:
         while self._by_first and self._by_first[0][0] < before:
-            _, cluster_id = heapq.heappop(self._by_first)
-            for member in self._clusters.pop(cluster_id).members:
-                for feature in member.features():
-                    ids = self._postings.get(feature)
-                    if ids is not None:
-                        ids.discard(cluster_id)
-                        if not ids:
-                            del self._postings[feature]
+            _, cluster = heapq.heappop(self._by_first)
+            entry = self._clusters.pop(cluster, None)
+            if entry is None:
+                continue
+            for ident, member in entry.members.items():
+                del self._where[ident]
+                self._unpost(cluster, member.features())
 
-    def candidates(self, signature: Signature) -> tuple[int, ...]:
+    def candidates(self, signature: Signature) -> tuple[str, ...]:
         """Open clusters sharing one of the story's rarest features, by id."""
         features = signature.features()
         # Every language-independent feature is probed (a French telling of an English
         # cluster shares nothing else), plus the rarest words and shingles.
         wording = sorted((f for f in features if f.startswith(_WORDING)), key=lambda f: (self._df[f], f))
-        found: set[int] = set()
+        found: set[str] = set()
         for feature in (*(f for f in features if not f.startswith(_WORDING + _NOT_PROBED)), *wording[: self.probe]):
             found.update(self._postings.get(feature, ()))
         return tuple(sorted(found))
 
-    def first(self, cluster_id: int) -> datetime:
+    def first(self, cluster: str) -> datetime:
         """Published time of an open cluster's first story."""
-        return self._clusters[cluster_id].first
+        return self._clusters[cluster].first
 
-    def members(self, cluster_id: int) -> tuple[Signature, ...]:
+    def members(self, cluster: str) -> tuple[Signature, ...]:
         """The stories filed under an open cluster, in the order they were added."""
-        return tuple(self._clusters[cluster_id].members)
+        return tuple(self._clusters[cluster].members.values())
+
+    def alerted(self, cluster: str) -> frozenset[str]:
+        """The watchlists any story of *cluster* alerted (empty for an unknown cluster)."""
+        entry = self._clusters.get(cluster)
+        if entry is None:
+            return frozenset()
+        return frozenset().union(*entry.watchlists.values())
+
+    def note(self, ident: str, watchlists: frozenset[str]) -> None:
+        """Record the watchlists the filed story *ident* alerted."""
+        cluster = self._where.get(ident)
+        if cluster is not None and watchlists:
+            self._clusters[cluster].watchlists[ident] = watchlists
+
+    def cluster_of(self, ident: str) -> str | None:
+        """The open cluster story *ident* is filed under, if any."""
+        return self._where.get(ident)
 
     def __len__(self) -> int:
         """Open clusters (evicted ones excluded)."""
         return len(self._clusters)
+
+    @property
+    def stories(self) -> int:
+        """Stories filed in the open clusters."""
+        return len(self._where)

@@ -49,6 +49,7 @@ from ruamel.yaml.events import (
     SequenceStartEvent,
 )
 
+from monitor.clustering.decide import Settings as ClusterRules
 from monitor.errors import ConfigError, QuerySyntaxError
 from monitor.ingest.entries import language_code
 from monitor.ingest.fetch import FetchSettings
@@ -125,9 +126,7 @@ Size = Annotated[int, BeforeValidator(parse_size)]
 
 def _check_name(value: str) -> str:
     if not _NAME_RE.match(value):
-        raise ValueError(
-            f"{value!r} is not a valid name (letters, digits, '-', '_', '.'; at most 64 characters)"
-        )
+        raise ValueError(f"{value!r} is not a valid name (letters, digits, '-', '_', '.'; at most 64 characters)")
     return value
 
 
@@ -142,6 +141,7 @@ class _Model(BaseModel):
 # them; the config's defaults are read from there.
 _FETCH = FetchSettings()
 _POLICY = PollPolicy()
+_CLUSTER = ClusterRules()
 
 
 class PollSettings(_Model):
@@ -185,6 +185,40 @@ class PollSettings(_Model):
         if self.deadline < self.timeout:
             raise ValueError("poll.deadline must be at least poll.timeout")
         return self
+
+
+class ClusterSettings(_Model):
+    """How stories of one event are grouped so that the event alerts once (the defaults
+    are the ones measured on the labelled set; see monitor/clustering/decide.py)."""
+
+    enabled: bool = True
+    # A story joins a cluster whose first story was published at most this far from it.
+    window: Duration = _CLUSTER.window.total_seconds()
+    # Least score to join a cluster: higher merges less (more repeated alerts), lower
+    # merges more (risks one alert for two events).
+    threshold: float = Field(default=_CLUSTER.threshold, gt=0, le=1)
+    # Features beyond the shared actors two tellings must share ...
+    min_evidence: int = Field(default=_CLUSTER.min_evidence, ge=1, le=20)
+    # ... unless they share one and score at least this much.
+    strong: float = Field(default=_CLUSTER.strong, gt=0, le=1)
+    # Two stories' score halves for every half_life between their publications.
+    half_life: Duration = _CLUSTER.half_life.total_seconds()
+
+    @field_validator("window", "half_life")
+    @classmethod
+    def _hours(cls, value: float) -> float:
+        if value < 3600:
+            raise ValueError("must be at least 1h")
+        return value
+
+    def rules(self) -> ClusterRules:
+        return ClusterRules(
+            window=dt.timedelta(seconds=self.window),
+            threshold=self.threshold,
+            min_evidence=self.min_evidence,
+            strong=self.strong,
+            half_life=dt.timedelta(seconds=self.half_life),
+        )
 
 
 class DeliverySettings(_Model):
@@ -378,6 +412,7 @@ class Config(_Model):
     feeds: list[FeedConfig] = Field(default_factory=list)
     targets: dict[Name, Annotated[TargetConfig, BeforeValidator(_target)]] = Field(default_factory=dict)
     health: HealthSettings = HealthSettings()
+    cluster: ClusterSettings = ClusterSettings()
     templates: dict[str, str] = Field(default_factory=dict)  # template name -> Jinja2 source
     aliases: dict[Name, str] = Field(default_factory=dict)
     watchlists: list[WatchlistConfig] = Field(default_factory=list)
@@ -794,9 +829,7 @@ def parse_config(
         more = len(exc.errors()) - 1
         if more:
             msg += f" (and {more} more error{'s' if more > 1 else ''})"
-        raise ConfigError(
-            msg, file=file, line=_line_of(tree, loc), field=_field_path(loc) or None, hint=hint
-        ) from None
+        raise ConfigError(msg, file=file, line=_line_of(tree, loc), field=_field_path(loc) or None, hint=hint) from None
     _cross_checks(config, tree, file)
     return config, tree
 

@@ -18,11 +18,15 @@ Rules:
   feed, entries of one identity count once (the last one's content is kept).
 - A story new to two feeds of one batch is stored once, by the first; every feed that
   carries a story (new or known) gets a sighting.
-- Every new story is its own cluster for now; :attr:`NewStory.cluster` is where
-  clustering will put the representative of the cluster a story joins.
+- Every new story is placed in an event cluster by the :class:`Clusterer` (when the
+  decider has one; else each story is its own cluster): :attr:`NewStory.cluster` names
+  the cluster's first story, with the score and shared features that decided it.
 - Only new stories are matched (matching is the costly step; known ones were matched
-  when they were new). A match is ``alerted`` when the poll alerts and its watchlist
-  notifies someone; an alerting poll queues one outbox row per target.
+  when they were new). A match is ``alerted`` when the poll alerts, its watchlist
+  notifies someone and no earlier story of its cluster alerted that watchlist; an
+  alerted match queues one outbox row per target. So an event alerts once per
+  watchlist, and a cluster whose first stories did not match a watchlist alerts it
+  when a later story does.
 - A poll alerts unless the cycle is a catch-up, or the feed is new (never parsed) and
   ``catchup_new_feeds`` is on: a new feed must not send its whole backlog.
 """
@@ -34,6 +38,7 @@ import random
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
+from monitor.clustering.clusterer import Clusterer
 from monitor.ingest.entries import Entry
 from monitor.ingest.schedule import FeedSnapshot, FeedUpdate, PollPolicy, after_success
 from monitor.matching.matcher import Hit, MatchResult
@@ -77,8 +82,10 @@ class NewStory:
     ident: str
     feed_id: int
     entry: Entry
-    cluster: str  # identity of the story representing the cluster it joins (its own today)
+    cluster: str  # identity of the cluster's first story (its own when it opens one)
     first_seen_at: dt.datetime
+    cluster_score: float | None = None  # why it joined another story's cluster
+    cluster_terms: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -154,6 +161,7 @@ class Decider:
     catchup: bool = False  # the whole cycle records without alerting
     catchup_new_feeds: bool = True
     rand: Callable[[], float] = random.random
+    clusters: Clusterer | None = None  # None: every story is a cluster of its own
 
     def alerts(self, feed: FeedSnapshot) -> bool:
         return not self.catchup and (feed.initialized or not self.catchup_new_feeds)
@@ -182,12 +190,9 @@ class Decider:
             if ident in owned:
                 continue
             owned.add(ident)
-            stories.append(NewStory(ident, feed.id, entry, cluster=ident, first_seen_at=now))
-            for m in self.match(entry):
-                targets = self.targets.get(m.watchlist, ())
-                matches.append(NewMatch(ident, m.watchlist, m.terms, m.hits, now, alerting and bool(targets)))
-                if alerting:
-                    alerts.extend(NewAlert(ident, ident, OutboxRow(m.watchlist, t, now)) for t in targets)
+            story = self._place(ident, feed, entry, now)
+            stories.append(story)
+            self._match(story, alerting, matches, alerts, now)
         update = after_success(
             feed,
             now=now,
@@ -202,6 +207,31 @@ class Decider:
             rand=self.rand,
             published=[e.published_at for e in poll.entries if e.date_from_feed],
         )
-        return FeedIntent(
-            feed.id, update, tuple(stories), tuple(sightings), tuple(matches), tuple(alerts), alerting
-        )
+        return FeedIntent(feed.id, update, tuple(stories), tuple(sightings), tuple(matches), tuple(alerts), alerting)
+
+    def _place(self, ident: str, feed: FeedSnapshot, entry: Entry, now: dt.datetime) -> NewStory:
+        """The new story, in the cluster the clusterer picks."""
+        if self.clusters is None:
+            return NewStory(ident, feed.id, entry, cluster=ident, first_seen_at=now)
+        published = min(entry.published_at, now)  # a date in the future must not age the open clusters
+        sig = self.clusters.sign(entry.title, entry.summary, entry.language or feed.language, published, feed.name)
+        placed = self.clusters.place(ident, sig)
+        if not placed.joined(ident):
+            return NewStory(ident, feed.id, entry, cluster=ident, first_seen_at=now)
+        return NewStory(ident, feed.id, entry, placed.cluster, now, round(placed.score, 4), placed.shared)
+
+    def _match(
+        self, story: NewStory, alerting: bool, matches: list[NewMatch], alerts: list[NewAlert], now: dt.datetime
+    ) -> None:
+        """Match a new story; alert each watchlist its cluster has not alerted yet."""
+        told = self.clusters.alerted(story.cluster) if self.clusters is not None else frozenset()
+        alerted: set[str] = set()
+        for m in self.match(story.entry):
+            targets = self.targets.get(m.watchlist, ())
+            alert = alerting and bool(targets) and m.watchlist not in told
+            matches.append(NewMatch(story.ident, m.watchlist, m.terms, m.hits, now, alert))
+            if alert:
+                alerted.add(m.watchlist)
+                alerts.extend(NewAlert(story.ident, story.cluster, OutboxRow(m.watchlist, t, now)) for t in targets)
+        if self.clusters is not None and alerted:
+            self.clusters.note(story.ident, alerted)

@@ -256,6 +256,35 @@ class Database:
         """``FOR UPDATE SKIP LOCKED`` on PostgreSQL; SQLite's writers are serialised anyway."""
         return stmt.with_for_update(skip_locked=True) if self.dialect == "postgresql" else stmt
 
+    @contextmanager
+    def exclusive(self, key: int, *, wait: float = 300.0) -> Iterator[None]:
+        """Hold a PostgreSQL advisory lock for the block: the same block of another daemon,
+        on any host, waits (at most *wait* seconds, then a StoreError). It is a session
+        lock on a connection of its own, so the block's transactions commit while it is
+        held. SQLite: nothing to do (one daemon per SQLite file; its writers are
+        serialised anyway)."""
+        if self.dialect != "postgresql":
+            yield
+            return
+        try:
+            conn = self.engine.connect()
+            conn.execute(text(f"SET lock_timeout = '{int(wait * 1000)}ms'"))
+            conn.execute(text("SELECT pg_advisory_lock(:k)"), {"k": key})
+            conn.commit()
+        except SQLAlchemyError as exc:
+            raise StoreError(f"database {safe_url(self.url)}: {reason(exc)}") from exc
+        try:
+            yield
+        finally:
+            try:
+                conn.execute(text("SELECT pg_advisory_unlock(:k)"), {"k": key})
+                conn.execute(text("RESET lock_timeout"))
+                conn.commit()
+            except SQLAlchemyError:
+                conn.invalidate()  # the session ends, and its lock with it
+            finally:
+                conn.close()
+
     def ping(self) -> bool:
         try:
             with self.engine.connect() as conn:

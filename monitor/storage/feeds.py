@@ -213,9 +213,7 @@ class FeedStore(Database):
                 return []
             until = now + dt.timedelta(seconds=lease)
             for chunk in chunks(ids):
-                conn.execute(
-                    update(Feed).where(Feed.id.in_(chunk)).values(claimed_by=worker, claim_until=until)
-                )
+                conn.execute(update(Feed).where(Feed.id.in_(chunk)).values(claimed_by=worker, claim_until=until))
             snaps = [
                 _snapshot(r)
                 for chunk in chunks(ids)

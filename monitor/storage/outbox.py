@@ -43,9 +43,20 @@ def _claimed(r: Any, others: Mapping[int, list[str]]) -> ClaimedAlert:
     """A claimed row as the planner and renderer see it (story and health alerts alike)."""
     if r.kind == "story":
         return ClaimedAlert(
-            id=r.id, kind="story", story_id=r.story_id, cluster_id=r.cluster_id, watchlist=r.watchlist,
-            target=r.target, attempts=r.attempts, fold=bool(r.fold), created_at=r.created_at, title=r.title,
-            link=r.link, summary=r.summary, published_at=r.published_at, source=r.source,
+            id=r.id,
+            kind="story",
+            story_id=r.story_id,
+            cluster_id=r.cluster_id,
+            watchlist=r.watchlist,
+            target=r.target,
+            attempts=r.attempts,
+            fold=bool(r.fold),
+            created_at=r.created_at,
+            title=r.title,
+            link=r.link,
+            summary=r.summary,
+            published_at=r.published_at,
+            source=r.source,
             terms=tuple(r.terms or ()),
             hits=stored_hits(r.hits),
             also_reported_by=tuple(n for n in others.get(r.story_id, ()) if n != r.source),
@@ -58,18 +69,27 @@ def _claimed(r: Any, others: Mapping[int, list[str]]) -> ClaimedAlert:
         title = f"Feed {r.health_feed!r} has recovered"
         summary = f"It had been reported failing at {payload.get('since', '?')}; polling works again."
     return ClaimedAlert(
-        id=r.id, kind=r.kind, story_id=None, cluster_id=None, watchlist=r.watchlist, target=r.target,
-        attempts=r.attempts, fold=bool(r.fold), created_at=r.created_at, title=title, link=r.health_url,
-        summary=summary, published_at=r.created_at, source=r.health_feed or "?",
+        id=r.id,
+        kind=r.kind,
+        story_id=None,
+        cluster_id=None,
+        watchlist=r.watchlist,
+        target=r.target,
+        attempts=r.attempts,
+        fold=bool(r.fold),
+        created_at=r.created_at,
+        title=title,
+        link=r.health_url,
+        summary=summary,
+        published_at=r.created_at,
+        source=r.health_feed or "?",
     )
 
 
 class OutboxStore(Database):
     """The outbox aggregate of :class:`~monitor.storage.store.Store`."""
 
-    def _queue_story_alerts(
-        self, conn: Connection, alerts: Sequence[tuple[OutboxRow, int, int]]
-    ) -> None:
+    def _queue_story_alerts(self, conn: Connection, alerts: Sequence[tuple[OutboxRow, int, int]]) -> None:
         """Insert (alert, story id, cluster id) rows; a cluster already alerted for a
         watchlist and target stays as it is (``ON CONFLICT DO NOTHING``)."""
         rows = [{"story_id": sid, "cluster_id": cid, **alert_columns(a)} for a, sid, cid in alerts]
@@ -103,11 +123,25 @@ class OutboxStore(Database):
             story_feed = Feed.__table__.alias("story_feed")
             rows = conn.execute(
                 select(
-                    Alert.id, Alert.kind, Alert.story_id, Alert.cluster_id, Alert.watchlist, Alert.target,
-                    Alert.attempts, Alert.fold, Alert.created_at, Alert.payload,
-                    Story.title, Story.link, Story.summary, Story.published_at,
-                    story_feed.c.name.label("source"), Feed.name.label("health_feed"),
-                    Feed.fetch_url.label("health_url"), Match.terms, Match.hits,
+                    Alert.id,
+                    Alert.kind,
+                    Alert.story_id,
+                    Alert.cluster_id,
+                    Alert.watchlist,
+                    Alert.target,
+                    Alert.attempts,
+                    Alert.fold,
+                    Alert.created_at,
+                    Alert.payload,
+                    Story.title,
+                    Story.link,
+                    Story.summary,
+                    Story.published_at,
+                    story_feed.c.name.label("source"),
+                    Feed.name.label("health_feed"),
+                    Feed.fetch_url.label("health_url"),
+                    Match.terms,
+                    Match.hits,
                 )
                 .outerjoin(Story, Story.id == Alert.story_id)
                 .outerjoin(story_feed, story_feed.c.id == Story.feed_id)
@@ -210,9 +244,7 @@ class OutboxStore(Database):
         with self.transaction() as conn:
             down = conn.execute(
                 self.locking(
-                    select(
-                        Feed.id, Feed.name, Feed.failing_since, Feed.last_error, Feed.last_error_reason
-                    ).where(
+                    select(Feed.id, Feed.name, Feed.failing_since, Feed.last_error, Feed.last_error_reason).where(
                         Feed.enabled.is_(True),
                         Feed.health_alerted_at.is_(None),
                         Feed.failing_since.is_not(None),
@@ -259,6 +291,4 @@ class OutboxStore(Database):
     def alert_counts(self) -> dict[str, int]:
         """Outbox rows by status (pending, sending, sent, failed)."""
         with self.transaction() as conn:
-            return {
-                s: int(n) for s, n in conn.execute(select(Alert.status, func.count()).group_by(Alert.status))
-            }
+            return {s: int(n) for s, n in conn.execute(select(Alert.status, func.count()).group_by(Alert.status))}

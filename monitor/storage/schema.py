@@ -11,9 +11,10 @@ Tables, in the order data flows into them::
 
 Designed for the roadmap now:
 
-- *Clustering* of the same story across outlets: ``stories.cluster_id`` points at the
-  representative story of its cluster (itself, until clustering joins stories), and the
-  outbox is unique per ``(cluster_id, watchlist, target)``, so a cluster is alerted once.
+- *Clustering* of one event across outlets and languages: ``stories.cluster_id`` points
+  at the first story of its event cluster (itself for the first), with the score and
+  shared features that joined it, and the outbox is unique per
+  ``(cluster_id, watchlist, target)``, so a cluster is alerted once.
 - *Several daemons on one PostgreSQL*: feeds and outbox rows are claimed with a lease
   (``claimed_by``, ``claim_until`` / ``lease_until``) selected ``FOR UPDATE SKIP LOCKED``;
   a crashed daemon's claims simply expire.
@@ -135,6 +136,9 @@ class Story(Base):
     ident: Mapped[str] = mapped_column(String(96), unique=True)
     feed_id: Mapped[int] = mapped_column(ForeignKey("feeds.id", ondelete="CASCADE"), index=True)
     cluster_id: Mapped[int | None] = mapped_column(ForeignKey("stories.id"), index=True)
+    # why it joined another story's cluster (NULL for a cluster's first story)
+    cluster_score: Mapped[float | None] = mapped_column(Float)
+    cluster_terms: Mapped[list[str] | None] = mapped_column(JSON)
     guid: Mapped[str | None] = mapped_column(Text)
     guid_key: Mapped[str | None] = mapped_column(String(64))
     link: Mapped[str | None] = mapped_column(Text)

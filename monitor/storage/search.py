@@ -142,9 +142,7 @@ def parse_search(query: str) -> SearchQuery:
     if join_next:
         raise SearchSyntaxError(f"OR needs a term on each side: {query!r}")
     if not groups:
-        raise SearchSyntaxError(
-            "a search needs at least one word or phrase to look for (not only -excluded ones)"
-        )
+        raise SearchSyntaxError("a search needs at least one word or phrase to look for (not only -excluded ones)")
     return SearchQuery(tuple(tuple(g) for g in groups), tuple(excluded))
 
 
@@ -221,9 +219,7 @@ def matches_text(q: SearchQuery, title: str, summary: str) -> bool:
     return all(any(has(t) for t in g) for g in q.groups) and not any(has(t) for t in q.excluded)
 
 
-def snippet(
-    text: str, spans: Sequence[tuple[int, int]], width: int = 240
-) -> tuple[str, list[tuple[int, int]]]:
+def snippet(text: str, spans: Sequence[tuple[int, int]], width: int = 240) -> tuple[str, list[tuple[int, int]]]:
     """A window of ``text`` around its first span, and the spans shifted into it."""
     if len(text) <= width:
         return text, list(spans)
@@ -255,9 +251,7 @@ class SearchResult:
 
 
 def _has_fts5(conn: Connection) -> bool:
-    row = conn.execute(
-        text("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = :n"), {"n": FTS_TABLE}
-    ).first()
+    row = conn.execute(text("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = :n"), {"n": FTS_TABLE}).first()
     return row is not None
 
 
@@ -287,9 +281,7 @@ def search_stories(
     with store.transaction() as conn:
         if store.dialect == "sqlite" and _has_fts5(conn):
             engine = "fts5"
-            fts = text(
-                f"SELECT rowid AS id, bm25({FTS_TABLE}) AS rank FROM {FTS_TABLE} WHERE {FTS_TABLE} MATCH :q"
-            )
+            fts = text(f"SELECT rowid AS id, bm25({FTS_TABLE}) AS rank FROM {FTS_TABLE} WHERE {FTS_TABLE} MATCH :q")
             sub = fts.columns(literal_column("id"), literal_column("rank")).subquery("fts")
             stmt = stored_story_select().join(sub, sub.c.id == Story.id).where(*conds)
             stmt = stmt.order_by(sub.c.rank, *by_date) if order == "relevance" else stmt.order_by(*by_date)
@@ -322,8 +314,6 @@ def search_stories(
             ):
                 matched.setdefault(sid, []).append(wl)
     return SearchResult(q, tuple(SearchHit(s, tuple(matched.get(s.id, ()))) for s in stories), engine)
-
-
 
 
 __all__ = [

@@ -45,6 +45,7 @@ class RecordReport:
     matches: int
     alerts: int
     new_story_ids: tuple[int, ...]
+    new_idents: tuple[str, ...] = ()
 
 
 class Store(FeedStore, StoryStore, OutboxStore):
@@ -57,7 +58,10 @@ class Store(FeedStore, StoryStore, OutboxStore):
             ids, new = self._write_stories(conn, stories, (s for fi in intents for s in fi.sightings))
             self._write_matches(conn, (m for fi in intents for m in fi.matches if m.story in new), ids)
             alerts = [
-                (a.row, ids[a.story], ids[a.cluster]) for fi in intents for a in fi.alerts if a.story in new
+                (a.row, ids[a.story], ids.get(a.cluster, ids[a.story]))
+                for fi in intents
+                for a in fi.alerts
+                if a.story in new
             ]
             self._queue_story_alerts(conn, alerts)
             apply_updates(conn, [(fi.feed_id, fi.update) for fi in intents])
@@ -67,6 +71,7 @@ class Store(FeedStore, StoryStore, OutboxStore):
                 matches=sum(m.story in new for m in fi.matches),
                 alerts=sum(a.story in new for a in fi.alerts),
                 new_story_ids=tuple(ids[s.ident] for s in fi.stories if s.ident in new),
+                new_idents=tuple(s.ident for s in fi.stories if s.ident in new),
             )
             for fi in intents
         ]
@@ -109,9 +114,7 @@ class Store(FeedStore, StoryStore, OutboxStore):
                     n_matches += 1
                 elif targets:  # matched before without an alert (catch-up): it is alerted now
                     conn.execute(
-                        update(Match)
-                        .where(Match.story_id == sid, Match.watchlist == watchlist)
-                        .values(alerted=True)
+                        update(Match).where(Match.story_id == sid, Match.watchlist == watchlist).values(alerted=True)
                     )
                 for target in targets:
                     row = alert_columns(OutboxRow(watchlist, target, now))
@@ -151,9 +154,7 @@ class Store(FeedStore, StoryStore, OutboxStore):
             n_feeds = n_alerts = 0
             if dead_feeds:
                 res = conn.execute(
-                    update(Feed)
-                    .where(Feed.claimed_by.in_(dead_feeds))
-                    .values(claimed_by=None, claim_until=None)
+                    update(Feed).where(Feed.claimed_by.in_(dead_feeds)).values(claimed_by=None, claim_until=None)
                 )
                 n_feeds = int(res.rowcount or 0)
             if dead_alerts:

@@ -59,6 +59,41 @@ STORED_STORY_COLUMNS = (
 )
 
 
+@dataclass(frozen=True, slots=True)
+class ClusteredStory:
+    """A stored story as the clusterer files it: its cluster (named by the identity of
+    the cluster's first story) and the watchlists it alerted."""
+
+    id: int
+    ident: str
+    cluster: str
+    feed: str
+    title: str
+    summary: str
+    language: str | None
+    published_at: dt.datetime
+    first_seen_at: dt.datetime
+    alerted: frozenset[str]
+
+
+@dataclass(frozen=True, slots=True)
+class ClusterMember:
+    """A story of an event cluster, as "also reported by" shows it: who told it (the
+    feed that first carried it), in which language, where, and why it joined (``score``
+    and ``terms`` are None / empty for the cluster's first story)."""
+
+    story_id: int
+    cluster_id: int
+    feed: str
+    language: str | None
+    title: str
+    link: str | None
+    published_at: dt.datetime
+    first_seen_at: dt.datetime
+    score: float | None
+    terms: tuple[str, ...]
+
+
 def stored_story_select() -> Any:
     """SELECT of StoredStory rows, to which callers add their WHERE and ORDER BY."""
     return select(*STORED_STORY_COLUMNS).join(Feed, Feed.id == Story.feed_id)
@@ -150,6 +185,8 @@ def _story_row(story: NewStory) -> dict[str, Any]:
         "published_at": e.published_at,
         "date_from_feed": e.date_from_feed,
         "first_seen_at": story.first_seen_at,
+        "cluster_score": story.cluster_score,
+        "cluster_terms": list(story.cluster_terms) or None,
     }
 
 
@@ -167,6 +204,96 @@ def match_row(story_id: int, match: NewMatch | MatchResult, matched_at: dt.datet
 
 class StoryStore(Database):
     """The stories aggregate of :class:`~monitor.storage.store.Store`."""
+
+    def cluster_members(self, cluster_ids: Iterable[int]) -> dict[int, list[ClusterMember]]:
+        """The stories of each cluster in *cluster_ids*, first seen first (its first story
+        leads). A story stored before clustering is a cluster of one (its own id)."""
+        wanted = sorted(set(cluster_ids))
+        out: dict[int, list[ClusterMember]] = {cid: [] for cid in wanted}
+        cluster = Story.cluster_id  # indexed; every stored story has one (its own id at least)
+        with self.transaction() as conn:
+            for chunk in chunks(wanted):
+                stmt = (
+                    select(
+                        Story.id,
+                        cluster,
+                        Feed.name,
+                        func.coalesce(Story.language, Feed.language),
+                        Story.title,
+                        Story.link,
+                        Story.published_at,
+                        Story.first_seen_at,
+                        Story.cluster_score,
+                        Story.cluster_terms,
+                    )
+                    .join(Feed, Feed.id == Story.feed_id)
+                    .where(cluster.in_(chunk))
+                    .order_by(Story.first_seen_at, Story.id)
+                )
+                for sid, cid, feed, lang, title, link, published, seen, score, terms in conn.execute(stmt):
+                    member = ClusterMember(
+                        sid, cid or sid, feed, lang, title, link, published, seen, score, tuple(terms or ())
+                    )
+                    out[member.cluster_id].append(member)
+        return out
+
+    def last_story_id(self) -> int:
+        with self.transaction() as conn:
+            return int(conn.execute(select(func.coalesce(func.max(Story.id), 0))).scalar_one())
+
+    def story_idents_after(self, after_id: int) -> list[tuple[int, str]]:
+        """(id, identity) of every story stored after row *after_id*, by id (what the
+        clusterer checks before each decision for stories other daemons stored)."""
+        with self.transaction() as conn:
+            stmt = select(Story.id, Story.ident).where(Story.id > after_id).order_by(Story.id)
+            return [(int(i), str(ident)) for i, ident in conn.execute(stmt)]
+
+    def clustered_stories(
+        self,
+        *,
+        ids: Sequence[int] | None = None,
+        published_since: dt.datetime | None = None,
+        after_id: int = 0,
+        limit: int = 5000,
+    ) -> list[ClusteredStory]:
+        """Stored stories with their clusters, by id: those of *ids*, or those after row
+        *after_id* published since *published_since* (at most *limit*; page with the last id)."""
+        first = Story.__table__.alias("first_story")
+        stmt = (
+            select(
+                Story.id,
+                Story.ident,
+                func.coalesce(first.c.ident, Story.ident),
+                Feed.name,
+                Story.title,
+                Story.summary,
+                func.coalesce(Story.language, Feed.language),
+                Story.published_at,
+                Story.first_seen_at,
+            )
+            .join(Feed, Feed.id == Story.feed_id)
+            .outerjoin(first, first.c.id == Story.cluster_id)
+            .order_by(Story.id)
+        )
+        if ids is not None:
+            stmt = stmt.where(Story.id.in_(list(ids)))
+        else:
+            stmt = stmt.where(Story.id > after_id).limit(limit)
+            if published_since is not None:
+                stmt = stmt.where(Story.published_at >= published_since)
+        with self.transaction() as conn:
+            rows = list(conn.execute(stmt))
+            alerted: dict[int, set[str]] = {}
+            for chunk in chunks([r[0] for r in rows]):
+                q = select(Match.story_id, Match.watchlist).where(Match.story_id.in_(chunk), Match.alerted.is_(True))
+                for sid, watchlist in conn.execute(q):
+                    alerted.setdefault(sid, set()).add(watchlist)
+        return [
+            ClusteredStory(
+                sid, ident, cluster, feed, title, summary, lang, published, seen, frozenset(alerted.get(sid, ()))
+            )
+            for sid, ident, cluster, feed, title, summary, lang, published, seen in rows
+        ]
 
     def known_stories(self, batches: Sequence[tuple[int, Sequence[Entry]]]) -> KnownStories:
         """What is stored of these feeds' entries: their identities' story ids, and the
@@ -205,9 +332,14 @@ class StoryStore(Database):
         for idents in chunks(sorted(wanted - new)):
             stmt = select(story.c.ident, story.c.id).where(story.c.ident.in_(idents))
             ids.update((ident, sid) for ident, sid in conn.execute(stmt))
-        own = [ids[s.ident] for s in stories if s.ident in new and s.cluster == s.ident]
+        # A cluster whose first story is not stored (its write failed) starts again here.
+        own = [ids[s.ident] for s in stories if s.ident in new and (s.cluster == s.ident or s.cluster not in ids)]
         for id_chunk in chunks(own):
-            conn.execute(update(story).where(story.c.id.in_(id_chunk)).values(cluster_id=story.c.id))
+            conn.execute(
+                update(story)
+                .where(story.c.id.in_(id_chunk))
+                .values(cluster_id=story.c.id, cluster_score=None, cluster_terms=None)
+            )
         joined = [
             {"b_id": ids[s.ident], "v_cluster": ids[s.cluster]}
             for s in stories

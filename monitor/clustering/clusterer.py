@@ -1,0 +1,95 @@
+"""The clustering step of ingest: place each new story in an event cluster (pure).
+
+:class:`Clusterer` holds what the decision needs between polls: the vocabulary read
+from the config's alias groups, the :class:`~.decide.Settings` and the
+:class:`~.index.CandidateIndex` of the open clusters. Clusters are named by the
+identity of their first story (``stories.ident``), the name the database gives them
+too, so the ingest decision can say "this story joins the cluster of that one" before
+either has a row id.
+
+- :meth:`Clusterer.place` signs a new story, picks its cluster (:func:`~.decide.assign`)
+  and files it, so the next story of the same batch can join it.
+- :meth:`Clusterer.file` adds a story that is already stored with its cluster (the
+  index is rebuilt from the database at start-up, and stories other daemons stored are
+  filed before each decision).
+- :meth:`Clusterer.forget` takes stories back out (a write that failed, a story another
+  daemon stored first under another cluster).
+- :meth:`Clusterer.alerted` says which watchlists a cluster's stories alerted: a story
+  alerts a watchlist only when no earlier story of its cluster did.
+
+No I/O; the caller keeps it in step with the database (``monitor.app.clusters``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import datetime
+
+from monitor.clustering.decide import Settings, assign
+from monitor.clustering.features import Signature, Story, Vocabulary, signature
+from monitor.clustering.index import CandidateIndex
+
+__all__ = ["Clusterer", "Placement", "language_key"]
+
+
+@dataclass(frozen=True, slots=True)
+class Placement:
+    """Where a new story went: the ``cluster`` it joined (its own identity when it opens
+    one), with the ``score`` and the ``shared`` features that decided it (a new cluster:
+    the best score found, below the threshold, and nothing shared)."""
+
+    cluster: str
+    score: float
+    shared: tuple[str, ...] = ()
+
+    def joined(self, ident: str) -> bool:
+        return self.cluster != ident
+
+
+def language_key(language: str | None) -> str:
+    """The primary language subtag (``en-GB`` -> ``en``); words only compare within one."""
+    return (language or "").split("-")[0].split("_")[0].lower()
+
+
+class Clusterer:
+    """The open clusters and the rules that extend them (see the module docstring)."""
+
+    def __init__(self, vocabulary: Vocabulary, settings: Settings | None = None) -> None:
+        self.vocabulary = vocabulary
+        self.settings = settings = settings or Settings()
+        self.index = CandidateIndex(keep=2 * settings.window)
+
+    def sign(self, title: str, summary: str, language: str | None, published: datetime, outlet: str = "") -> Signature:
+        return signature(Story(title, summary, language_key(language), published, outlet), self.vocabulary)
+
+    def place(self, ident: str, sig: Signature) -> Placement:
+        """Assign the new story *ident* to a cluster and file it there (a story already
+        filed keeps its cluster)."""
+        known = self.index.cluster_of(ident)
+        if known is not None:
+            return Placement(known, 0.0)
+        got = assign(sig, self.index, self.settings)
+        placement = (
+            Placement(ident, got.score) if got.cluster is None else Placement(got.cluster, got.score, got.shared)
+        )
+        self.index.add(placement.cluster, sig, ident)
+        return placement
+
+    def note(self, ident: str, watchlists: Iterable[str]) -> None:
+        """Record the watchlists story *ident* (filed by :meth:`place`) alerted."""
+        self.index.note(ident, frozenset(watchlists))
+
+    def file(self, ident: str, sig: Signature, cluster: str, watchlists: Iterable[str] = ()) -> None:
+        """File a stored story under its stored cluster (nothing if already filed)."""
+        self.index.add(cluster, sig, ident, frozenset(watchlists))
+
+    def forget(self, idents: Iterable[str]) -> None:
+        for ident in idents:
+            self.index.discard(ident)
+
+    def alerted(self, cluster: str) -> frozenset[str]:
+        return self.index.alerted(cluster)
+
+    def knows(self, ident: str) -> bool:
+        return self.index.cluster_of(ident) is not None

@@ -95,6 +95,7 @@ def at(next_min: float, last_min: float | None) -> FeedSnapshot:
         ([at(-600, None)], True),  # never polled at all
         ([at(5, None)], False),  # a new feed not due yet
         ([dataclasses.replace(at(-60, 70), enabled=False)], False),  # disabled feeds are never due
+        ([dataclasses.replace(at(-60, 70), state="disabled")], False),  # nor gone ones (a 410)
         ([], False),
     ],
 )
@@ -271,6 +272,10 @@ def test_next_poll_says_due_now_when_no_daemon_polls(site: Site) -> None:
     page = re.sub(r"\s+", " ", site.http.get("/feeds").text)
     assert 'id="idle-banner"' not in page
     assert 'class="next">due now</td>' in page and 'class="next">in 9m</td>' in page
+
+    site.set_feed("desk", state="disabled", next_poll_at=long_ago)  # gone (a 410): never polled again
+    page = re.sub(r"\s+", " ", site.http.get("/feeds").text)
+    assert re.search(r'id="feed-desk".*?class="next">—</td>', page) and 'id="idle-banner"' not in page
 
 
 def add(site: Site, **form: str) -> httpx.Response:

@@ -75,6 +75,11 @@ def is_failing(feed: FeedSnapshot) -> bool:
     return feed.enabled and feed.consecutive_failures > 0
 
 
+def is_polled(feed: FeedSnapshot) -> bool:
+    """A daemon polls the feed when it is due (not disabled in the config, nor gone: a 410)."""
+    return feed.enabled and feed.state != "disabled"
+
+
 def failing_banner(feeds: Sequence[FeedSnapshot]) -> str | None:
     """One sentence when most of the polled feeds (two or more) are failing, else None."""
     polled = [f for f in feeds if f.enabled and f.last_poll_at is not None]
@@ -95,7 +100,7 @@ def failing_banner(feeds: Sequence[FeedSnapshot]) -> str | None:
 def daemon_idle(feeds: Sequence[FeedSnapshot], now: dt.datetime) -> bool:
     """True when a feed has been due for longer than :data:`IDLE_GRACE` and no feed was
     polled since it became due: no daemon is polling this database."""
-    overdue = [f.next_poll_at for f in feeds if f.enabled and f.next_poll_at < now - IDLE_GRACE]
+    overdue = [f.next_poll_at for f in feeds if is_polled(f) and f.next_poll_at < now - IDLE_GRACE]
     if not overdue:
         return False
     polls = [f.last_poll_at for f in feeds if f.last_poll_at is not None]
@@ -344,6 +349,7 @@ __all__ = [
     "import_opml",
     "internal_warnings",
     "is_failing",
+    "is_polled",
     "opml_export",
     "remove_feed",
 ]

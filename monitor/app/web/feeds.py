@@ -22,7 +22,7 @@ from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 from starlette.routing import Route
 
-from monitor.app.services.feeds import FeedCheckError, add_feed, feeds_overview, is_failing
+from monitor.app.services.feeds import FeedCheckError, add_feed, feeds_overview, is_failing, is_polled
 from monitor.app.web.ui import Ui
 from monitor.errors import ConfigError
 from monitor.ingest.fetch import redact_url
@@ -63,6 +63,7 @@ class Feeds:
             status,
             overview=feeds_overview(self.state.store),
             failing=is_failing,
+            polled=is_polled,
             editable=self.ui.editable(),
             added=added,
             notes=notes or [],

@@ -97,7 +97,7 @@ def test_alerts_page_highlights_terms_and_names_other_sources(site: Site) -> Non
     ("path", "expected"),
     [
         ("/feeds", ["desk", "wire", "Last error"]),
-        ("/watchlists", ["kursk-troops", "/watchlists/kursk-troops.atom", "<td>3</td>"]),
+        ("/watchlists", ["kursk-troops", "/watchlists/kursk-troops.atom", 'data-label="Matches (7 days)">3</td>']),
         ("/watchlists/new", ['name="query"', 'value="mail"', 'value="slack"', "Live preview"]),
         ("/watchlists/kursk-troops/edit", ["@dprk AND (troops", 'name="original" value="kursk-troops"']),
         ("/search?q=koursk", ["<mark>Koursk</mark>", "La Corée du Nord"]),

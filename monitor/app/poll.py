@@ -122,14 +122,26 @@ class CycleReport:
         if len(reasons) != 1:
             return None
         (reason,) = reasons
-        if all(any(sign in (o.error or "") for sign in _DNS_SIGNS) for o in errors):
-            return f"all {len(errors)} feeds failed with DNS errors: is this machine online?"
-        hint = {
-            "connection": "is this machine online, or is a proxy or firewall in the way?",
-            "timeout": "is the network very slow, or is a firewall dropping the requests?",
-            "tls": "is this machine's clock right, and its CA certificates installed?",
-        }.get(reason or "", "check the first errors above")
-        return f"all {len(errors)} feeds failed the same way ({reason}): {hint}"
+        return f"all {len(errors)} feeds failed " + shared_cause(reason, [o.error for o in errors])
+
+
+def shared_cause(
+    reason: str | None, errors: Sequence[str | None], *, otherwise: str = "check the first errors above"
+) -> str:
+    """How feeds that all failed with ``reason`` failed, and what it suggests on this side.
+
+    Follows "N feeds failed": ``with DNS errors: is this machine online?`` when every
+    error is the resolver's, else ``the same way (REASON): HINT`` (``otherwise`` when
+    the reason has no hint).
+    """
+    if errors and all(any(sign in (e or "") for sign in _DNS_SIGNS) for e in errors):
+        return "with DNS errors: is this machine online?"
+    hint = {
+        "connection": "is this machine online, or is a proxy or firewall in the way?",
+        "timeout": "is the network very slow, or is a firewall dropping the requests?",
+        "tls": "is this machine's clock right, and its CA certificates installed?",
+    }.get(reason or "", otherwise)
+    return f"the same way ({reason}): {hint}"
 
 
 #: What the resolver says when a name cannot be looked up (glibc, musl, macOS).

@@ -16,7 +16,15 @@ from typing import Any
 import click
 
 from monitor.app.cli.common import Context, echo_saved, errors_as_click, open_store, pass_ctx, progress
-from monitor.app.services.feeds import FeedCheckError, add_feed, feed_status, import_opml, opml_export, remove_feed
+from monitor.app.services.feeds import (
+    FeedCheckError,
+    add_feed,
+    duration_text,
+    feed_status,
+    import_opml,
+    opml_export,
+    remove_feed,
+)
 from monitor.ingest.fetch import redact_url
 
 
@@ -69,20 +77,11 @@ def _feed_json(f: Any) -> dict[str, Any]:
 _STATE_WORDS = {"ok": "ok", "backoff": "backing off", "disabled": "disabled", "new": "new"}
 
 
-def _duration_text(seconds: float) -> str:
-    s = int(seconds)
-    if s < 120:
-        return f"{s}s"
-    if s % 3600 == 0:
-        return f"{s // 3600}h"
-    return f"{s // 60}m" if s < 7200 else f"{s / 3600:.1f}h"
-
-
 def _interval_cell(f: Any) -> str:
     """The interval polls are scheduled with, and whether it was learned from the feed."""
     if f.learned_interval_s and f.learned_interval_s > f.interval_s:
-        return f"{_duration_text(f.effective_interval)} (learned)"
-    return _duration_text(f.interval_s)
+        return f"{duration_text(f.effective_interval)} (learned)"
+    return duration_text(f.interval_s)
 
 
 def _ago(v: dt.datetime | None, now: dt.datetime) -> str:

@@ -49,6 +49,85 @@ def feed_status(store: Store) -> FeedStatus:
     return FeedStatus(tuple(store.feeds()), store.alert_counts())
 
 
+IDLE_GRACE = dt.timedelta(minutes=2)
+"""How long a due feed may wait for a running daemon before the page says none polls."""
+
+
+@dataclass(frozen=True, slots=True)
+class FeedsOverview:
+    """The feeds page: failing feeds first, and what the whole set says.
+
+    ``failing``: a sentence when most feeds fail (the cause is then likely on this side);
+    ``idle``: no daemon has polled since a feed became due, so "next poll" times in the
+    past mean nothing: those feeds are due now, and ``last_poll_at`` is the latest poll of
+    any feed (None: never).
+    """
+
+    feeds: tuple[FeedSnapshot, ...]
+    now: dt.datetime
+    failing: str | None
+    idle: bool
+    last_poll_at: dt.datetime | None
+
+
+def is_failing(feed: FeedSnapshot) -> bool:
+    """The feed's last poll failed (it is backing off, or was just retried and failed)."""
+    return feed.enabled and feed.consecutive_failures > 0
+
+
+def is_polled(feed: FeedSnapshot) -> bool:
+    """A daemon polls the feed when it is due (not disabled in the config, nor gone: a 410)."""
+    return feed.enabled and feed.state != "disabled"
+
+
+def failing_banner(feeds: Sequence[FeedSnapshot]) -> str | None:
+    """One sentence when most of the polled feeds (two or more) are failing, else None."""
+    polled = [f for f in feeds if f.enabled and f.last_poll_at is not None]
+    failing = [f for f in polled if is_failing(f)]
+    if len(failing) < 2 or 2 * len(failing) <= len(polled):
+        return None
+    head = f"{len(failing)} of {len(polled)} feeds are failing"
+    reasons = {f.last_error_reason for f in failing}
+    if len(reasons) != 1:
+        return f"{head}, for different reasons: see each feed's last error below."
+    from monitor.app.poll import shared_cause  # the poll cycle's wording, without its imports at start-up
+
+    (reason,) = reasons
+    errors = [f.last_error for f in failing]
+    return f"{head} {shared_cause(reason, errors, otherwise='see the errors below')}"
+
+
+def daemon_idle(feeds: Sequence[FeedSnapshot], now: dt.datetime) -> bool:
+    """True when a feed has been due for longer than :data:`IDLE_GRACE` and no feed was
+    polled since it became due: no daemon is polling this database."""
+    overdue = [f.next_poll_at for f in feeds if is_polled(f) and f.next_poll_at < now - IDLE_GRACE]
+    if not overdue:
+        return False
+    polls = [f.last_poll_at for f in feeds if f.last_poll_at is not None]
+    return not polls or max(polls) < min(overdue)
+
+
+def feeds_overview(store: Store, *, now: dt.datetime | None = None) -> FeedsOverview:
+    """What the feeds page shows: every feed, failing ones first (most failures first)."""
+    now = now or dt.datetime.now(dt.UTC)
+    feeds = store.feeds()
+    ordered = sorted(feeds, key=lambda f: (not is_failing(f), -f.consecutive_failures if is_failing(f) else 0))
+    polls = [f.last_poll_at for f in feeds if f.last_poll_at is not None]
+    return FeedsOverview(
+        tuple(ordered), now, failing_banner(feeds), daemon_idle(feeds, now), max(polls) if polls else None
+    )
+
+
+def duration_text(seconds: float) -> str:
+    """``90s``, ``10m``, ``2h``, ``2.5h``: an interval as people write it."""
+    s = int(seconds)
+    if s < 120:
+        return f"{s}s"
+    if s % 3600 == 0:
+        return f"{s // 3600}h"
+    return f"{s // 60}m" if s < 7200 else f"{s / 3600:.1f}h"
+
+
 def _probe_feeds(config: Config, urls: Sequence[str], *, progress: Progress = no_progress) -> dict[str, Any]:
     """Fetch and parse each URL once: url -> ParsedFeed, or the reason it is not a feed."""
     from monitor.app.daemon import fetch_settings
@@ -258,12 +337,19 @@ __all__ = [
     "FeedAdded",
     "FeedCheckError",
     "FeedStatus",
+    "FeedsOverview",
     "OpmlExport",
     "OpmlImport",
     "add_feed",
+    "daemon_idle",
+    "duration_text",
+    "failing_banner",
+    "feeds_overview",
     "feed_status",
     "import_opml",
     "internal_warnings",
+    "is_failing",
+    "is_polled",
     "opml_export",
     "remove_feed",
 ]

@@ -27,14 +27,48 @@ class AlertedStory:
     hits: tuple[Hit, ...]
 
 
-def recent_alerts(store: Store, *, scan: int = 150, limit: int = 60) -> tuple[AlertedStory, ...]:
-    """The latest alerted stories (one entry per story, however many watchlists matched it)."""
-    grouped: dict[int, list[MatchedStory]] = {}
-    for m in store.matched_stories(alerted_only=True, limit=scan):
-        grouped.setdefault(m.story_id, []).append(m)
-    return tuple(
-        AlertedStory(ms[0], tuple(ms), tuple(h for m in ms for h in m.hits)) for ms in list(grouped.values())[:limit]
-    )
+def recent_alerts(
+    store: Store, *, watchlist: str | None = None, offset: int = 0, limit: int = 60
+) -> tuple[AlertedStory, ...]:
+    """The latest alerted stories (one entry per story, however many watchlists matched it),
+    newest first, from the ``offset``-th; ``watchlist``: only that watchlist's alerts.
+
+    Delivery errors are stored masked; rows written by older versions may not be: they are
+    masked again here.
+    """
+    ids = store.alerted_story_ids(watchlist=watchlist, offset=offset, limit=limit)
+    if not ids:
+        return ()
+    grouped: dict[int, list[MatchedStory]] = {sid: [] for sid in ids}
+    for m in store.matched_stories(watchlist=watchlist, alerted_only=True, story_ids=ids, limit=None):
+        errors = tuple((target, mask_text(error)) for target, error in m.delivery_errors)
+        grouped[m.story_id].append(replace(m, delivery_errors=errors))
+    return tuple(AlertedStory(ms[0], tuple(ms), tuple(h for m in ms for h in m.hits)) for ms in grouped.values() if ms)
+
+
+MAX_PAGE = 10_000  # deeper than anyone pages; bounds the database's offset
+
+
+@dataclass(frozen=True, slots=True)
+class AlertsPage:
+    """One page of the alerts page: its stories, and whether pages come before and after."""
+
+    stories: tuple[AlertedStory, ...]
+    watchlist: str | None
+    page: int
+    has_next: bool
+
+    @property
+    def has_previous(self) -> bool:
+        return self.page > 1
+
+
+def alerts_page(store: Store, *, watchlist: str | None = None, page: int = 1, per_page: int = 30) -> AlertsPage:
+    """Page ``page`` (from 1) of :func:`recent_alerts`; ``ValueError`` for a page out of range."""
+    if not 1 <= page <= MAX_PAGE:
+        raise ValueError(f"page: a whole number from 1 to {MAX_PAGE}, not {page}")
+    found = recent_alerts(store, watchlist=watchlist, offset=(page - 1) * per_page, limit=per_page + 1)
+    return AlertsPage(found[:per_page], watchlist, page, len(found) > per_page)
 
 
 @dataclass(frozen=True, slots=True)
@@ -121,8 +155,10 @@ def story_link(link: str | None) -> str | None:
 
 __all__ = [
     "AlertedStory",
+    "AlertsPage",
     "StoryHit",
     "StorySearch",
+    "alerts_page",
     "recent_alerts",
     "search",
     "story_detail",

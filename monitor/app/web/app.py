@@ -1,8 +1,9 @@
 """The Starlette app, assembled from one module per area of the site.
 
 Pages (:mod:`~monitor.app.web.pages`): ``/`` recent alerts (matched terms highlighted,
-"also reported by" from the story's sightings, delivery state per target); ``/feeds``
-feed health; ``/search``; ``/stories/ID``. The watchlists and their editor with its
+"also reported by" from the story's sightings, delivery state per target), ``/search``,
+``/stories/ID``; ``/feeds``, feed health and the form to add one
+(:mod:`~monitor.app.web.feeds`). The watchlists and their editor with its
 live preview (:mod:`~monitor.app.web.editor`). Per-watchlist ``/watchlists/NAME.atom``
 and ``.json`` (:mod:`~monitor.app.web.syndication`). ``/healthz`` and ``/metrics``
 (:mod:`~monitor.app.web.health`). Who may use any of it, and ``/login``
@@ -32,6 +33,7 @@ from starlette.staticfiles import StaticFiles
 from monitor.app.metrics import Metrics
 from monitor.app.services.backtests import RecentStories
 from monitor.app.web.editor import Editor
+from monitor.app.web.feeds import Feeds
 from monitor.app.web.guard import Guard, Login, sign
 from monitor.app.web.health import Health
 from monitor.app.web.pages import Pages
@@ -96,6 +98,7 @@ def create_app(state: WebState, *, token: str | None = None, loopback: bool = Tr
     routes: list[BaseRoute] = [
         *Pages(ui).routes(),
         *Editor(ui).routes(),
+        *Feeds(ui).routes(),
         *Syndication(ui).routes(),
         *Health(ui).routes(),
         *Login(ui, token).routes(),

@@ -1,5 +1,8 @@
 """The watchlists: their list, the editor with its live preview, saving and removing.
 
+The editor lists the config's alias groups (what ``@dprk`` in a query stands for);
+those the query being typed names are marked as it is typed (``editor.js``).
+
 The live preview (``POST /watchlists/preview``, on every keystroke) is the same backtest
 as ``news-monitor watchlist test``: :func:`monitor.app.services.backtests.backtest_watchlist` over
 the stored stories of the last N days (cached briefly by
@@ -96,6 +99,7 @@ class Editor:
         base: str = "",
         backfill_days: str = "",
     ) -> Response:
+        config = self.ui.config().config
         return self.ui.page(
             request,
             "editor.html",
@@ -103,7 +107,8 @@ class Editor:
             nav="watchlists",
             original=original,
             spec=spec,
-            targets=list(self.ui.config().config.targets),
+            targets=list(config.targets),
+            aliases=sorted(config.aliases.items()),
             error=error,
             base=base,
             days=7,

@@ -1,9 +1,12 @@
-"""The read-only pages: recent alerts (``/``), feed health (``/feeds``), ``/search``, ``/stories/ID``.
+"""The read-only pages: recent alerts (``/``), ``/search``, ``/stories/ID``.
 
 Each handler parses its query string, calls one function of :mod:`monitor.app.services`
 and renders a template; highlighting is done here, from the offsets the service returns.
-Input the services refuse (a search meaning nothing, ``days=inf``) is a 400 page saying
-why; a story id no database key can hold is no story (404).
+Input the services refuse (a search meaning nothing, ``days=inf``, ``page=0``) is a 400
+page saying why; a story id no database key can hold is no story (404).
+
+The alerts page takes ``?watchlist=NAME`` (only that watchlist's alerts) and ``?page=N``
+(:data:`ALERTS_PER_PAGE` stories a page, with links to the previous and next pages).
 """
 
 from __future__ import annotations
@@ -12,12 +15,12 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from monitor.app.services.feeds import feed_status
-from monitor.app.services.stories import recent_alerts, search, story_detail
+from monitor.app.services.stories import alerts_page, search, story_detail
 from monitor.app.web.ui import Ui, highlight, highlighted_snippet
 from monitor.storage.search import SearchSyntaxError
 
 SEARCH_LIMIT = 50
+ALERTS_PER_PAGE = 30
 
 
 class Pages:
@@ -29,17 +32,26 @@ class Pages:
     def routes(self) -> list[Route]:
         return [
             Route("/", self.alerts),
-            Route("/feeds", self.feeds),
             Route("/search", self.search),
             Route("/stories/{id:int}", self.story),
         ]
 
     def alerts(self, request: Request) -> Response:
-        return self.ui.page(request, "alerts.html", stories=recent_alerts(self.ui.state.store))
-
-    def feeds(self, request: Request) -> Response:
-        status = feed_status(self.ui.state.store)
-        return self.ui.page(request, "feeds.html", feeds=status.feeds)
+        watchlist = request.query_params.get("watchlist", "").strip() or None
+        number = request.query_params.get("page", "1").strip() or "1"
+        names = [w.name for w in self.ui.config().config.watchlists]
+        try:
+            page = int(number)
+        except ValueError:
+            page = 0  # refused below, with what was typed
+        try:
+            found = alerts_page(self.ui.state.store, watchlist=watchlist, page=page, per_page=ALERTS_PER_PAGE)
+        except ValueError as exc:
+            message = str(exc) if page else f"page: a whole number from 1, not {number!r}"
+            return self.ui.page(request, "alerts.html", 400, error=message, watchlist=watchlist, watchlists=names)
+        return self.ui.page(
+            request, "alerts.html", stories=found.stories, paging=found, watchlist=watchlist, watchlists=names
+        )
 
     def search(self, request: Request) -> Response:
         q = request.query_params.get("q", "").strip()

@@ -2,15 +2,17 @@
 
 A :class:`Ui` is made once per app by :func:`~monitor.app.web.app.create_app` and
 handed to each page module; it holds the process's :class:`~monitor.app.web.app.WebState`,
-the Jinja2 environment (with the ``highlight``, ``snippet`` and ``ago`` filters, and
-``redact`` and ``link`` for URLs: a feed URL without its credentials, a story link
-without user-info) and the CSRF token every form carries.
+the Jinja2 environment (with the ``highlight``, ``snippet``, ``ago`` and ``duration``
+filters, and ``redact`` and ``link`` for URLs: a feed URL without its credentials, a
+story link without user-info), the CSRF token every form carries, and whether web
+editing is enabled (:meth:`Ui.editable`).
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import hmac
+import os
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -21,6 +23,7 @@ from starlette.requests import Request
 from starlette.responses import PlainTextResponse, Response
 from starlette.templating import Jinja2Templates
 
+from monitor.app.services.feeds import duration_text
 from monitor.app.services.stories import story_link
 from monitor.config.model import LoadedConfig
 from monitor.ingest.fetch import redact_url
@@ -85,11 +88,18 @@ class Ui:
         env.filters["ago"] = ago
         env.filters["redact"] = redact_url
         env.filters["link"] = story_link
+        env.filters["duration"] = duration_text
         env.globals["csrf"] = csrf
         env.globals["stored_spans"] = stored_hit_spans
 
     def config(self) -> LoadedConfig:
         return self.state.loaded()
+
+    def editable(self) -> bool:
+        """Web editing is enabled: the config file and its directory (the edit is written
+        to a new file, then renamed) can be written by this process."""
+        path = Path(self.state.config_path)
+        return os.access(path, os.W_OK) and os.access(path.parent, os.W_OK)
 
     def page(self, request: Request, name: str, status: int = 200, **context: Any) -> Response:
         """Template ``name`` rendered; ``nav`` (the highlighted menu entry) defaults to its stem."""

@@ -11,10 +11,10 @@ import pytest
 from alembic import command
 from alembic.config import Config as AlembicConfig
 from click.testing import CliRunner
-from sqlalchemy import text, update
+from sqlalchemy import delete, text, update
 
 from monitor.app.cli import cli
-from monitor.config.model import load_config
+from monitor.config.model import Config, load_config
 from monitor.matching.matcher import Matcher, WatchlistQuery
 from monitor.matching.query import parse_query
 from monitor.storage import search
@@ -24,7 +24,7 @@ from monitor.storage.search import fts5_query, narrowing, search_stories, tsquer
 from monitor.storage.store import Store
 from tests.test_backtest import CONFIG, STORIES, seed
 
-MORE = [
+MORE: list[tuple[str, str, float]] = [
     ("Sanctions contre la Corée du Nord : Washington frappe", "Le Trésor américain sanctionne des sociétés.", 3),
     ("Nord-coréens au front : l’OTAN s’inquiète", "Des soldats nord-coréens près de Koursk.", 4),
     ("Military exercise near Kursk", "Routine drills, the ministry says.", 6),
@@ -153,7 +153,7 @@ def test_search_filters_since_watchlist_and_orders(store: Store) -> None:
     assert {h.story.title for h in relevance} == {h.story.title for h in search_stories(store, "kursk").hits}
 
 
-def load_config_from(text_: str) -> object:
+def load_config_from(text_: str) -> Config:
     from monitor.config.model import parse_config
 
     return parse_config(text_)[0]
@@ -163,7 +163,7 @@ def test_the_index_follows_updates_and_deletes(store: Store) -> None:
     ids = seed(store, STORIES)
     with store.engine.begin() as conn:
         conn.execute(update(Story).where(Story.id == ids[3]).values(title="Venezuela sanctions tightened"))
-        conn.execute(Story.__table__.delete().where(Story.id == ids[1]))
+        conn.execute(delete(Story).where(Story.id == ids[1]))
     assert [h.story.id for h in search_stories(store, "venezuela").hits] == [ids[3]]
     assert search_stories(store, "iran").hits == ()
     assert search_stories(store, "submarine").hits == ()

@@ -29,6 +29,7 @@ MORE: list[tuple[str, str, float]] = [
     ("Nord-coréens au front : l’OTAN s’inquiète", "Des soldats nord-coréens près de Koursk.", 4),
     ("Military exercise near Kursk", "Routine drills, the ministry says.", 6),
     ("Seoul: 북한은 병력을 쿠르스크에 보냈다", "Reports from Yonhap.", 8),
+    ("Manœuvres navales russes en mer du Japon", "Escale près de la Hauptstraße de Vladivostok.", 9),
 ]
 ALIASES = {"dprk": '"North Korea" OR "North Korean" OR Pyongyang OR "Corée du Nord" OR 북한'}
 
@@ -52,6 +53,9 @@ CASES = [
     ("title:Pyongyang", {"Old story"}),  # field scope: not the summaries that say Pyongyang
     ("북한", {"Seoul"}),  # a Hangul word matches with its particle (북한은)
     ("organi?ation OR Yon?ap", {"Seoul"}),  # '?' is one letter: the index takes 'yon' as a prefix
+    ("manoeuvre*", {"Manœuvres"}),  # œ, which the index does not unfold, is looked up both ways
+    ("MANŒUVRES AND hauptstrasse", {"Manœuvres"}),  # so is ß
+    ("mano*", {"Manœuvres"}),
     ("venezuela", set()),
 ]
 
@@ -89,6 +93,8 @@ def test_search_is_the_watchlist_query_language(store: Store, query: str, expect
         ("kursk NOT submarine", '"kursk"', "('kursk')"),  # NOT needs nothing: the matcher excludes
         ("sanction* NEAR/3 iran", '("sanction" * AND "iran")', "(('sanction':*) & ('iran'))"),
         ("organi?ation", '"organi" *', "('organi':*)"),
+        ("Œuvre", '("oeuvre" OR "œuvre")', "(('oeuvre') | ('œuvre'))"),
+        ("stras*", '("stras" * OR "straß" *)', "(('stras':*) | ('straß':*))"),
         ("북한", '"북한" *', "('북한':*)"),
         ("title:(a1 OR b2) @x", '(("a1" OR "b2") AND "x")', "((('a1') | ('b2')) & ('x'))"),
         ('"NEAR col:vv*" x', '(("near" AND "col" AND "vv" *) AND "x")', "((('near') & ('col') & ('vv':*)) & ('x'))"),

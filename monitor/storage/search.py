@@ -10,7 +10,8 @@ candidate story is decided by the real :class:`~monitor.matching.matcher.Matcher
 
 The full-text index only narrows the candidates. :func:`narrowing` reads the query's
 tree and keeps what a matching story must contain (pure): the words of every term, as
-exact words or, for ``prefix*``, ``organi?ation`` and Hangul words, as prefixes; AND and
+exact words or, for ``prefix*``, ``organi?ation`` and Hangul words, as prefixes, each
+also spelt with ``œ``, ``æ``, ``ß`` where it has ``oe``, ``ae``, ``ss``; AND and
 NEAR keep what their sides need, OR needs one of its sides, NOT needs nothing (the
 matcher excludes). It is a necessary condition, so no story the matcher would take is
 left out, as long as the index folds a word the way the matcher does (below). Words of a
@@ -28,12 +29,13 @@ where the matcher reads ``otan``, so index adjacency is not the matcher's.
   words the index can look up, such as ``a?``): the stories of the period are scanned
   and every one goes through the matcher. Slower, same answers.
 
-Where the index and the matcher fold differently, the index can miss a candidate: the
-letters ``œ æ ß ø đ ł ı þ`` and compatibility forms (full-width ``Ｋ``, the ligature
-``ﬁ``) which the matcher folds (``œuvre`` is ``oeuvre``) and FTS5 does not; on
-PostgreSQL also words its parser keeps whole (a host name ``kursk.example.com``, an
-e-mail address, a decimal number ``3.5``). A story that spells a query word only that
-way is found by a watchlist but not by a search.
+Where the index and the matcher still fold differently, the index can miss a candidate:
+the letters ``ø đ ð ł ı þ`` (the matcher reads ``Łódź`` as ``lodz``, FTS5 as ``łodz``;
+PostgreSQL's folding knows ``ø`` and ``ł``) and compatibility forms (full-width ``Ｋ``,
+the ligature ``ﬁ``), which the matcher folds and the indexes do not; on PostgreSQL also
+words its parser keeps whole (a host name ``kursk.example.com``, an e-mail address, a
+decimal number ``3.5``). A story that spells a query word only that way is found by a
+watchlist but not by a search.
 
 Cost, measured with ``bench/search.py`` (SQLite, 100,000 stored stories, limit 20, a
 shared two-core machine): the index does the looking up and the matcher decides only
@@ -85,6 +87,11 @@ _PG_QUERY_DOCUMENT = PG_DOCUMENT.replace("(title,", "(stories.title,").replace("
 _PG_TABLE = str.maketrans(PG_FOLD_FROM, PG_FOLD_TO)
 # Letters and digits without the underscore: what both indexes' tokenizers keep in a word.
 _INDEX_WORD = re.compile(r"[^\W_]+")
+# Letters the matcher unfolds and the indexes do not (``œuvre`` is ``oeuvre`` to the
+# matcher, ``œuvre`` to FTS5 and PostgreSQL): a query word is looked up in both spellings.
+_LIGATURES = {"oe": "œ", "ae": "æ", "ss": "ß"}
+_LIGATURE_STARTS = {"o": "œ", "a": "æ", "s": "ß"}
+_MAX_SPELLINGS = 8
 #: The watchlist name the search query is compiled under (never shown).
 QUERY_NAME = "search"
 #: Candidate rows fetched from the database at a time while the matcher decides.
@@ -131,7 +138,29 @@ class AnyOf:
 Narrowing = IndexWord | AllOf | AnyOf
 
 
-def _word(word: str) -> IndexWord | None:
+def _spellings(literal: str, prefix: bool) -> list[str] | None:
+    """The spellings of ``literal`` the index may hold for what the matcher folds to it:
+    each ``oe``, ``ae`` and ``ss`` may be written ``œ``, ``æ`` and ``ß`` (which the index
+    does not unfold), and a prefix may end in the first letter of one. None beyond
+    :data:`_MAX_SPELLINGS`."""
+    n = len(literal)
+    tails: list[list[str]] = [[] for _ in range(n + 1)]  # tails[i]: spellings of literal[i:]
+    tails[n] = [""]
+    if prefix and literal[-1:] in _LIGATURE_STARTS:
+        tails[n - 1] = [literal[-1], _LIGATURE_STARTS[literal[-1]]]
+        n -= 1
+    for i in range(n - 1, -1, -1):
+        got = [literal[i] + t for t in tails[i + 1]]
+        pair = literal[i : i + 2]
+        if pair in _LIGATURES:
+            got += [_LIGATURES[pair] + t for t in tails[i + 2]]
+        if len(got) > _MAX_SPELLINGS:
+            return None
+        tails[i] = got
+    return list(dict.fromkeys(tails[0]))
+
+
+def _word(word: str) -> Narrowing | None:
     """What the index can look up of one query word (None: nothing it can use)."""
     literal = word.rstrip("*")
     prefix = literal != word or (literal != "" and is_hangul(literal[-1]))
@@ -141,7 +170,12 @@ def _word(word: str) -> IndexWord | None:
         return None
     if prefix and len(literal) < MIN_PREFIX and not is_hangul(literal[-1]):
         return None  # 'a*' would hand over most of the stories: cheaper to scan them
-    return IndexWord(literal, prefix)
+    spellings = _spellings(literal, prefix)
+    if spellings is None:
+        return None
+    if len(spellings) == 1:
+        return IndexWord(literal, prefix)
+    return AnyOf(tuple(IndexWord(s, prefix) for s in spellings))
 
 
 def _all(parts: list[Narrowing | None]) -> Narrowing | None:

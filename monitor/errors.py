@@ -13,7 +13,6 @@ stays visible in debug logs, and with a message a user can act on::
     │   └── FeedFetchError        ... for one request of a batch     (ingest.fetch)
     ├── ParseError                fetched bytes are not a usable feed
     ├── StoreError                the database refused or is unreachable
-    ├── SearchSyntaxError         a story search that cannot mean anything  (storage.search)
     ├── FeedCheckError            a feed fetched before it is added did not work  (app.services.feeds)
     └── NotifyError               an alert could not be delivered to a target
 

@@ -111,6 +111,17 @@ def test_pages_render(site: Site, path: str, expected: list[str]) -> None:
         assert text in r.text
 
 
+def test_search_page_takes_the_watchlist_query_language(site: Site) -> None:
+    r = site.http.get("/search", params={"q": "@dprk AND (Kursk OR Koursk) NOT soldats"})
+    assert r.status_code == 200
+    assert "<mark>North Korean</mark> troops fighting in <mark>Kursk</mark>" in r.text  # the matcher's hits
+    assert "La Corée du Nord" not in r.text  # its summary says soldats
+    bad = site.http.get("/search", params={"q": "Kursk or Koursk"})
+    assert bad.status_code == 400
+    assert "ambiguous lower-case &#39;or&#39; at column 7" in bad.text
+    assert "Kursk or Koursk\n      ^" in bad.text  # the caret under the column
+
+
 def test_story_page(site: Site) -> None:
     sid = site.store.matched_stories(watchlist="kursk-troops")[-1].story_id
     page = site.http.get(f"/stories/{sid}").text

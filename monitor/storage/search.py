@@ -1,34 +1,67 @@
-"""Searching stored stories.
+"""Searching stored stories with the watchlist query language.
 
-**Search** (``news-monitor stories search``, the web page's search box) takes what
-people type into a search engine: words, ``"quoted phrases"``, ``prefix*``, ``OR``
-between alternatives, ``-word`` to exclude. :func:`parse_search` turns it into a small
-:class:`SearchQuery` (pure), which is rendered for the database at hand:
+``news-monitor stories search`` and the web page's search box take a watchlist query
+(:mod:`monitor.matching.query`: phrases, ``AND``/``OR``/``NOT``, ``NEAR/n``, ``prefix*``,
+``title:``/``summary:``, ``@alias`` groups, case and accent folding), and a bad query is
+the same :class:`~monitor.errors.QuerySyntaxError`, at a column, as ``watchlist test``
+reports. The answer is exactly what a watchlist with that query would match: every
+candidate story is decided by the real :class:`~monitor.matching.matcher.Matcher`, whose
+:class:`~monitor.matching.matcher.Hit`\\ s are the highlights.
+
+The full-text index only narrows the candidates. :func:`narrowing` reads the query's
+tree and keeps what a matching story must contain (pure): the words of every term, as
+exact words or, for ``prefix*``, ``organi?ation`` and Hangul words, as prefixes, each
+also spelt with ``œ``, ``æ``, ``ß`` where it has ``oe``, ``ae``, ``ss``; AND and
+NEAR keep what their sides need, OR needs one of its sides, NOT needs nothing (the
+matcher excludes). It is a necessary condition, so no story the matcher would take is
+left out, as long as the index folds a word the way the matcher does (below). Words of a
+phrase are required each, not as a phrase: the index splits ``l'OTAN`` into ``l otan``
+where the matcher reads ``otan``, so index adjacency is not the matcher's.
 
 * **SQLite**: FTS5, an external-content index ``stories_fts`` over title and summary
   kept in sync by triggers (migration 0002), tokenizer ``unicode61 remove_diacritics 2``
-  so ``Coree`` finds ``Corée``. Every term is sent as a quoted FTS5 string, so no user
-  input can be FTS5 syntax (``nord-coréen`` would otherwise be a syntax error).
-* **PostgreSQL**: its own full-text search, ``to_tsvector('simple', ...)`` over the
-  lower-cased, accent-stripped text, with a GIN expression index (migration 0002); the
-  query is a ``to_tsquery`` built from the same terms, passed as a bound parameter.
-* **Anything else** (an SQLite built without FTS5): the stories of the period are
-  scanned in Python with the same folding. Slower, same answers.
+  (``coree`` finds ``Corée``). Every word is sent as a quoted FTS5 string, so no text of
+  the query is ever FTS5 syntax.
+* **PostgreSQL**: ``to_tsvector('simple', ...)`` over the lower-cased, accent-stripped
+  text, with a GIN expression index (migration 0002); the ``to_tsquery`` text is built
+  from the same words, each a quoted lexeme.
+* **No index to use** (an SQLite built without FTS5, or a query none of whose required
+  words the index can look up, such as ``a?``): the stories of the period are scanned
+  and every one goes through the matcher. Slower, same answers.
+
+Where the index and the matcher still fold differently, the index can miss a candidate:
+the letters ``ø đ ð ł ı þ`` (the matcher reads ``Łódź`` as ``lodz``, FTS5 as ``łodz``;
+PostgreSQL's folding knows ``ø`` and ``ł``) and compatibility forms (full-width ``Ｋ``,
+the ligature ``ﬁ``), which the matcher folds and the indexes do not; on PostgreSQL also
+words its parser keeps whole (a host name ``kursk.example.com``, an e-mail address, a
+decimal number ``3.5``). A story that spells a query word only that way is found by a
+watchlist but not by a search.
+
+Cost, measured with ``bench/search.py`` (SQLite, 100,000 stored stories, limit 20, a
+shared two-core machine): the index does the looking up and the matcher decides only
+the candidates it hands over, newest first, until ``limit`` stories match. A query with
+rare required words (``@dprk AND (troops OR soldiers)``: 4 candidates) takes about 4 ms;
+common words 10 to 25 ms (``government``: 20 candidates for 20 stories; ``government
+NOT election``: 21); ``NEAR`` and phrases about the same (``minister NEAR/3 foreign``:
+22 candidates, 9 ms). Only a query with no word to look up scans: ``k?rsk OR m?scow``
+decided 11,000 stories before it had 20 (0.6 s), and ``q?xz``, which matches nothing,
+decided all 100,000 (7 s). Results come newest first, or by the index's rank
+(``order="relevance"``).
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import re
-import unicodedata
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import Connection, exists, func, literal_column, select, text
 
-from monitor.errors import MonitorError
-from monitor.matching.backtest import merge_spans
+from monitor.matching.matcher import Hit, Matcher, WatchlistQuery
+from monitor.matching.query import MIN_PREFIX, And, Near, Node, Not, Or, Query, Term, parse_query
+from monitor.matching.textnorm import is_hangul
 from monitor.storage.schema import Match, Story
 from monitor.storage.store import Store
 from monitor.storage.stories import StoredStory, stored_story_select
@@ -52,12 +85,17 @@ PG_DOCUMENT = (
 # planner matches it with the index expression all the same (same columns of stories).
 _PG_QUERY_DOCUMENT = PG_DOCUMENT.replace("(title,", "(stories.title,").replace("(summary,", "(stories.summary,")
 _PG_TABLE = str.maketrans(PG_FOLD_FROM, PG_FOLD_TO)
-_WORD = re.compile(r"\w+")
-_TOKEN = re.compile(r'\s*(-?)(?:"([^"]*)"?|(\S+))')
-
-
-class SearchSyntaxError(MonitorError):
-    """A search that cannot mean anything (only exclusions, a dangling OR, ...)."""
+# Letters and digits without the underscore: what both indexes' tokenizers keep in a word.
+_INDEX_WORD = re.compile(r"[^\W_]+")
+# Letters the matcher unfolds and the indexes do not (``œuvre`` is ``oeuvre`` to the
+# matcher, ``œuvre`` to FTS5 and PostgreSQL): a query word is looked up in both spellings.
+_LIGATURES = {"oe": "œ", "ae": "æ", "ss": "ß"}
+_LIGATURE_STARTS = {"o": "œ", "a": "æ", "s": "ß"}
+_MAX_SPELLINGS = 8
+#: The watchlist name the search query is compiled under (never shown).
+QUERY_NAME = "search"
+#: Candidate rows fetched from the database at a time while the matcher decides.
+BATCH = 256
 
 
 def include_name(name: str | None, type_: str, _parent: object = None) -> bool:
@@ -76,150 +114,128 @@ def include_name(name: str | None, type_: str, _parent: object = None) -> bool:
     return True
 
 
-# --------------------------------------------------------------------------- the query
+# --------------------------------------------------------------------------- narrowing (pure)
 
 
 @dataclass(frozen=True, slots=True)
-class SearchTerm:
-    """A word or a phrase, as the lower-cased words it is made of; ``prefix``: ``sanction*``."""
+class IndexWord:
+    """A word a matching story must contain: ``text`` exactly, or as a prefix."""
 
-    words: tuple[str, ...]
+    text: str
     prefix: bool = False
-    raw: str = ""
 
 
 @dataclass(frozen=True, slots=True)
-class SearchQuery:
-    """AND of groups, each an OR of terms, minus the excluded terms."""
-
-    groups: tuple[tuple[SearchTerm, ...], ...]
-    excluded: tuple[SearchTerm, ...] = ()
-
-    @property
-    def terms(self) -> tuple[SearchTerm, ...]:
-        return tuple(t for g in self.groups for t in g)
+class AllOf:
+    children: tuple[Narrowing, ...]
 
 
-def _term(raw: str, *, phrase: bool) -> SearchTerm | None:
-    prefix = not phrase and raw.endswith("*")
-    words = tuple(w.lower() for w in _WORD.findall(raw))
-    if not words:
+@dataclass(frozen=True, slots=True)
+class AnyOf:
+    children: tuple[Narrowing, ...]
+
+
+Narrowing = IndexWord | AllOf | AnyOf
+
+
+def _spellings(literal: str, prefix: bool) -> list[str] | None:
+    """The spellings of ``literal`` the index may hold for what the matcher folds to it:
+    each ``oe``, ``ae`` and ``ss`` may be written ``œ``, ``æ`` and ``ß`` (which the index
+    does not unfold), and a prefix may end in the first letter of one. None beyond
+    :data:`_MAX_SPELLINGS`."""
+    n = len(literal)
+    tails: list[list[str]] = [[] for _ in range(n + 1)]  # tails[i]: spellings of literal[i:]
+    tails[n] = [""]
+    if prefix and literal[-1:] in _LIGATURE_STARTS:
+        tails[n - 1] = [literal[-1], _LIGATURE_STARTS[literal[-1]]]
+        n -= 1
+    for i in range(n - 1, -1, -1):
+        got = [literal[i] + t for t in tails[i + 1]]
+        pair = literal[i : i + 2]
+        if pair in _LIGATURES:
+            got += [_LIGATURES[pair] + t for t in tails[i + 2]]
+        if len(got) > _MAX_SPELLINGS:
+            return None
+        tails[i] = got
+    return list(dict.fromkeys(tails[0]))
+
+
+def _word(word: str) -> Narrowing | None:
+    """What the index can look up of one query word (None: nothing it can use)."""
+    literal = word.rstrip("*")
+    prefix = literal != word or (literal != "" and is_hangul(literal[-1]))
+    if "?" in literal:
+        literal, prefix = literal[: literal.index("?")], True
+    if _INDEX_WORD.search(literal) is None:
         return None
-    return SearchTerm(words, prefix, raw)
+    if prefix and len(literal) < MIN_PREFIX and not is_hangul(literal[-1]):
+        return None  # 'a*' would hand over most of the stories: cheaper to scan them
+    spellings = _spellings(literal, prefix)
+    if spellings is None:
+        return None
+    if len(spellings) == 1:
+        return IndexWord(literal, prefix)
+    return AnyOf(tuple(IndexWord(s, prefix) for s in spellings))
 
 
-def parse_search(query: str) -> SearchQuery:
-    """``"North Korea" troops OR soldiers -exercise`` -> groups and exclusions (pure)."""
-    groups: list[list[SearchTerm]] = []
-    excluded: list[SearchTerm] = []
-    join_next = False
-    pos = 0
-    while pos < len(query):
-        m = _TOKEN.match(query, pos)
-        if m is None or m.end() == pos:
-            break
-        pos = m.end()
-        negate, phrase, word = m.group(1) == "-", m.group(2), m.group(3)
-        if word is not None and word.upper() == "OR" and not negate:
-            if not groups or join_next:
-                raise SearchSyntaxError(f"OR needs a term on each side: {query!r}")
-            join_next = True
-            continue
-        if word is not None and word.upper() == "AND" and not negate:
-            continue  # AND is what juxtaposition means already
-        term = _term(phrase if phrase is not None else word or "", phrase=phrase is not None)
-        if term is None:
-            continue  # punctuation only
-        if negate:
-            if join_next:
-                raise SearchSyntaxError(f"cannot OR an excluded term: {query!r}")
-            excluded.append(term)
-        elif join_next:
-            groups[-1].append(term)
-            join_next = False
-        else:
-            groups.append([term])
-    if join_next:
-        raise SearchSyntaxError(f"OR needs a term on each side: {query!r}")
-    if not groups:
-        raise SearchSyntaxError("a search needs at least one word or phrase to look for (not only -excluded ones)")
-    return SearchQuery(tuple(tuple(g) for g in groups), tuple(excluded))
+def _all(parts: list[Narrowing | None]) -> Narrowing | None:
+    kept = tuple(p for p in parts if p is not None)
+    if not kept:
+        return None
+    return kept[0] if len(kept) == 1 else AllOf(kept)
 
 
-def fts5_query(q: SearchQuery) -> str:
-    """The FTS5 MATCH string: every term quoted, so user text is never FTS5 syntax."""
+def narrowing(node: Node) -> Narrowing | None:
+    """What every story matching ``node`` contains, for the index; None when it cannot say.
 
-    def term(t: SearchTerm) -> str:
-        return '"' + " ".join(t.words) + '"' + (" *" if t.prefix else "")
+    Necessary, not sufficient: the matcher decides every candidate it lets through.
+    """
+    if isinstance(node, Term):
+        return _all([_word(w) for w in node.words])
+    if isinstance(node, And):
+        return _all([narrowing(c) for c in node.children])
+    if isinstance(node, Near):
+        return _all([narrowing(node.left), narrowing(node.right)])
+    if isinstance(node, Or):
+        sides = [narrowing(c) for c in node.children]
+        if any(s is None for s in sides):
+            return None
+        return AnyOf(tuple(s for s in sides if s is not None))
+    if isinstance(node, Not):
+        return None
+    return narrowing(node.child)  # Field, AliasRef
 
-    def group(g: Sequence[SearchTerm]) -> str:
-        return "(" + " OR ".join(term(t) for t in g) + ")"
 
-    out = " AND ".join(group(g) for g in q.groups)
-    if q.excluded:
-        out = f"({out}) NOT {group(q.excluded)}"
-    return out
+def fts5_query(n: Narrowing) -> str:
+    """The FTS5 MATCH text: every word a quoted string, so no query text is FTS5 syntax."""
+    if isinstance(n, IndexWord):
+        return '"' + n.text.replace('"', '""') + '"' + (" *" if n.prefix else "")
+    joiner = " AND " if isinstance(n, AllOf) else " OR "
+    return "(" + joiner.join(fts5_query(c) for c in n.children) + ")"
 
 
 def pg_fold(word: str) -> str:
     return word.lower().translate(_PG_TABLE)
 
 
-def tsquery(q: SearchQuery) -> str:
-    """The ``to_tsquery('simple', ...)`` text; words are ``\\w+`` only, quoted as lexemes."""
-
-    def term(t: SearchTerm) -> str:
-        lexemes = [f"'{pg_fold(w)}'" for w in t.words]
-        if t.prefix:
+def tsquery(n: Narrowing) -> str:
+    """The ``to_tsquery('simple', ...)`` text: lexemes of letters and digits, each quoted."""
+    if isinstance(n, IndexWord):
+        parts = _INDEX_WORD.findall(pg_fold(n.text))
+        lexemes = [f"'{p}'" for p in parts]
+        if n.prefix:
             lexemes[-1] += ":*"
-        return "(" + " <-> ".join(lexemes) + ")"
-
-    def group(g: Sequence[SearchTerm]) -> str:
-        return "(" + " | ".join(term(t) for t in g) + ")"
-
-    out = " & ".join(group(g) for g in q.groups)
-    if q.excluded:
-        out += " & !" + group(q.excluded)
-    return out
+        return "(" + " & ".join(lexemes) + ")"
+    joiner = " & " if isinstance(n, AllOf) else " | "
+    return "(" + joiner.join(tsquery(c) for c in n.children) + ")"
 
 
-# --------------------------------------------------------------------------- folding and highlighting
+# --------------------------------------------------------------------------- highlighting
 
 
-def _fold_char(ch: str) -> str:
-    base = unicodedata.normalize("NFD", ch)[0]
-    low = base.lower()
-    return low[0] if low else base
-
-
-def fold_same_length(text: str) -> str:
-    """Lower-case, accents off, one character for one, so offsets stay valid for the original."""
-    return "".join(_fold_char(c) if not c.isascii() else c.lower() for c in text)
-
-
-def _term_regex(t: SearchTerm) -> re.Pattern[str]:
-    words = [re.escape(fold_same_length(w)) for w in t.words]
-    body = r"\W+".join(words)
-    return re.compile(r"(?<!\w)" + body + (r"\w*" if t.prefix else r"(?!\w)"))
-
-
-def term_spans(text: str, terms: Iterable[SearchTerm]) -> list[tuple[int, int]]:
-    """Sorted, merged (start, end) offsets in ``text`` of every occurrence of the terms."""
-    folded = fold_same_length(text)
-    return merge_spans(m.span() for t in terms for m in _term_regex(t).finditer(folded))
-
-
-def matches_text(q: SearchQuery, title: str, summary: str) -> bool:
-    """The query on one story, in Python (the fallback, and tests' reference)."""
-    folded = fold_same_length(f"{title}\n{summary}")
-
-    def has(t: SearchTerm) -> bool:
-        return _term_regex(t).search(folded) is not None
-
-    return all(any(has(t) for t in g) for g in q.groups) and not any(has(t) for t in q.excluded)
-
-
-def snippet(text: str, spans: Sequence[tuple[int, int]], width: int = 240) -> tuple[str, list[tuple[int, int]]]:
+def snippet(
+    text: str, spans: list[tuple[int, int]] | tuple[tuple[int, int], ...], width: int = 240
+) -> tuple[str, list[tuple[int, int]]]:
     """A window of ``text`` around its first span, and the spans shifted into it."""
     if len(text) <= width:
         return text, list(spans)
@@ -239,15 +255,21 @@ def snippet(text: str, spans: Sequence[tuple[int, int]], width: int = 240) -> tu
 
 @dataclass(frozen=True, slots=True)
 class SearchHit:
+    """A story the query matches: the watchlists that matched it when stored, and the hits."""
+
     story: StoredStory
-    watchlists: tuple[str, ...]  # watchlists the story matched
+    watchlists: tuple[str, ...]
+    hits: tuple[Hit, ...]
 
 
 @dataclass(frozen=True, slots=True)
 class SearchResult:
-    query: SearchQuery
+    """The stories found, which engine chose the candidates, and how many were decided."""
+
+    query: Query
     hits: tuple[SearchHit, ...]
     engine: str  # "fts5", "postgresql" or "scan"
+    examined: int
 
 
 def _has_fts5(conn: Connection) -> bool:
@@ -255,82 +277,94 @@ def _has_fts5(conn: Connection) -> bool:
     return row is not None
 
 
+def _candidates(
+    conn: Connection, dialect: str, narrow: Narrowing | None, conds: list[Any], order: str
+) -> tuple[str, Iterator[Any]]:
+    """The engine's name and the candidate rows (StoredStory columns), in the order asked."""
+    by_date = (Story.published_at.desc(), Story.id.desc())
+    if narrow is not None and dialect == "sqlite" and _has_fts5(conn):
+        fts = text(f"SELECT rowid AS id, bm25({FTS_TABLE}) AS rank FROM {FTS_TABLE} WHERE {FTS_TABLE} MATCH :q")
+        sub = fts.columns(literal_column("id"), literal_column("rank")).subquery("fts")
+        stmt = stored_story_select().join(sub, sub.c.id == Story.id).where(*conds)
+        stmt = stmt.order_by(sub.c.rank, *by_date) if order == "relevance" else stmt.order_by(*by_date)
+        return "fts5", iter(conn.execute(stmt.execution_options(yield_per=BATCH), {"q": fts5_query(narrow)}))
+    if narrow is not None and dialect == "postgresql":
+        doc: Any = literal_column(_PG_QUERY_DOCUMENT)
+        tsq = func.to_tsquery(literal_column("'simple'::regconfig"), tsquery(narrow))
+        stmt = stored_story_select().where(doc.op("@@")(tsq), *conds)
+        stmt = (
+            stmt.order_by(func.ts_rank(doc, tsq).desc(), *by_date) if order == "relevance" else stmt.order_by(*by_date)
+        )
+        return "postgresql", iter(conn.execute(stmt.execution_options(yield_per=BATCH)))
+    stmt = stored_story_select().where(*conds).order_by(*by_date)
+    return "scan", iter(conn.execute(stmt.execution_options(yield_per=BATCH)))
+
+
 def search_stories(
     store: Store,
-    query: str | SearchQuery,
+    query: str,
     *,
+    aliases: Mapping[str, str] | None = None,
     since: dt.datetime | None = None,
     watchlist: str | None = None,
     limit: int = 20,
     order: str = "date",
 ) -> SearchResult:
-    """Stored stories matching ``query``, newest first (``order="relevance"``: best first).
+    """Stored stories a watchlist with ``query`` would match, newest first (or best first).
 
-    Raises :class:`SearchSyntaxError` for a query that means nothing and
-    :class:`~monitor.errors.StoreError` when the database fails. One transaction.
+    ``aliases`` are the config's alias groups (``@name``); ``watchlist`` keeps the stories
+    that watchlist matched when they were stored. Raises
+    :class:`~monitor.errors.QuerySyntaxError` for a query that does not parse (its column
+    says where) and :class:`~monitor.errors.StoreError` when the database fails. One
+    transaction.
     """
-    q = parse_search(query) if isinstance(query, str) else query
     if order not in ("date", "relevance"):
         raise ValueError(f"order must be 'date' or 'relevance', not {order!r}")
-    conds = []
+    parsed = parse_query(query, aliases)
+    matcher = Matcher([WatchlistQuery(QUERY_NAME, query)], aliases)
+    conds: list[Any] = []
     if since is not None:
         conds.append(Story.published_at >= since)
     if watchlist is not None:
         conds.append(exists().where(Match.story_id == Story.id, Match.watchlist == watchlist))
-    by_date = (Story.published_at.desc(), Story.id.desc())
+    found: list[tuple[StoredStory, tuple[Hit, ...]]] = []
+    examined = 0
     with store.transaction() as conn:
-        if store.dialect == "sqlite" and _has_fts5(conn):
-            engine = "fts5"
-            fts = text(f"SELECT rowid AS id, bm25({FTS_TABLE}) AS rank FROM {FTS_TABLE} WHERE {FTS_TABLE} MATCH :q")
-            sub = fts.columns(literal_column("id"), literal_column("rank")).subquery("fts")
-            stmt = stored_story_select().join(sub, sub.c.id == Story.id).where(*conds)
-            stmt = stmt.order_by(sub.c.rank, *by_date) if order == "relevance" else stmt.order_by(*by_date)
-            rows = conn.execute(stmt.limit(limit), {"q": fts5_query(q)}).all()
-        elif store.dialect == "postgresql":
-            engine = "postgresql"
-            doc: Any = literal_column(_PG_QUERY_DOCUMENT)
-            tsq = func.to_tsquery(literal_column("'simple'::regconfig"), tsquery(q))
-            stmt = stored_story_select().where(doc.op("@@")(tsq), *conds)
-            if order == "relevance":
-                stmt = stmt.order_by(func.ts_rank(doc, tsq).desc(), *by_date)
-            else:
-                stmt = stmt.order_by(*by_date)
-            rows = conn.execute(stmt.limit(limit)).all()
-        else:
-            engine = "scan"
-            rows = []
-            for row in conn.execute(stored_story_select().where(*conds).order_by(*by_date)):
-                if matches_text(q, row.title, row.summary):
-                    rows.append(row)
-                    if len(rows) >= limit:
-                        break
-        stories = [StoredStory(*tuple(r)) for r in rows]
+        engine, rows = _candidates(conn, store.dialect, narrowing(parsed.root), conds, order)
+        for row in rows:
+            examined += 1
+            result = matcher.match_one(QUERY_NAME, row.title, row.summary)
+            if result is not None:
+                found.append((StoredStory(*tuple(row)), result.hits))
+                if len(found) >= limit:
+                    break
         matched: dict[int, list[str]] = {}
-        if stories:
+        if found:
             for sid, wl in conn.execute(
                 select(Match.story_id, Match.watchlist)
-                .where(Match.story_id.in_([s.id for s in stories]))
+                .where(Match.story_id.in_([s.id for s, _ in found]))
                 .order_by(Match.watchlist)
             ):
                 matched.setdefault(sid, []).append(wl)
-    return SearchResult(q, tuple(SearchHit(s, tuple(matched.get(s.id, ()))) for s in stories), engine)
+    hits = tuple(SearchHit(s, tuple(matched.get(s.id, ())), h) for s, h in found)
+    return SearchResult(parsed, hits, engine, examined)
 
 
 __all__ = [
     "FTS_TABLE",
     "PG_DOCUMENT",
     "PG_INDEX",
+    "QUERY_NAME",
+    "AllOf",
+    "AnyOf",
+    "IndexWord",
+    "Narrowing",
     "SearchHit",
-    "SearchQuery",
     "SearchResult",
-    "SearchSyntaxError",
-    "SearchTerm",
     "fts5_query",
     "include_name",
-    "matches_text",
-    "parse_search",
+    "narrowing",
     "search_stories",
     "snippet",
-    "term_spans",
     "tsquery",
 ]

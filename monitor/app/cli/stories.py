@@ -1,4 +1,4 @@
-"""``stories``: full-text search of stored stories, and one story in detail.
+"""``stories``: search stored stories in the watchlist query language, and one story in detail.
 
 Links are shown through :func:`~monitor.app.services.stories.story_link` (no user-info),
 as the web page shows them.
@@ -13,6 +13,7 @@ import click
 from monitor.app.cli.common import DAYS, Context, errors_as_click, highlight, open_store, pass_ctx, stdout_console
 from monitor.app.services.common import require_watchlist
 from monitor.app.services.stories import StorySearch, search, story_detail, story_link
+from monitor.errors import QuerySyntaxError
 
 
 @click.group()
@@ -22,7 +23,7 @@ def stories() -> None:
     Example:
 
     \b
-        news-monitor stories search '"North Korea" troops -exercise' --since 7d
+        news-monitor stories search '"North Korea" troops NOT exercise' --since 7d
     """
 
 
@@ -49,21 +50,35 @@ def stories() -> None:
 def stories_search(
     ctx: Context, query: str, watchlist: str | None, since: float | None, limit: int, sort: str, as_json: bool
 ) -> None:
-    """Full-text search of stored stories (titles and summaries).
+    """Search stored stories with a watchlist query (titles and summaries).
 
-    Words, "quoted phrases", prefix*, OR between alternatives, -word to exclude;
-    case and accents do not matter.
+    The query language of watchlists: "quoted phrases", AND, OR, NOT (or -word),
+    NEAR/n, prefix*, title: and summary:, @alias groups from the config; case and
+    accents do not matter. The stories shown are those a watchlist with this query
+    would match, its matching words highlighted.
 
     Example:
 
     \b
-        news-monitor stories search 'Kursk (troops OR soldats)' --since 7d --watchlist kursk-troops
+        news-monitor stories search '@dprk AND (Kursk OR Koursk) NOT exercise' --since 7d
     """
     with errors_as_click():
+        config = ctx.loaded.config
         if watchlist is not None:
-            require_watchlist(ctx.loaded.config, watchlist)
-        with open_store(ctx.loaded) as store:
-            found = search(store, query, since_days=since, watchlist=watchlist, limit=limit, order=sort)
+            require_watchlist(config, watchlist)
+        try:
+            with open_store(ctx.loaded) as store:
+                found = search(
+                    store,
+                    query,
+                    aliases=config.aliases,
+                    since_days=since,
+                    watchlist=watchlist,
+                    limit=limit,
+                    order=sort,
+                )
+        except QuerySyntaxError as exc:
+            raise click.BadParameter(f"{exc.message}\n{exc.caret()}", param_hint="QUERY") from None
     if as_json:
         click.echo(json.dumps(_search_json(found), indent=2, ensure_ascii=False))
     else:
@@ -79,6 +94,7 @@ def _search_json(found: StorySearch) -> dict[str, object]:
             "title": h.story.title,
             "link": story_link(h.story.link),
             "watchlists": list(h.watchlists),
+            "terms": list(dict.fromkeys(hit.term for hit in h.hits)),
         }
         for h in found.hits
     ]

@@ -1,4 +1,4 @@
-"""Stored stories: the latest alerts, full-text search with highlight offsets, one story in detail.
+"""Stored stories: the latest alerts, search in the watchlist query language, one story in detail.
 
 Links of stories come from feeds: :func:`story_link` is what a page or a feed built
 from them may show (http(s) only, user-info dropped, as the e-mail alerts do).
@@ -6,14 +6,15 @@ from them may show (http(s) only, user-info dropped, as the e-mail alerts do).
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from urllib.parse import urlsplit, urlunsplit
 
 from monitor.app.services.common import MAX_STORY_ID, checked_days
 from monitor.delivery.masking import mask_text
-from monitor.matching.backtest import days_ago
+from monitor.matching.backtest import days_ago, stored_hit_spans
 from monitor.matching.matcher import Hit
-from monitor.storage.search import SearchResult, search_stories, term_spans
+from monitor.storage.search import SearchResult, search_stories
 from monitor.storage.store import Store
 from monitor.storage.stories import MatchedStory, StoredStory, StoryDetail
 
@@ -73,39 +74,46 @@ def alerts_page(store: Store, *, watchlist: str | None = None, page: int = 1, pe
 
 @dataclass(frozen=True, slots=True)
 class StoryHit:
-    """A story found by a search, with the offsets of the search terms in it."""
+    """A story found by a search: the matcher's hits, and their offsets per field."""
 
     story: StoredStory
     watchlists: tuple[str, ...]
+    hits: tuple[Hit, ...]
     title_spans: tuple[tuple[int, int], ...]
     summary_spans: tuple[tuple[int, int], ...]
 
 
 @dataclass(frozen=True, slots=True)
 class StorySearch:
-    """The stories a search found, and which engine ran it (fts5, postgresql or a scan)."""
+    """The stories a search found, which engine chose the candidates (fts5, postgresql or
+    scan) and how many candidates the matcher decided."""
 
     query: str
     engine: str
     hits: tuple[StoryHit, ...]
+    examined: int = 0
 
 
 def search(
     store: Store,
     query: str,
     *,
+    aliases: Mapping[str, str] | None = None,
     since_days: float | None = None,
     watchlist: str | None = None,
     limit: int = 50,
     order: str = "date",
 ) -> StorySearch:
-    """Full-text search of stored stories (``SearchSyntaxError`` for a search meaning nothing).
+    """Stored stories a watchlist with ``query`` would match (the watchlist query language,
+    ``aliases`` for its ``@name`` groups); highlights are the matcher's hits.
 
+    Raises :class:`~monitor.errors.QuerySyntaxError` (with the column) for a bad query,
     ``ValueError`` for ``since_days`` out of :func:`~monitor.app.services.common.checked_days`.
     """
     since = days_ago(checked_days(since_days)) if since_days is not None else None
-    found: SearchResult = search_stories(store, query, since=since, watchlist=watchlist, limit=limit, order=order)
-    terms = found.query.terms
+    found: SearchResult = search_stories(
+        store, query, aliases=aliases, since=since, watchlist=watchlist, limit=limit, order=order
+    )
     return StorySearch(
         query,
         found.engine,
@@ -113,11 +121,13 @@ def search(
             StoryHit(
                 h.story,
                 h.watchlists,
-                tuple(term_spans(h.story.title, terms)),
-                tuple(term_spans(h.story.summary, terms)),
+                h.hits,
+                tuple(stored_hit_spans(h.hits, "title")),
+                tuple(stored_hit_spans(h.hits, "summary")),
             )
             for h in found.hits
         ),
+        found.examined,
     )
 
 

@@ -2,8 +2,8 @@
 
 Each handler parses its query string, calls one function of :mod:`monitor.app.services`
 and renders a template; highlighting is done here, from the offsets the service returns.
-Input the services refuse (a search meaning nothing, ``days=inf``, ``page=0``) is a 400
-page saying why; a story id no database key can hold is no story (404).
+Input the services refuse (a query that does not parse, ``days=inf``, ``page=0``) is a
+400 page saying why; a story id no database key can hold is no story (404).
 
 The alerts page takes ``?watchlist=NAME`` (only that watchlist's alerts) and ``?page=N``
 (:data:`ALERTS_PER_PAGE` stories a page, with links to the previous and next pages).
@@ -17,7 +17,7 @@ from starlette.routing import Route
 
 from monitor.app.services.stories import alerts_page, search, story_detail
 from monitor.app.web.ui import Ui, highlight, highlighted_snippet
-from monitor.storage.search import SearchSyntaxError
+from monitor.errors import QuerySyntaxError
 
 SEARCH_LIMIT = 50
 ALERTS_PER_PAGE = 30
@@ -58,12 +58,17 @@ class Pages:
         since_days = request.query_params.get("days", "").strip()
         wl = request.query_params.get("watchlist", "").strip() or None
         found = None
-        error = None
+        error = caret = None
         if q:
             try:
                 since = float(since_days) if since_days else None
-                found = search(self.ui.state.store, q, since_days=since, watchlist=wl, limit=SEARCH_LIMIT)
-            except (SearchSyntaxError, ValueError) as exc:
+                aliases = self.ui.config().config.aliases
+                found = search(
+                    self.ui.state.store, q, aliases=aliases, since_days=since, watchlist=wl, limit=SEARCH_LIMIT
+                )
+            except QuerySyntaxError as exc:
+                error, caret = exc.message, exc.caret()
+            except ValueError as exc:
                 error = str(exc)
         hits = [
             {
@@ -82,6 +87,7 @@ class Pages:
             watchlist=wl,
             hits=hits,
             error=error,
+            caret=caret,
             engine=found.engine if found else None,
             watchlists=[w.name for w in self.ui.config().config.watchlists],
         )

@@ -35,7 +35,8 @@ if TYPE_CHECKING:
 
 @click.group()
 def stories() -> None:
-    """Search stored stories, and show one with its cluster, matches and alerts.
+    """Search stored stories, show one with its cluster, matches and alerts, list and
+    re-build event clusters.
 
     Example:
 
@@ -268,7 +269,7 @@ def _print_clusters(found: RecentClusters) -> None:
     console = stdout_console()
     if not found.clusters:
         size = f" of {found.min_size} stories or more" if found.min_size > 1 else ""
-        console.print(escape(f"no cluster{size} with a story first seen in the last {found.days:g} days"))
+        console.print(escape(f"no cluster{size} with a story first seen in the last {_span(found.days)}"))
         return
     for c in found.clusters:
         _print_cluster(console, c)
@@ -326,6 +327,10 @@ def stories_recluster(ctx: Context, days: float, dry_run: bool) -> None:
     _print_recluster(done)
 
 
+def _span(days: float) -> str:
+    return "day" if days == 1 else f"{days:g} days"
+
+
 def _print_recluster(done: Recluster) -> None:
     from rich.markup import escape
 
@@ -334,7 +339,7 @@ def _print_recluster(done: Recluster) -> None:
         console.print("clustering is off in the config (cluster.enabled): every story is a cluster of its own")
     console.print(
         escape(
-            f"{done.stories} stories first seen in the last {done.days:g} days "
+            f"{done.stories} stories first seen in the last {_span(done.days)} "
             f"({done.context} earlier stories taken as they are)"
         )
     )

@@ -11,7 +11,9 @@ database is made once per module and copied for each test.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
+import io
 import json
 import shutil
 import sqlite3
@@ -25,9 +27,14 @@ from click.testing import CliRunner, Result
 from ruamel.yaml import YAML
 
 from monitor.app.cli import cli
-from monitor.app.services.clusters import describe_terms, readable_terms
+from monitor.app.services.clusters import describe_terms, readable_terms, recluster
+from monitor.config.model import Config, parse_config
+from monitor.storage.feeds import FeedConfigRow
+from monitor.storage.store import Store
+from monitor.storage.stories import ClusterAssignment
 from tests.support.feeds import Item, rss
 from tests.support.httpserver import HTTPTestServer, Static
+from tests.support.stories import NOW, entry, record
 
 ROOT = Path(__file__).resolve().parent.parent
 DATA = ROOT / "tests" / "data" / "clusters.jsonl"
@@ -362,3 +369,93 @@ def test_shared_features_read_by_kind(
 def test_bad_input_is_a_usage_error(env: Env, args: tuple[str, ...], message: str) -> None:
     result = env.run(*args)
     assert result.exit_code == 2 and message in result.output
+
+
+def test_storage_writes_the_clusters_it_is_given_and_lists_clusters_by_recent_activity(store: Store) -> None:
+    store.sync_feeds(
+        [FeedConfigRow(name="wire", url="http://127.0.0.1/wire.xml", interval_s=600, language="en")], now=NOW
+    )
+    (feed,) = store.feeds()
+    earlier = NOW - dt.timedelta(hours=2)
+    first, second, third = record(store, feed, [entry(1), entry(2), entry(3)], now=earlier).new_story_ids
+    (fourth,) = record(store, feed, [entry(4)], now=NOW).new_story_ids
+
+    filed = store.stories_first_seen(NOW - dt.timedelta(hours=3))
+    assert [s.id for s in filed] == [first, second, third, fourth]
+    assert [s.cluster_id for s in filed] == [s.id for s in filed] and filed[0].cluster_ident == filed[0].ident
+    assert [s.id for s in store.stories_first_seen(earlier, NOW)] == [first, second, third]
+
+    written = store.assign_clusters(
+        [ClusterAssignment(second, first, 0.5, ("n:kim", "a:sign")), ClusterAssignment(third, first, 0.25)]
+    )
+    assert written == 2
+    members = store.cluster_members([first])[first]
+    assert [(m.story_id, m.score, m.terms) for m in members] == [
+        (first, None, ()),
+        (second, 0.5, ("n:kim", "a:sign")),
+        (third, 0.25, ()),
+    ]
+    assert store.stories_first_seen(earlier)[1].cluster_ident == filed[0].ident
+
+    assert store.recent_cluster_ids(NOW - dt.timedelta(hours=3)) == [fourth, first]
+    assert store.recent_cluster_ids(NOW - dt.timedelta(hours=1)) == [fourth]
+    assert store.recent_cluster_ids(NOW - dt.timedelta(hours=3), min_size=2) == [first]
+    assert store.recent_cluster_ids(NOW - dt.timedelta(hours=3), min_size=4) == []
+    assert store.recent_cluster_ids(NOW - dt.timedelta(hours=3), limit=1) == [fourth]
+
+    store.assign_clusters([ClusterAssignment(second, second), ClusterAssignment(third, second, 0.3, ("#:10000",))])
+    assert [(m.story_id, m.score) for m in store.cluster_members([first])[first]] == [(first, None)]
+    assert [(m.story_id, m.score, m.terms) for m in store.cluster_members([second])[second]] == [
+        (second, None, ()),
+        (third, 0.3, ("#:10000",)),
+    ]
+
+
+def config_with(cluster: dict[str, object] | None = None) -> Config:
+    aliases = YAML(typ="safe").load((ROOT / "config.yaml").read_text(encoding="utf-8")).get("aliases") or {}
+    data: dict[str, Any] = {"database": "sqlite:///unused.db", "aliases": aliases}
+    if cluster is not None:
+        data["cluster"] = cluster
+    buf = io.StringIO()
+    YAML().dump(data, buf)
+    return parse_config(buf.getvalue())[0]
+
+
+def test_recluster_service_on_each_backend(store: Store) -> None:
+    rows = labelled()
+    published = moved_to_now(rows)
+    names = sorted({OUTLETS[rows[x]["outlet"]] for x in PACT})
+    store.sync_feeds([FeedConfigRow(n, f"http://127.0.0.1/{n}.xml", 600, FEEDS[n]) for n in names], now=NOW)
+    feeds = {f.name: f for f in store.feeds()}
+    seen = dt.datetime.now(dt.UTC) - dt.timedelta(minutes=10)
+    ids = {}
+    for i, label in enumerate(sorted(PACT, key=lambda x: published[x])):
+        row = rows[label]
+        told = dataclasses.replace(
+            entry(i),
+            title=row["title"],
+            summary=row["summary"],
+            language=row["language"],
+            published_at=published[label],
+        )
+        feed = feeds[OUTLETS[row["outlet"]]]
+        (ids[label],) = record(store, feed, [told], now=seen + dt.timedelta(seconds=i)).new_story_ids
+    # Recorded without a clusterer: each story alone.
+    assert all(len(store.cluster_members([sid])[sid]) == 1 for sid in ids.values())
+
+    dry = recluster(store, config_with(), 1, dry_run=True)
+    assert (dry.stories, dry.clusters_before, dry.clusters_after, len(dry.moves), dry.written) == (3, 3, 1, 2, 0)
+    assert all(len(store.cluster_members([sid])[sid]) == 1 for sid in ids.values())
+
+    done = recluster(store, config_with(), 1)
+    first = ids["s0001"]
+    assert done.written == 2 and {(m.before, m.after) for m in done.moves} == {
+        (ids["s0002"], first),
+        (ids["s0003"], first),
+    }
+    members = store.cluster_members([first])[first]
+    assert [m.story_id for m in members] == [ids[x] for x in PACT]
+    assert members[0].score is None and all(m.score and m.terms for m in members[1:])
+
+    assert recluster(store, config_with({"enabled": False}), 1).clusters_after == 3
+    assert all(len(store.cluster_members([sid])[sid]) == 1 for sid in ids.values())

@@ -182,7 +182,7 @@ def test_the_poll_clusters_each_event_across_outlets_and_languages(env: Env) -> 
 def test_clusters_lists_each_cluster_with_its_members_and_why_they_joined(env: Env) -> None:
     out = env.ok("stories", "clusters")
     rows = labelled()
-    blocks = [b for b in out.split("cluster #")[1:]]
+    blocks = out.split("cluster #")[1:]
     assert len(blocks) == 3
     pact = next(b for b in blocks if rows["s0001"]["title"] in b)
     for label in PACT:
@@ -255,6 +255,7 @@ def test_recluster_applies_a_changed_threshold_and_back(env: Env) -> None:
     assert "7 stories first seen in the last day" in out
     assert "clusters: 3 before, 7 after" in out
     assert "4 stories moved" in out and "to a cluster of its own" in out
+    assert "4 stories written; a running daemon uses the new clusters after a restart" in out
     assert env.clusters() == SPLIT
     assert env.sql("SELECT count(*) FROM stories WHERE cluster_score IS NOT NULL") == [(0,)]
     assert "no cluster of 2 stories or more" in env.ok("stories", "clusters", "--min-size", "2")

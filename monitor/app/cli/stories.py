@@ -1,4 +1,5 @@
-"""``stories``: full-text search of stored stories, and one story in detail.
+"""``stories``: full-text search of stored stories, one story in detail, event clusters
+(``clusters`` lists them, ``recluster`` builds them again with the current settings).
 
 Links are shown through :func:`~monitor.app.services.stories.story_link` (no user-info),
 as the web page shows them. ``clusters``, ``recluster`` and the cluster part of ``show``

@@ -35,8 +35,7 @@ from monitor.app.deliver import Deliverer, DeliveryReport, Policies
 from monitor.app.metrics import Metrics
 from monitor.app.poll import Pipeline, Watch
 from monitor.app.reload import ConfigWatcher
-from monitor.clustering.clusterer import Clusterer
-from monitor.clustering.features import vocabulary
+from monitor.app.services.common import build_clusterer
 from monitor.config.model import Config, LoadedConfig, load_config
 from monitor.delivery.notify import AppriseChannel, load_channels
 from monitor.delivery.render import Renderer
@@ -65,13 +64,6 @@ def build_watch(config: Config) -> Watch:
         targets={w.name: tuple(w.notify) for w in enabled},
         catchup_new_feeds=config.poll.catchup_new_feeds,
     )
-
-
-def build_clusterer(config: Config) -> Clusterer | None:
-    """The story clusterer of *config* (None when ``cluster.enabled`` is off)."""
-    if not config.cluster.enabled:
-        return None
-    return Clusterer(vocabulary(config.aliases), config.cluster.rules())
 
 
 def feed_rows(config: Config) -> list[FeedConfigRow]:
@@ -123,9 +115,7 @@ class Runtime:
         try:
             freed = store.release_dead_claims(host=socket.gethostname(), alive=_pid_alive)
             if any(freed):
-                log.warning(
-                    "released %d feed claim(s) and %d alert lease(s) left by a process that died", *freed
-                )
+                log.warning("released %d feed claim(s) and %d alert lease(s) left by a process that died", *freed)
             store.sync_feeds(feed_rows(config))
             fetcher = Fetcher(fetch_settings(config))
         except BaseException:
@@ -150,9 +140,7 @@ class Runtime:
         """Swap in a new, already validated config without restarting anything."""
         config = loaded.config
         if loaded.database_url != self.loaded.database_url:
-            log.warning(
-                "database changed in the config: restart the daemon to use it (keeping the current one)"
-            )
+            log.warning("database changed in the config: restart the daemon to use it (keeping the current one)")
         renderer = Renderer(timezone=config.timezone, overrides=config.templates)
         channels = load_channels(config.target_urls, timeout=config.delivery.timeout)
         watch = build_watch(config)

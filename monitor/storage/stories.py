@@ -13,7 +13,9 @@ Backfill recording writes matches and outbox rows together, so it is composed in
 
 Read models sit with the queries that build them: :class:`StoredStory` (and
 :func:`stored_story_select`, shared with story search), :class:`MatchedStory`,
-:class:`StoryDetail`.
+:class:`StoryDetail`, :class:`ClusterMember` (and :meth:`StoryStore.recent_cluster_ids`
+to pick clusters by recent activity), :class:`FiledStory` (what ``stories recluster``
+replays). :meth:`StoryStore.assign_clusters` writes clusters decided elsewhere, as given.
 """
 
 from __future__ import annotations
@@ -92,6 +94,38 @@ class ClusterMember:
     first_seen_at: dt.datetime
     score: float | None
     terms: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class FiledStory:
+    """A stored story as ``stories recluster`` replays it: what the clusterer signs, the
+    cluster it is in now (``cluster_id``, and ``cluster_ident`` the identity of that
+    cluster's first story) and why it joined (``score``/``terms``, None/empty for a first)."""
+
+    id: int
+    ident: str
+    cluster_id: int
+    cluster_ident: str
+    feed: str
+    title: str
+    summary: str
+    language: str | None
+    published_at: dt.datetime
+    first_seen_at: dt.datetime
+    score: float | None
+    terms: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class ClusterAssignment:
+    """A story's cluster as decided elsewhere (``stories recluster``): the id of the
+    cluster's first story (its own id for a first story, whose ``score`` is None and
+    ``terms`` empty)."""
+
+    story_id: int
+    cluster_id: int
+    score: float | None = None
+    terms: tuple[str, ...] = ()
 
 
 def stored_story_select() -> Any:
@@ -236,6 +270,88 @@ class StoryStore(Database):
                     )
                     out[member.cluster_id].append(member)
         return out
+
+    def recent_cluster_ids(self, since: dt.datetime, *, min_size: int = 1, limit: int = 50) -> list[int]:
+        """Ids of the clusters with a story first seen since *since*, the cluster with the
+        newest such story first (at most *limit*), counting only clusters of at least
+        *min_size* stories (all their stories, those seen before *since* included)."""
+        recent = (
+            select(Story.cluster_id.label("cid"), func.max(Story.first_seen_at).label("last"))
+            .where(Story.first_seen_at >= since, Story.cluster_id.is_not(None))
+            .group_by(Story.cluster_id)
+            .subquery()
+        )
+        member = cast(Table, Story.__table__).alias("member")
+        stmt = (
+            select(recent.c.cid)
+            .join(member, member.c.cluster_id == recent.c.cid)
+            .group_by(recent.c.cid, recent.c.last)
+            .having(func.count() >= min_size)
+            .order_by(recent.c.last.desc(), recent.c.cid.desc())
+            .limit(limit)
+        )
+        with self.transaction() as conn:
+            return [int(cid) for (cid,) in conn.execute(stmt)]
+
+    def stories_first_seen(self, since: dt.datetime, until: dt.datetime | None = None) -> list[FiledStory]:
+        """Stories first seen since *since* (and before *until*), in the order they were
+        first seen (published time, then row id, as tie-breaks), with their clusters."""
+        first = cast(Table, Story.__table__).alias("first_story")
+        stmt = (
+            select(
+                Story.id,
+                Story.ident,
+                func.coalesce(Story.cluster_id, Story.id),
+                func.coalesce(first.c.ident, Story.ident),
+                Feed.name,
+                Story.title,
+                Story.summary,
+                func.coalesce(Story.language, Feed.language),
+                Story.published_at,
+                Story.first_seen_at,
+                Story.cluster_score,
+                Story.cluster_terms,
+            )
+            .join(Feed, Feed.id == Story.feed_id)
+            .outerjoin(first, first.c.id == Story.cluster_id)
+            .where(Story.first_seen_at >= since)
+            .order_by(Story.first_seen_at, Story.published_at, Story.id)
+        )
+        if until is not None:
+            stmt = stmt.where(Story.first_seen_at < until)
+        with self.transaction() as conn:
+            rows = list(conn.execute(stmt))
+        return [
+            FiledStory(sid, ident, cid, cident, feed, title, summary, lang, pub, seen, score, tuple(terms or ()))
+            for sid, ident, cid, cident, feed, title, summary, lang, pub, seen, score, terms in rows
+        ]
+
+    def assign_clusters(self, assignments: Sequence[ClusterAssignment]) -> int:
+        """Write each story's cluster, score and terms as given, in one transaction (the
+        decision is the caller's). Returns the number of stories written."""
+        story = cast(Table, Story.__table__)
+        rows = [
+            {
+                "b_id": a.story_id,
+                "v_cluster": a.cluster_id,
+                "v_score": a.score,
+                "v_terms": list(a.terms) or None,
+            }
+            for a in assignments
+        ]
+        stmt = (
+            update(story)
+            .where(story.c.id == bindparam("b_id"))
+            .values(
+                cluster_id=bindparam("v_cluster"),
+                cluster_score=bindparam("v_score"),
+                cluster_terms=bindparam("v_terms"),
+            )
+        )
+        with self.transaction() as conn:
+            for chunk in chunks(rows):
+                conn.execute(stmt, chunk)
+        return len(rows)
 
     def last_story_id(self) -> int:
         with self.transaction() as conn:

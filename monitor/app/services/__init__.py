@@ -9,7 +9,9 @@ import or a story search gives the same answer wherever it is asked.
 * :mod:`~monitor.app.services.watchlists`: watchlist edits, backfills and views;
 * :mod:`~monitor.app.services.feeds`: feed status and edits, OPML;
 * :mod:`~monitor.app.services.stories`: latest alerts, search, story detail;
-* :mod:`~monitor.app.services.common`: progress, the result of an edit, unknown names.
+* :mod:`~monitor.app.services.clusters`: event clusters, a story's cluster, re-clustering;
+* :mod:`~monitor.app.services.common`: progress, the result of an edit, unknown names,
+  the story clusterer of a config.
 
 Contract of each function: plain arguments in (a config path or a parsed
 :class:`~monitor.config.model.Config`, a :class:`~monitor.storage.store.Store`, strings

@@ -8,6 +8,9 @@ Numbers typed by a person are bounded here, once for the CLI and the web page:
 :func:`checked_days` (a finite count of days back, at most :data:`MAX_DAYS`; ``inf``
 would overflow the date arithmetic) and :data:`MAX_STORY_ID` (a story id the database's
 64-bit key can hold; a bigger one is no story at all).
+
+:func:`build_clusterer` makes the story clusterer of a config, for the daemon and for
+``stories recluster`` alike.
 """
 
 from __future__ import annotations
@@ -17,6 +20,8 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
 
+from monitor.clustering.clusterer import Clusterer
+from monitor.clustering.features import vocabulary
 from monitor.config.model import Config, WatchlistConfig
 from monitor.errors import ConfigError
 
@@ -38,6 +43,14 @@ def checked_days(days: float) -> float:
     if not (math.isfinite(days) and 0 < days <= MAX_DAYS):
         raise ValueError(f"days: a number greater than 0 and at most {MAX_DAYS}, not {days:g}")
     return days
+
+
+def build_clusterer(config: Config) -> Clusterer | None:
+    """A fresh story clusterer with *config*'s ``cluster:`` settings and alias groups (None
+    when ``cluster.enabled`` is off): the daemon's, and ``stories recluster``'s."""
+    if not config.cluster.enabled:
+        return None
+    return Clusterer(vocabulary(config.aliases), config.cluster.rules())
 
 
 class UnknownWatchlistError(ConfigError):
@@ -91,6 +104,7 @@ __all__ = [
     "Progress",
     "Saved",
     "UnknownWatchlistError",
+    "build_clusterer",
     "checked_days",
     "no_progress",
     "require_watchlist",

@@ -114,6 +114,7 @@ class MatchedStory:
     """
 
     story_id: int
+    cluster_id: int  # the id of its cluster's first story (its own id for the first)
     watchlist: str
     title: str
     summary: str
@@ -446,6 +447,7 @@ class StoryStore(Database):
         return [
             MatchedStory(
                 story_id=r.story_id,
+                cluster_id=r.cluster_id or r.story_id,
                 watchlist=r.watchlist,
                 title=r.title,
                 summary=r.summary,

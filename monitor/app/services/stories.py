@@ -20,7 +20,8 @@ from monitor.storage.stories import MatchedStory, StoredStory, StoryDetail
 
 @dataclass(frozen=True, slots=True)
 class AlertedStory:
-    """A story that alerted, with every watchlist match of it and their hits."""
+    """A story that alerted, with every watchlist match of its event cluster and their
+    hits (the other stories of the cluster are ``story.also_reported_by``)."""
 
     story: MatchedStory
     matches: tuple[MatchedStory, ...]
@@ -28,12 +29,14 @@ class AlertedStory:
 
 
 def recent_alerts(store: Store, *, scan: int = 150, limit: int = 60) -> tuple[AlertedStory, ...]:
-    """The latest alerted stories (one entry per story, however many watchlists matched it)."""
+    """The latest alerted stories: one entry per event cluster, however many watchlists
+    it alerted, led by its latest alerted story."""
     grouped: dict[int, list[MatchedStory]] = {}
     for m in store.matched_stories(alerted_only=True, limit=scan):
-        grouped.setdefault(m.story_id, []).append(m)
+        grouped.setdefault(m.cluster_id, []).append(m)
     return tuple(
-        AlertedStory(ms[0], tuple(ms), tuple(h for m in ms for h in m.hits)) for ms in list(grouped.values())[:limit]
+        AlertedStory(ms[0], tuple(ms), tuple(h for m in ms if m.story_id == ms[0].story_id for h in m.hits))
+        for ms in list(grouped.values())[:limit]
     )
 
 

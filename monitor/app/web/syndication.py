@@ -31,6 +31,8 @@ from monitor.app.services.common import UnknownWatchlistError
 from monitor.app.services.stories import story_link
 from monitor.app.services.watchlists import WatchlistFeed, watchlist_feed
 from monitor.app.web.ui import Ui
+from monitor.delivery.render import OtherReport
+from monitor.storage.stories import MatchedStory
 
 
 class Syndication:
@@ -76,7 +78,7 @@ def _iso(when: dt.datetime) -> str:
     return when.astimezone(dt.UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
 
 
-def _other(m: Any, other: Any, *, with_link: bool = True) -> str:
+def _other(m: MatchedStory, other: OtherReport, *, with_link: bool = True) -> str:
     """One other report as text: ``outlet (fr): "title" <url>``; the same article in
     another feed is its outlet alone."""
     text = other.outlet + (f" ({other.language})" if other.language else "")
@@ -94,7 +96,7 @@ def _item_text(m: Any) -> str:
     return "\n\n".join(parts)
 
 
-def _item_html(m: Any) -> str:
+def _item_html(m: MatchedStory) -> str:
     """The item's content as HTML: the summary, what matched, and "also reported by" as links."""
     parts = [Markup("<p>{}</p>").format(m.summary)] if m.summary else []
     parts.append(Markup("<p>Matched: {}. Source: {}.</p>").format(", ".join(m.terms), m.source))
@@ -112,7 +114,7 @@ def _item_html(m: Any) -> str:
     return str(Markup("\n").join(parts))
 
 
-def _extension(other: Any) -> dict[str, str | None]:
+def _extension(other: OtherReport) -> dict[str, str | None]:
     """One other report in the ``_news_monitor`` extension object."""
     return {"outlet": other.outlet, "language": other.language, "title": other.title, "url": story_link(other.link)}
 

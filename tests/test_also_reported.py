@@ -122,16 +122,23 @@ class World:
 
 
 def make_world(
-    tmp_path: Path, *, mode: str = "digest", hook: str = "json://127.0.0.1:9/", mail: str = "", extra: str = ""
+    tmp_path: Path,
+    *,
+    backend: tuple[str, str | None] | None = None,
+    mode: str = "digest",
+    hook: str = "json://127.0.0.1:9/",
+    mail: str = "",
+    extra: str = "",
 ) -> World:
+    """The config, the store (SQLite, or the ``db_backend`` given) and the ingest parts."""
+    url, schema = backend or (f"sqlite:///{tmp_path / 'monitor.db'}", None)
+    if schema:
+        url = f"{url}?options=-csearch_path%3D{schema}"
     path = tmp_path / "config.yaml"
     mail = mail or "mailto://127.0.0.1:9?from=a@example.org&to=b@example.org&mode=insecure"
-    path.write_text(
-        CONFIG.format(db=f"sqlite:///{tmp_path / 'monitor.db'}", hook=hook, mail=mail, mode=mode, extra=extra),
-        encoding="utf-8",
-    )
+    path.write_text(CONFIG.format(db=url, hook=hook, mail=mail, mode=mode, extra=extra), encoding="utf-8")
     loaded = load_config(path)
-    store = Store(loaded.database_url)
+    store = Store(loaded.database_url, schema=schema)
     store.sync_feeds([FeedConfigRow(n, f"https://{n}.example/rss", 600, lang) for n, lang in FEEDS.items()], now=NOW)
     clusterer = build_clusterer(loaded.config)
     assert clusterer is not None
@@ -145,8 +152,8 @@ def tell_everything(w: World) -> None:
     w.tell(REUTERS, feed="wire", now=NOW + dt.timedelta(minutes=5))  # the same article, another feed
 
 
-def test_the_tellings_form_one_cluster_that_alerted_once(tmp_path: Path) -> None:
-    w = make_world(tmp_path)
+def test_the_tellings_form_one_cluster_that_alerted_once(tmp_path: Path, db_backend: tuple[str, str | None]) -> None:
+    w = make_world(tmp_path, backend=db_backend)
     tell_everything(w)
     try:
         members = w.store.cluster_members([w.ids["reuters"]])[w.ids["reuters"]]
@@ -171,8 +178,8 @@ def test_the_tellings_form_one_cluster_that_alerted_once(tmp_path: Path) -> None
 
 
 @pytest.fixture
-def site(tmp_path: Path) -> Iterator[tuple[World, httpx.Client]]:
-    w = make_world(tmp_path)
+def site(tmp_path: Path, db_backend: tuple[str, str | None]) -> Iterator[tuple[World, httpx.Client]]:
+    w = make_world(tmp_path, backend=db_backend)
     tell_everything(w)
     with serve(w) as http:
         yield w, http
@@ -297,10 +304,10 @@ def deliverer(w: World, clock: list[dt.datetime]) -> Deliverer:
 
 
 def test_the_digest_lists_the_other_tellings_under_the_story(
-    tmp_path: Path, servers: tuple[SMTPTestServer, WebhookReceiver]
+    tmp_path: Path, db_backend: tuple[str, str | None], servers: tuple[SMTPTestServer, WebhookReceiver]
 ) -> None:
     smtp, hook = servers
-    w = make_world(tmp_path, hook=hook.apprise_json_url("/h"), mail=smtp.apprise_url())
+    w = make_world(tmp_path, backend=db_backend, hook=hook.apprise_json_url("/h"), mail=smtp.apprise_url())
     clock = [NOW + dt.timedelta(minutes=10)]
     d = deliverer(w, clock)
     try:

@@ -154,8 +154,8 @@ def tell_everything(w: World) -> None:
 
 def test_the_tellings_form_one_cluster_that_alerted_once(tmp_path: Path, db_backend: tuple[str, str | None]) -> None:
     w = make_world(tmp_path, backend=db_backend)
-    tell_everything(w)
     try:
+        tell_everything(w)
         members = w.store.cluster_members([w.ids["reuters"]])[w.ids["reuters"]]
         assert [m.feed for m in members] == ["reuters", "afp", "yonhap"]
         alerted = w.store.matched_stories(alerted_only=True)

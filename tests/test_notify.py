@@ -21,7 +21,7 @@ import pytest
 import monitor.delivery.notify
 from monitor.delivery.channels import FLAVOURS, SendResult, send_or_raise
 from monitor.delivery.notify import AppriseChannel, load_channels
-from monitor.delivery.render import AlertStory, Renderer
+from monitor.delivery.render import AlertStory, OtherReport, Renderer
 from monitor.errors import ConfigError, NotifyError
 from tests.support.smtpserver import SMTPTestServer
 from tests.support.webhook import WebhookReceiver, redirect_host
@@ -86,7 +86,7 @@ def story(**changes: object) -> AlertStory:
         watchlists=("dprk-russia-pact",),
         matched_terms=('"North Korea"', "pact"),
         highlights=(("title", 34, 38), ("summary", 11, 22)),
-        also_reported_by=("guardian-world",),
+        also_reported_by=(OtherReport("guardian-world", "en"),),
     )
     return replace(base, **changes)  # type: ignore[arg-type]
 
@@ -171,7 +171,8 @@ def test_slack_payload_is_exactly_mrkdwn(hook: WebhookReceiver, renderer: Render
                     "Russia and *North Korea* agreed to help each other if attacked, the Kremlin said.\n"
                     "\n"
                     "Watchlist: dprk-russia-pact\n"
-                    "Also reported by: guardian-world"
+                    "Also reported by:\n"
+                    "• guardian-world (en)"
                 ),
             }
         ],
@@ -261,7 +262,8 @@ def test_slack_digest_payload_is_exactly_mrkdwn(hook: WebhookReceiver, renderer:
                     "• <https://www.bbc.co.uk/news/articles/c1ww4gll8ppo?at_medium=RSS&amp;at_campaign=rss"
                     "|\u2217Breaking\u2217: pact &lt;signed&gt;> (bbc-world, 2024-06-19 07:05 CEST)\n"
                     "Russia and *North Korea* agreed to help each other if attacked, the Kremlin said.\n"
-                    'Matched: *"North Korea"*, *pact* · also reported by: guardian-world\n'
+                    'Matched: *"North Korea"*, *pact*\n'
+                    "   ◦ also reported by guardian-world (en)\n"
                     "\n"
                     "*kursk-troops*\n"
                     "• Troops seen in Kursk (bbc-world, 2024-06-19 07:05 CEST)\n"

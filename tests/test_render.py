@@ -14,26 +14,42 @@ from datetime import UTC, datetime
 import pytest
 
 from monitor.delivery.channels import Message
-from monitor.delivery.render import SUMMARY_MAX, TEMPLATE_NAMES, TITLE_MAX, AlertStory, Renderer
+from monitor.delivery.render import (
+    ALSO_MAX,
+    SUMMARY_MAX,
+    TEMPLATE_NAMES,
+    TITLE_MAX,
+    AlertStory,
+    OtherReport,
+    Renderer,
+)
 from monitor.errors import ConfigError
 
 PUBLISHED = datetime(2024, 6, 19, 5, 5, tzinfo=UTC)
 TITLE = "Putin and Kim sign mutual defence pact in Pyongyang"
 SUMMARY = "Russia and North Korea agreed to help each other if attacked, the Kremlin said."
+LINK = "https://www.bbc.co.uk/news/articles/c1ww4gll8ppo"
+LEMONDE_TITLE = "Poutine et Kim signent un pacte de défense mutuelle à Pyongyang"
+LEMONDE_LINK = "https://www.lemonde.fr/international/article/2024/06/19/poutine-kim-pacte"
+#: The same article in another feed, then another outlet's story of the same event.
+OTHERS = (
+    OtherReport("guardian-world", "en", TITLE, LINK, 7),
+    OtherReport("lemonde-international", "fr", LEMONDE_TITLE, LEMONDE_LINK, 9),
+)
 
 
 def story(**changes: object) -> AlertStory:
     base = AlertStory(
         story_id=7,
         title=TITLE,
-        link="https://www.bbc.co.uk/news/articles/c1ww4gll8ppo",
+        link=LINK,
         source="bbc-world",
         published_at=PUBLISHED,
         summary=SUMMARY,
         watchlists=("dprk-russia-pact",),
         matched_terms=('"North Korea"', "pact"),
         highlights=(("title", 34, 38), ("summary", 11, 22)),  # "pact", "North Korea"
-        also_reported_by=("guardian-world", "lemonde-international"),
+        also_reported_by=OTHERS,
     )
     return replace(base, **changes)  # type: ignore[arg-type]
 
@@ -60,7 +76,9 @@ def test_highlight_offsets_in_fixture_are_right() -> None:
                 "Russia and <mark>North Korea</mark> agreed to help each other",
                 ">https://www.bbc.co.uk/news/articles/c1ww4gll8ppo</a>",
                 "Watchlist: dprk-russia-pact",
-                "Also reported by: guardian-world, lemonde-international",
+                "Also reported by:",
+                "<li>guardian-world (en)</li>",
+                f'<li>lemonde-international (fr): {LEMONDE_TITLE} <a href="{LEMONDE_LINK}"',
             ],
         ),
         (
@@ -73,7 +91,8 @@ def test_highlight_offsets_in_fixture_are_right() -> None:
                 'Matched: **"North Korea"**, **pact**',
                 "Russia and **North Korea** agreed to help each other",
                 "Watchlist: dprk-russia-pact",
-                "Also reported by: guardian-world, lemonde-international",
+                "Also reported by:\n• guardian-world (en)\n",
+                f"• lemonde-international (fr): [{LEMONDE_TITLE}](<{LEMONDE_LINK}>)\n",
             ],
         ),
         (
@@ -86,7 +105,8 @@ def test_highlight_offsets_in_fixture_are_right() -> None:
                 SUMMARY,
                 "https://www.bbc.co.uk/news/articles/c1ww4gll8ppo",
                 "Watchlist: dprk-russia-pact",
-                "Also reported by: guardian-world, lemonde-international",
+                "Also reported by:\n- guardian-world (en)\n",
+                f"- lemonde-international (fr): {LEMONDE_TITLE}\n  {LEMONDE_LINK}\n",
             ],
         ),
     ],
@@ -230,7 +250,7 @@ def test_feed_values_are_escaped(
 )
 def test_links_are_http_only_and_encoded(link: str, expected: str | None) -> None:
     renderer = Renderer()
-    s = story(link=link)
+    s = story(link=link, also_reported_by=())
     text = renderer.alert(s, "text").body
     email = renderer.alert(s, "email").body
     slack = renderer.alert(s, "slack").body
@@ -374,6 +394,112 @@ def test_digest_groups_stories_by_watchlist(kind: str, sections: list[str]) -> N
     assert message.body.count("Pact signed") == 1
     assert "dprk-russia-sanctions" in message.body.replace("\\", "")
     assert "3 stories" in message.body
+
+
+# -- also reported by ----------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("kind", "expected"),
+    [
+        (
+            "text",
+            [
+                "  Also reported by:\n  - guardian-world (en)\n",
+                f"  - lemonde-international (fr): {LEMONDE_TITLE}\n    {LEMONDE_LINK}\n",
+            ],
+        ),
+        (
+            "slack",
+            [
+                "   ◦ also reported by guardian-world (en)\n",
+                f"   ◦ also reported by lemonde-international (fr): [{LEMONDE_TITLE}](<{LEMONDE_LINK}>)\n",
+            ],
+        ),
+        (
+            "email",
+            [
+                "Also reported by:</p>",
+                "<li>guardian-world (en)</li>",
+                f'<li>lemonde-international (fr): {LEMONDE_TITLE} <a href="{LEMONDE_LINK}"',
+                f">{LEMONDE_LINK}</a></li>",
+            ],
+        ),
+    ],
+)
+def test_digest_lists_the_other_reports_under_each_story(kind: str, expected: list[str]) -> None:
+    stories = [story(), story(story_id=8, watchlists=("kursk-troops",))]
+    body = Renderer().digest(stories, kind, title="digest").body
+    for fragment in expected:
+        assert body.count(fragment) == 2, fragment  # under each story
+
+
+def test_the_same_article_elsewhere_is_named_by_its_outlet_alone() -> None:
+    # The sighting carries the story's own title and link: repeating them says nothing.
+    renderer = Renderer()
+    for kind in ("text", "slack", "email"):
+        alone = renderer.digest([story(also_reported_by=())], kind, title="d").body
+        body = renderer.digest([story(also_reported_by=OTHERS[:1])], kind, title="d").body
+        assert "guardian-world (en)" in body and "guardian-world" not in alone
+        assert body.count(LINK) == alone.count(LINK) and body.count("mutual defence") == alone.count("mutual defence")
+
+
+HOSTILE_OTHER = OtherReport(
+    outlet="<!everyone> wire\x1b[2J",
+    language="fr\x07",
+    title="<!channel> **pwned** <script>alert(1)</script> [x](https://evil.example)",
+    link="javascript:alert(2)",
+    story_id=5,
+)
+
+
+@pytest.mark.parametrize(
+    ("kind", "present", "absent"),
+    [
+        (
+            "slack",
+            [
+                r"\<\!everyone\> wire\[2J (fr): \<\!channel\> ∗∗pwned∗∗",
+                r"\[x\]\(https://evil.example\)",
+            ],
+            ["<!channel>", "<!everyone>", "**pwned**", "[x](", "javascript:", "\x1b", "\x07"],
+        ),
+        (
+            "email",
+            ["&lt;!everyone&gt; wire[2J (fr): &lt;!channel&gt; **pwned** &lt;script&gt;"],
+            ["<script", "<!channel>", "javascript:", "\x1b", "\x07"],
+        ),
+        (
+            "text",
+            ["- <!everyone> wire[2J (fr): <!channel> **pwned** <script>alert(1)</script>"],
+            ["javascript:", "\x1b", "\x07"],
+        ),
+    ],
+)
+def test_other_reports_from_feeds_are_escaped(kind: str, present: list[str], absent: list[str]) -> None:
+    renderer = Renderer()
+    s = story(also_reported_by=(HOSTILE_OTHER,))
+    for body in (renderer.alert(s, kind).body, renderer.digest([s], kind, title="d").body):
+        for fragment in present:
+            assert fragment in body, fragment
+        for fragment in absent:
+            assert fragment not in body, fragment
+        if kind == "slack":
+            assert not re.search(r"(?<![\\(])<", body), body
+
+
+def test_a_long_list_of_other_reports_is_cut_and_counted() -> None:
+    others = tuple(OtherReport(f"outlet-{i}", "en", f"Telling {i}", f"https://o{i}.example/a") for i in range(12))
+    renderer = Renderer()
+    for kind in ("text", "slack", "email"):
+        body = renderer.digest([story(also_reported_by=others)], kind, title="d").body
+        assert f"outlet-{ALSO_MAX - 1}" in body and f"outlet-{ALSO_MAX}" not in body
+        assert f"and {12 - ALSO_MAX} more" in body
+
+
+def test_an_override_that_joins_the_other_reports_lists_their_outlets() -> None:
+    renderer = Renderer(overrides={"text.txt": "Also: {{ story.also_reported_by|join(', ') }}"})
+    assert renderer.alert(story(), "text").body == "Also: guardian-world, lemonde-international\n"
 
 
 # -- configuration -------------------------------------------------------------------

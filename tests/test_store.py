@@ -121,7 +121,8 @@ def test_record_and_dedupe(store: Store) -> None:
     assert record(store, fb, [e1], {0: [result("kursk")]}, targets={"kursk": ["mail"]}).new_stories == 0
     claimed = store.claim_alerts(worker="d", lease=60, now=NOW)
     assert {a.target for a in claimed} == {"mail", "slack"}
-    assert all(a.also_reported_by == ("b",) for a in claimed)
+    assert all([o.outlet for o in a.also_reported_by] == ["b"] for a in claimed)
+    assert all(a.also_reported_by[0].link == e1.link and a.also_reported_by[0].language == "en" for a in claimed)
     assert all(a.terms == ("Kursk",) for a in claimed)
 
 
@@ -155,7 +156,7 @@ def test_a_story_stored_meanwhile_by_another_daemon_is_not_new_but_sighted(store
     (rep,) = store.apply_poll(late)
     assert (rep.new_stories, rep.matches, rep.alerts) == (0, 0, 0)
     (claimed,) = store.claim_alerts(worker="d", lease=60, now=NOW)
-    assert claimed.source == "b" and claimed.also_reported_by == ("a",)
+    assert claimed.source == "b" and [o.outlet for o in claimed.also_reported_by] == ["a"]
 
 
 def test_a_new_story_joins_the_cluster_its_intent_names(store: Store) -> None:

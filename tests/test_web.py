@@ -88,7 +88,8 @@ def site(db_backend: tuple[str, str | None], tmp_path: Path) -> Iterator[Site]:
 def test_alerts_page_highlights_terms_and_names_other_sources(site: Site) -> None:
     page = site.http.get("/").text
     assert "<mark>North Korean</mark> <mark>troops</mark> fighting in <mark>Kursk</mark>" in page
-    assert "Also reported by: wire" in page
+    also = re.sub(r"\s+", " ", page).split('class="also"')[1]
+    assert '<span class="also-head">Also reported by</span> <ul> <li><span class="source">wire</span>' in also
     assert "mail: pending" in page
     assert "Kursk submarine" not in page  # not alerted
 
@@ -222,12 +223,12 @@ def test_per_watchlist_atom_and_json_feeds(site: Site) -> None:
     entry = parsed.entries[titles.index("North Korean troops fighting in Kursk, Seoul says")]
     assert entry.link.startswith("https://desk.example/")
     assert {"Pyongyang", "Kursk"} <= {t.term for t in entry.tags}
-    assert "Also reported by: wire." in entry.summary
+    assert "Also reported by: wire (en)." in entry.summary
 
     doc = site.http.get("/watchlists/kursk-troops.json").json()
     assert doc["version"] == "https://jsonfeed.org/version/1.1" and len(doc["items"]) == 3
     item = next(i for i in doc["items"] if i["title"].startswith("North Korean troops"))
-    assert item["_news_monitor"]["also_reported_by"] == ["wire"] and "troops" in item["tags"]
+    assert [o["outlet"] for o in item["_news_monitor"]["also_reported_by"]] == ["wire"] and "troops" in item["tags"]
     assert site.http.get("/watchlists/nope.atom").status_code == 404
 
 

@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 from monitor.backoff import backoff_delay
 from monitor.config.model import Config, DeliverySettings, parse_quiet_hours, parse_rate
 from monitor.delivery.channels import Channel, Message, failure_message
-from monitor.delivery.render import AlertStory, Renderer
+from monitor.delivery.render import AlertStory, OtherReport, Renderer
 from monitor.delivery.routing import (
     ClaimedAlert,
     PlannedMessage,
@@ -93,8 +93,13 @@ class Policies:
         return cls(targets, watchlists)
 
 
-def story_for(rows: Sequence[ClaimedAlert]) -> AlertStory:
-    """One story for one target, possibly matched by several watchlists."""
+#: The other stories of each claimed alert's event cluster, by cluster id ("also reported by").
+Members = Mapping[int, Sequence[OtherReport]]
+
+
+def story_for(rows: Sequence[ClaimedAlert], members: Members | None = None) -> AlertStory:
+    """One story for one target, possibly matched by several watchlists; "also reported
+    by" lists the other feeds that carried it, then the other stories of its cluster."""
     first = rows[0]
     watchlists: list[str] = []
     terms: list[str] = []
@@ -120,16 +125,22 @@ def story_for(rows: Sequence[ClaimedAlert]) -> AlertStory:
         watchlists=tuple(watchlists),
         matched_terms=tuple(terms),
         highlights=tuple(sorted(highlights)),
-        also_reported_by=first.also_reported_by,
+        also_reported_by=(*first.also_reported_by, *_cluster_others(first, members or {})),
     )
 
 
-def digest_stories(rows: Sequence[ClaimedAlert]) -> list[AlertStory]:
+def _cluster_others(alert: ClaimedAlert, members: Members) -> list[OtherReport]:
+    if alert.kind != "story" or alert.cluster_id is None:
+        return []
+    return [m for m in members.get(alert.cluster_id, ()) if m.story_id != alert.story_id]
+
+
+def digest_stories(rows: Sequence[ClaimedAlert], members: Members | None = None) -> list[AlertStory]:
     """The stories of a digest, one per story cluster (or health event), in row order."""
     groups: dict[tuple[str, int], list[ClaimedAlert]] = {}
     for row in rows:
         groups.setdefault(row.group_key, []).append(row)
-    return [story_for(g) for g in groups.values()]
+    return [story_for(g, members) for g in groups.values()]
 
 
 class Deliverer:
@@ -170,16 +181,24 @@ class Deliverer:
             )
             if not claimed:
                 break
+            members = self._members(claimed)
             by_target: dict[str, list[ClaimedAlert]] = {}
             for row in claimed:
                 by_target.setdefault(row.target, []).append(row)
             for target, rows in by_target.items():
-                total = total + self._deliver_target(target, rows)
+                total = total + self._deliver_target(target, rows, members)
             if len(claimed) < self.settings.batch:
                 break
         return total
 
-    def _deliver_target(self, target: str, rows: list[ClaimedAlert]) -> DeliveryReport:
+    def _members(self, claimed: Sequence[ClaimedAlert]) -> Members:
+        """The stories of the claimed alerts' clusters as they are now: one read per batch."""
+        ids = {r.cluster_id for r in claimed if r.kind == "story" and r.cluster_id is not None}
+        if not ids:
+            return {}
+        return {cid: [m.report() for m in ms] for cid, ms in self.store.cluster_members(ids).items()}
+
+    def _deliver_target(self, target: str, rows: list[ClaimedAlert], members: Members) -> DeliveryReport:
         now = self.clock()
         channel = self.channels.get(target)
         if channel is None:
@@ -201,23 +220,23 @@ class Deliverer:
             )
             report = report + DeliveryReport(held=len(d.rows))
         for message in result.messages:
-            report = report + self._send(channel, message)
+            report = report + self._send(channel, message, members)
         return report
 
-    def _render(self, planned: PlannedMessage, flavour: str) -> tuple[Message, str]:
+    def _render(self, planned: PlannedMessage, flavour: str, members: Members) -> tuple[Message, str]:
         if planned.digest:
-            stories = digest_stories(planned.rows)
+            stories = digest_stories(planned.rows, members)
             names = sorted({s for st in stories for s in st.watchlists})
             noun = "story" if len(stories) == 1 else "stories"
             title = f"news-monitor digest: {len(stories)} {noun} ({', '.join(names)})"
             return self.renderer.digest(stories, flavour, title=title), "digest"
         delivery_kind = "health" if planned.rows[0].kind != "story" else "alert"
-        return self.renderer.alert(story_for(planned.rows), flavour), delivery_kind
+        return self.renderer.alert(story_for(planned.rows, members), flavour), delivery_kind
 
-    def _send(self, channel: Channel, planned: PlannedMessage) -> DeliveryReport:
+    def _send(self, channel: Channel, planned: PlannedMessage, members: Members) -> DeliveryReport:
         rows = list(planned.rows)
         target = planned.target
-        message, delivery_kind = self._render(planned, channel.flavour)
+        message, delivery_kind = self._render(planned, channel.flavour, members)
         sent = channel.send(message)
         if not sent.delivered:
             return self._failed(target, rows, failure_message(channel, sent), permanent=sent.permanent)

@@ -38,8 +38,10 @@ from monitor.delivery.channels import FLAVOURS, Flavour, Message, html_escape, t
 from monitor.errors import ConfigError
 
 __all__ = [
+    "ALSO_MAX",
     "TEMPLATE_NAMES",
     "AlertStory",
+    "OtherReport",
     "Renderer",
 ]
 
@@ -51,6 +53,10 @@ TEMPLATE_NAMES: tuple[str, ...] = template_names(FLAVOURS)
 TITLE_MAX = 250
 #: A summary is a teaser, not the article; some feeds put whole articles in it.
 SUMMARY_MAX = 600
+#: "Also reported by" lists this many other reports; the rest are counted ("and 3 more").
+ALSO_MAX = 8
+#: Titles of other reports are cut shorter than the story's own: they are one line each.
+OTHER_TITLE_MAX = 160
 
 _TIME_FORMAT = "%Y-%m-%d %H:%M %Z"
 
@@ -59,6 +65,23 @@ _TIME_FORMAT = "%Y-%m-%d %H:%M %Z"
 _CONTROL_RE = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
 _SPACE_RE = re.compile(r"\s+")
 _HOST_RE = re.compile(r"[A-Za-z0-9._:-]+")
+
+
+@dataclass(frozen=True, slots=True)
+class OtherReport:
+    """Another telling of an alerted story, for "also reported by": the outlet (feed name)
+    that carried it, its language, title and link (None when unknown).
+
+    It is either the same article seen in another feed, or another story of the same
+    event cluster (another outlet's article, possibly in another language). ``story_id``
+    is the stored story it shows (None for a made-up one, such as the sample).
+    """
+
+    outlet: str
+    language: str | None = None
+    title: str | None = None
+    link: str | None = None
+    story_id: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,13 +103,31 @@ class AlertStory:
     watchlists: tuple[str, ...]
     matched_terms: tuple[str, ...]
     highlights: tuple[tuple[str, int, int], ...] = ()
-    also_reported_by: tuple[str, ...] = ()
+    also_reported_by: tuple[OtherReport, ...] = ()
 
 
 class _Prebuilt(str):
     """A string already in the flavour's markup: the ``finalize`` hook leaves it alone."""
 
     __slots__ = ()
+
+
+@dataclass(frozen=True, slots=True)
+class _ReportView:
+    """What templates see of an :class:`OtherReport`: values cleaned, the link vetted.
+
+    ``title`` and ``link`` are empty / None when they are the alerted story's own (the
+    same article in another feed): the outlet alone says it. Printed as a whole it is
+    the outlet's name, so a template that joins ``story.also_reported_by`` lists outlets.
+    """
+
+    outlet: str
+    language: str
+    title: str
+    link: str | None
+
+    def __str__(self) -> str:
+        return self.outlet
 
 
 @dataclass(frozen=True, slots=True)
@@ -109,7 +150,8 @@ class _StoryView:
     summary_hl: str
     watchlists: tuple[str, ...]
     matched_terms: tuple[str, ...]
-    also_reported_by: tuple[str, ...]
+    also_reported_by: tuple[_ReportView, ...]
+    also_more: int = 0  # other reports left out of ``also_reported_by`` (beyond ALSO_MAX)
     other_watchlists: tuple[str, ...] = ()
 
 
@@ -378,7 +420,15 @@ class Renderer:
             watchlists=("kursk-troops",),
             matched_terms=('"North Korean"', "troops", "Kursk"),
             highlights=highlights,
-            also_reported_by=("bbc-asia", "lemonde-international"),
+            also_reported_by=(
+                OtherReport("bbc-asia", "en"),
+                OtherReport(
+                    "lemonde-international",
+                    "fr",
+                    "Des soldats nord-coréens combattent aux côtés des forces russes dans la région de Koursk",
+                    "https://example.org/international/soldats-nord-coreens-koursk",
+                ),
+            ),
         )
 
     # -- internals ---------------------------------------------------------------------
@@ -426,9 +476,11 @@ class Renderer:
         )
         link = _safe_link(story.link)
         watchlists = tuple(_clean(w).strip() for w in story.watchlists)
+        title = _plain(title_pieces) or "(untitled)"
+        others = tuple(self._report(r, flavour, title, link) for r in story.also_reported_by[:ALSO_MAX])
         return _StoryView(
             story_id=story.story_id,
-            title=_plain(title_pieces) or "(untitled)",
+            title=title,
             title_hl=_highlighted(flavour, title_pieces, highlight=flavour.highlight_title) or "(untitled)",
             # A vetted URL is fit as it is for a link destination; HTML still escapes its '&'.
             link=link if link is None or _is_html(flavour) else _Prebuilt(link),
@@ -439,6 +491,22 @@ class Renderer:
             summary_hl=_highlighted(flavour, summary_pieces),
             watchlists=watchlists,
             matched_terms=tuple(_clean(t).strip() for t in story.matched_terms),
-            also_reported_by=tuple(_clean(s).strip() for s in story.also_reported_by),
+            also_reported_by=others,
+            also_more=max(0, len(story.also_reported_by) - ALSO_MAX),
             other_watchlists=watchlists[1:],
+        )
+
+    @staticmethod
+    def _report(report: OtherReport, flavour: Flavour, title: str, link: str | None) -> _ReportView:
+        """An other report as templates see it; what repeats the story's own title or link is left out."""
+        same_title = _clean(report.title or "").strip() == title
+        other_title = "" if same_title else _one_line(report.title or "", OTHER_TITLE_MAX)
+        other_link = _safe_link(report.link)
+        if other_link == link:
+            other_link = None
+        return _ReportView(
+            outlet=_one_line(report.outlet, OTHER_TITLE_MAX) or "?",
+            language=_one_line(report.language or "", 16),
+            title=other_title,
+            link=other_link if other_link is None or _is_html(flavour) else _Prebuilt(other_link),
         )

@@ -32,6 +32,7 @@ from zoneinfo import ZoneInfo
 
 from apscheduler.triggers.cron import CronTrigger
 
+from monitor.delivery.render import OtherReport
 from monitor.matching.matcher import Hit
 
 AlertKind = Literal["story", "feed_down", "feed_up"]
@@ -58,7 +59,7 @@ class ClaimedAlert:
     source: str
     terms: tuple[str, ...] = ()
     hits: tuple[Hit, ...] = ()
-    also_reported_by: tuple[str, ...] = ()
+    also_reported_by: tuple[OtherReport, ...] = ()  # the same story in other feeds
 
     @property
     def group_key(self) -> tuple[str, int]:

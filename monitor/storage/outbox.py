@@ -19,6 +19,7 @@ from typing import Any
 
 from sqlalchemy import Connection, and_, func, insert, or_, select, update
 
+from monitor.delivery.render import OtherReport
 from monitor.delivery.routing import HEALTH_WATCHLIST, ClaimedAlert
 from monitor.ingest.decide import OutboxRow
 from monitor.storage.engine import Database, chunks, utcnow
@@ -59,7 +60,11 @@ def _claimed(r: Any, others: Mapping[int, list[str]]) -> ClaimedAlert:
             source=r.source,
             terms=tuple(r.terms or ()),
             hits=stored_hits(r.hits),
-            also_reported_by=tuple(n for n in others.get(r.story_id, ()) if n != r.source),
+            also_reported_by=tuple(
+                OtherReport(n, r.language, r.title, r.link, r.story_id)
+                for n in others.get(r.story_id, ())
+                if n != r.source
+            ),
         )
     payload = r.payload or {}
     if r.kind == "feed_down":
@@ -137,6 +142,7 @@ class OutboxStore(Database):
                     Story.link,
                     Story.summary,
                     Story.published_at,
+                    func.coalesce(Story.language, story_feed.c.language).label("language"),
                     story_feed.c.name.label("source"),
                     Feed.name.label("health_feed"),
                     Feed.fetch_url.label("health_url"),

@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING, Any, cast
 
 from sqlalchemy import Connection, Table, bindparam, func, select, update
 
+from monitor.delivery.render import OtherReport
 from monitor.ingest.decide import KnownStories, NewMatch, NewStory, Sighting, story_ident
 from monitor.matching.matcher import Hit, MatchResult
 from monitor.storage.engine import Database, chunks
@@ -95,6 +96,10 @@ class ClusterMember:
     score: float | None
     terms: tuple[str, ...]
 
+    def report(self) -> OtherReport:
+        """This story as another report of its cluster's alerted one ("also reported by")."""
+        return OtherReport(self.feed, self.language, self.title, self.link, self.story_id)
+
 
 @dataclass(frozen=True, slots=True)
 class FiledStory:
@@ -135,9 +140,15 @@ def stored_story_select() -> Any:
 
 @dataclass(frozen=True, slots=True)
 class MatchedStory:
-    """A stored match with what the web page and the per-watchlist feeds show."""
+    """A stored match with what the web page and the per-watchlist feeds show.
+
+    ``also_reported_by`` lists the other tellings of the story: the same story seen in
+    other feeds first (their sightings, with the story's own title and link), then the
+    other stories of its event cluster, first seen first.
+    """
 
     story_id: int
+    cluster_id: int  # the id of its cluster's first story (its own id for the first)
     watchlist: str
     title: str
     summary: str
@@ -148,7 +159,7 @@ class MatchedStory:
     terms: tuple[str, ...]
     hits: tuple[Hit, ...]
     alerted: bool
-    also_reported_by: tuple[str, ...]
+    also_reported_by: tuple[OtherReport, ...]
     deliveries: tuple[tuple[str, str], ...]  # (target, outbox status)
     delivery_errors: tuple[tuple[str, str], ...] = ()  # (target, last error) of rows not sent
 
@@ -200,6 +211,14 @@ def story_sources(conn: Connection, story_ids: Iterable[int]) -> dict[int, list[
         ):
             sources.setdefault(sid, []).append(name)
     return sources
+
+
+def _other_reports(row: Any, feeds: Iterable[str], members: Iterable[ClusterMember]) -> tuple[OtherReport, ...]:
+    """A stored story's other tellings: the other feeds that carried it (with its own title
+    and link), then the other stories of its cluster, first seen first."""
+    same = (OtherReport(name, row.language, row.title, row.link, row.story_id) for name in feeds if name != row.name)
+    cluster = (m.report() for m in members if m.story_id != row.story_id)
+    return (*same, *cluster)
 
 
 def _story_row(story: NewStory) -> dict[str, Any]:
@@ -519,6 +538,8 @@ class StoryStore(Database):
                     Story.summary,
                     Story.link,
                     Story.published_at,
+                    Story.cluster_id,
+                    func.coalesce(Story.language, Feed.language).label("language"),
                     Feed.name,
                 )
                 .join(Story, Story.id == Match.story_id)
@@ -549,9 +570,11 @@ class StoryStore(Database):
                         deliveries.setdefault((alert_sid, wl), []).append((target, status))
                         if error and status != "sent":
                             errors.setdefault((alert_sid, wl), []).append((target, error))
+        members = self.cluster_members(r.cluster_id or r.story_id for r in rows)
         return [
             MatchedStory(
                 story_id=r.story_id,
+                cluster_id=r.cluster_id or r.story_id,
                 watchlist=r.watchlist,
                 title=r.title,
                 summary=r.summary,
@@ -562,7 +585,7 @@ class StoryStore(Database):
                 terms=tuple(r.terms or ()),
                 hits=stored_hits(r.hits),
                 alerted=bool(r.alerted),
-                also_reported_by=tuple(n for n in sources.get(r.story_id, ()) if n != r.name),
+                also_reported_by=_other_reports(r, sources.get(r.story_id, ()), members[r.cluster_id or r.story_id]),
                 deliveries=tuple(deliveries.get((r.story_id, r.watchlist), ())),
                 delivery_errors=tuple(errors.get((r.story_id, r.watchlist), ())),
             )

@@ -8,6 +8,7 @@ import datetime as dt
 import hashlib
 from collections.abc import Mapping, Sequence
 
+from monitor.clustering.clusterer import Clusterer
 from monitor.ingest.decide import Decider, FeedIntent, FeedPoll
 from monitor.ingest.entries import Entry
 from monitor.ingest.schedule import FeedSnapshot, FeedUpdate, PollPolicy, after_failure, after_unchanged
@@ -60,13 +61,15 @@ def record(
     targets: Mapping[str, Sequence[str]] | None = None,
     alert: bool = True,
     now: dt.datetime = NOW,
+    clusters: Clusterer | None = None,
 ) -> RecordReport:
     """Record ``entries`` of ``feed`` as the poll cycle does (lookup, decide, apply).
 
     ``matches`` maps an index into ``entries`` to what the matcher would find in it;
     ``alert=False`` records like a catch-up (matches without outbox rows). The feed's
     health and schedule stay as they were (only its claim ends): tests that need a
-    feed state set it up with :func:`poll_failed` or :func:`poll_ok`.
+    feed state set it up with :func:`poll_failed` or :func:`poll_ok`. ``clusters``: the
+    clusterer that places each new story in an event cluster (None: each its own).
     """
     found = {entries[i]: results for i, results in (matches or {}).items()}
     decider = Decider(
@@ -76,6 +79,7 @@ def record(
         catchup=not alert,
         catchup_new_feeds=False,
         rand=lambda: 0.0,
+        clusters=clusters,
     )
     known = store.known_stories([(feed.id, entries)])
     (intent,) = decider.decide([FeedPoll(feed, entries, http_status=200)], known, now)

@@ -21,7 +21,8 @@ from monitor.storage.stories import MatchedStory, StoredStory, StoryDetail
 
 @dataclass(frozen=True, slots=True)
 class AlertedStory:
-    """A story that alerted, with every watchlist match of it and their hits."""
+    """A story that alerted, with every watchlist match of its event cluster and their
+    hits (the other stories of the cluster are ``story.also_reported_by``)."""
 
     story: MatchedStory
     matches: tuple[MatchedStory, ...]
@@ -31,8 +32,9 @@ class AlertedStory:
 def recent_alerts(
     store: Store, *, watchlist: str | None = None, offset: int = 0, limit: int = 60
 ) -> tuple[AlertedStory, ...]:
-    """The latest alerted stories (one entry per story, however many watchlists matched it),
-    newest first, from the ``offset``-th; ``watchlist``: only that watchlist's alerts.
+    """The latest alerted stories, newest first, from the ``offset``-th; ``watchlist``: only
+    that watchlist's alerts. One entry per event cluster of those stories, however many
+    watchlists it alerted, led by its latest alerted story.
 
     Delivery errors are stored masked; rows written by older versions may not be: they are
     masked again here.
@@ -40,11 +42,18 @@ def recent_alerts(
     ids = store.alerted_story_ids(watchlist=watchlist, offset=offset, limit=limit)
     if not ids:
         return ()
-    grouped: dict[int, list[MatchedStory]] = {sid: [] for sid in ids}
+    by_story: dict[int, list[MatchedStory]] = {sid: [] for sid in ids}
     for m in store.matched_stories(watchlist=watchlist, alerted_only=True, story_ids=ids, limit=None):
         errors = tuple((target, mask_text(error)) for target, error in m.delivery_errors)
-        grouped[m.story_id].append(replace(m, delivery_errors=errors))
-    return tuple(AlertedStory(ms[0], tuple(ms), tuple(h for m in ms for h in m.hits)) for ms in grouped.values() if ms)
+        by_story[m.story_id].append(replace(m, delivery_errors=errors))
+    grouped: dict[int, list[MatchedStory]] = {}
+    for sid in ids:
+        for m in by_story[sid]:
+            grouped.setdefault(m.cluster_id, []).append(m)
+    return tuple(
+        AlertedStory(ms[0], tuple(ms), tuple(h for m in ms if m.story_id == ms[0].story_id for h in m.hits))
+        for ms in grouped.values()
+    )
 
 
 MAX_PAGE = 10_000  # deeper than anyone pages; bounds the database's offset

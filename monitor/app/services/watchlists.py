@@ -219,7 +219,8 @@ def watchlist_overview(config: Config, store: Store) -> WatchlistOverview:
 
 @dataclass(frozen=True, slots=True)
 class WatchlistFeed:
-    """What a per-watchlist Atom or JSON feed lists: its latest matches, newest first."""
+    """What a per-watchlist Atom or JSON feed lists: its latest matches, newest first, one
+    per event cluster (the other stories of the cluster are its "also reported by")."""
 
     name: str
     query: str
@@ -229,7 +230,18 @@ class WatchlistFeed:
 def watchlist_feed(config: Config, store: Store, name: str, *, limit: int = 100) -> WatchlistFeed:
     """The feed of watchlist ``name`` (:class:`UnknownWatchlistError` when there is none)."""
     wl = require_watchlist(config, name)
-    return WatchlistFeed(wl.name, wl.query, tuple(store.matched_stories(watchlist=name, limit=limit)))
+    return WatchlistFeed(wl.name, wl.query, one_per_cluster(store.matched_stories(watchlist=name, limit=limit)))
+
+
+def one_per_cluster(matches: Sequence[MatchedStory]) -> tuple[MatchedStory, ...]:
+    """One match per event cluster, in the given order: the one that alerted, else the
+    first given (the others are listed by its ``also_reported_by``)."""
+    chosen: dict[int, MatchedStory] = {}
+    for m in matches:
+        held = chosen.get(m.cluster_id)
+        if held is None or (m.alerted and not held.alerted):
+            chosen[m.cluster_id] = m
+    return tuple(m for m in matches if chosen[m.cluster_id] is m)
 
 
 __all__ = [
@@ -241,6 +253,7 @@ __all__ = [
     "backfill",
     "edit_watchlist",
     "editable_watchlist",
+    "one_per_cluster",
     "remove_watchlist",
     "save_watchlist",
     "spec_version",

@@ -234,3 +234,27 @@ def test_b_cubed_on_hand_examples(
 def test_b_cubed_refuses_different_items() -> None:
     with pytest.raises(ValueError, match="same items"):
         b_cubed({"a": 1}, {"b": "x"})
+
+
+def test_index_takes_a_story_back_out() -> None:
+    index = CandidateIndex()
+    first = signature(RATIFY_EN, VOCAB)
+    index.add("a", first, "a")
+    before = {f: index.weight(f) for f in first.features()}
+    index.add("a", signature(RATIFY_EN_2, VOCAB), "b", frozenset({"pact"}))
+    assert index.alerted("a") == {"pact"} and index.cluster_of("b") == "a"
+    index.discard("b")
+    assert index.alerted("a") == frozenset() and index.cluster_of("b") is None
+    assert {f: index.weight(f) for f in first.features()} == before  # frequencies as they were
+    assert len(index.members("a")) == 1
+    index.discard("a")
+    assert len(index) == 0 and index.candidates(first) == ()
+    index.add("c", first, "c")  # the emptied cluster's heap entry is skipped, not evicted twice
+    assert index.candidates(first) == ("c",)
+
+
+def test_an_index_files_a_story_once() -> None:
+    index = CandidateIndex()
+    index.add("a", signature(RATIFY_EN, VOCAB), "a")
+    index.add("b", signature(RATIFY_EN, VOCAB), "a")  # stored by another daemon meanwhile
+    assert index.cluster_of("a") == "a" and len(index) == 1 and index.stories == 1

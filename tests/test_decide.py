@@ -8,6 +8,8 @@ import datetime as dt
 
 import pytest
 
+from monitor.clustering.clusterer import Clusterer
+from monitor.clustering.features import vocabulary
 from monitor.ingest.decide import (
     Decider,
     FeedIntent,
@@ -180,3 +182,117 @@ def test_the_feeds_new_state_comes_with_the_intent() -> None:
         "Wire",
     )
     assert u.next_poll_at == NOW + dt.timedelta(seconds=stale.interval_s)
+
+
+# --- event clusters -----------------------------------------------------------------
+
+CLUSTER_ALIASES = {
+    "dprk": '"North Korea*" | DPRK | Pyongyang | "Corée du Nord" | nord-coréen*',
+    "russia": "Russia | Russian* | Moscow | Putin | Russie | Moscou | Poutine",
+    "pact": "treaty | pact | traité | pacte",
+}
+RATIFY = (
+    "North Korea ratifies defence treaty with Russia",
+    "Kim Jong Un ratified the mutual defence treaty with Russia by decree, KCNA said on Tuesday.",
+)
+RATIFY_2 = (
+    "Kim Jong Un ratifies mutual defence pact with Russia, KCNA says",
+    "North Korean leader Kim Jong Un has ratified the treaty on mutual defence with Russia, state media KCNA said.",
+)
+RATIFY_FR = (
+    "Kim Jong-un ratifie le traité de défense mutuelle avec la Russie",
+    "Le dirigeant nord-coréen Kim Jong-un a ratifié par décret le traité de défense mutuelle avec la Russie,"
+    " selon KCNA.",
+)
+VIETNAM = ("Putin arrives in Vietnam for a state visit", "Vladimir Putin landed in Hanoi, where he will meet To Lam.")
+
+
+def told(n: int, text: tuple[str, str], *, hours: float = 0, language: str = "en") -> Entry:
+    return dataclasses.replace(
+        entry(n, title=text[0]),
+        summary=text[1],
+        language=language,
+        published_at=NOW - dt.timedelta(hours=12) + dt.timedelta(hours=hours),
+    )
+
+
+def clustered(
+    polls: list[tuple[FeedSnapshot, list[Entry]]],
+    clusters: Clusterer,
+    found: dict[str, list[str]],
+    *,
+    catchup: bool = False,
+) -> list[FeedIntent]:
+    """Decide with a real clusterer; ``found`` maps a title to the watchlists it matches."""
+    decider = Decider(
+        match=lambda e: [result(w) for w in found.get(e.title, [])],
+        targets={"pact": ["mail"], "visit": ["mail"]},
+        policy=PollPolicy(jitter=0),
+        catchup=catchup,
+        clusters=clusters,
+    )
+    return decider.decide([FeedPoll(f, es, http_status=200) for f, es in polls], NOTHING, NOW)
+
+
+def new_clusterer() -> Clusterer:
+    return Clusterer(vocabulary(CLUSTER_ALIASES))
+
+
+def test_tellings_of_one_event_in_one_batch_alert_once() -> None:
+    one, two, three = told(1, RATIFY, hours=1), told(2, RATIFY_2, hours=2), told(3, RATIFY_FR, hours=3, language="fr")
+    a, b = clustered([(A, [two, three]), (B, [one])], new_clusterer(), {t: ["pact"] for t in (RATIFY[0], RATIFY_2[0])})
+    stories = {s.ident: s for s in (*a.stories, *b.stories)}
+    first = story_ident(B.id, one)
+    assert {s.cluster for s in stories.values()} == {first}  # the earliest published leads
+    assert stories[first].cluster_score is None and stories[story_ident(A.id, two)].cluster_score
+    assert "a:ratify" in stories[story_ident(A.id, three)].cluster_terms  # French joins on the act
+    assert [x.story for x in (*a.alerts, *b.alerts)] == [first]  # one alert, by the first telling
+    alerted = {m.story: m.alerted for m in (*a.matches, *b.matches)}
+    assert alerted == {first: True, story_ident(A.id, two): False}  # matched, recorded, not alerted
+
+
+@pytest.mark.parametrize(
+    ("first_matches", "catchup", "later_alerts"),
+    [
+        ([], False, True),  # the cluster's first story matched nothing: the later one alerts
+        (["pact"], True, True),  # recorded in a catch-up, never alerted: the later one alerts
+        (["pact"], False, False),  # the cluster alerted: the later one is "also reported by"
+        (["visit"], False, True),  # it alerted another watchlist: this one alerts now
+    ],
+    ids=["first-matched-nothing", "first-in-catch-up", "already-alerted", "other-watchlist"],
+)
+def test_a_later_telling_alerts_only_what_its_cluster_has_not(
+    first_matches: list[str], catchup: bool, later_alerts: bool
+) -> None:
+    clusters = new_clusterer()
+    first, later = told(1, RATIFY, hours=1), told(2, RATIFY_2, hours=2)
+    clustered([(A, [first])], clusters, {RATIFY[0]: first_matches}, catchup=catchup)
+    (intent,) = clustered([(B, [later])], clusters, {RATIFY_2[0]: ["pact"]})
+    (story,) = intent.stories
+    assert story.cluster == story_ident(A.id, first)
+    assert [a.row.watchlist for a in intent.alerts] == (["pact"] if later_alerts else [])
+    assert [m.alerted for m in intent.matches] == [later_alerts]
+
+
+def test_another_event_of_the_same_actors_opens_its_own_cluster() -> None:
+    clusters = new_clusterer()
+    (a,) = clustered([(A, [told(1, RATIFY, hours=1)])], clusters, {RATIFY[0]: ["pact"]})
+    (b,) = clustered([(B, [told(2, VIETNAM, hours=20)])], clusters, {VIETNAM[0]: ["pact"]})
+    assert b.stories[0].cluster == b.stories[0].ident and b.stories[0].cluster_score is None
+    assert [x.row.watchlist for x in b.alerts] == ["pact"]
+
+
+def test_without_a_clusterer_each_story_is_its_own_cluster() -> None:
+    one, two = told(1, RATIFY), told(2, RATIFY_2)
+    (intent,) = decide([(A, [one, two])], found={one: [KURSK], two: [KURSK]})
+    assert [s.cluster for s in intent.stories] == [s.ident for s in intent.stories]
+    assert len(intent.alerts) == 4  # two stories x two targets
+
+
+def test_a_future_date_does_not_age_the_open_clusters() -> None:
+    clusters = new_clusterer()
+    clustered([(A, [told(1, RATIFY, hours=1)])], clusters, {})
+    future = dataclasses.replace(told(9, VIETNAM), published_at=NOW + dt.timedelta(days=400))
+    clustered([(B, [future])], clusters, {})
+    (c,) = clustered([(B, [told(2, RATIFY_2, hours=2)])], clusters, {})
+    assert c.stories[0].cluster == story_ident(A.id, told(1, RATIFY, hours=1))

@@ -469,8 +469,16 @@ def test_a_json_feed_goes_through_a_poll_cycle_and_its_matching_items_alert(harn
         alerts = alerts_by_story(rt)
         # the seed article alerts its three watchlists, as it does from an RSS feed
         assert alerts[SEED_TITLE] == ["dprk-russia-pact", "dprk-russia-sanctions", "kursk-troops"]
-        assert alerts["North Korean troops in Kursk: what we know"] == ["kursk-troops"]
+        # the French report of the first combats in Kursk and the English "what we know" the
+        # next morning tell one event: it alerts once, by its first telling
         assert alerts["Des soldats nord-coréens engagés dans la région de Koursk, selon Kiev"] == ["kursk-troops"]
+        assert "North Korean troops in Kursk: what we know" not in alerts
+        with rt.store.engine.connect() as conn:
+            clusters = {t: c for t, c in conn.execute(select(Story.title, Story.cluster_id))}
+        assert (
+            clusters["North Korean troops in Kursk: what we know"]
+            == clusters["Des soldats nord-coréens engagés dans la région de Koursk, selon Kiev"]
+        )
         assert "COP29 : à Bakou, les négociations climatiques s'ouvrent dans un climat de défiance" not in alerts
         queued = report.total("alerts")
         assert queued == sum(len(watchlists) for watchlists in alerts.values())

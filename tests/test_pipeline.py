@@ -53,6 +53,7 @@ class Harness:
     feeds: list[dict[str, Any]] = field(default_factory=list)
     refused: str = ""  # a URL where connections are refused, for tests that need one
     host: str = "127.0.0.1"  # the host name feeds are configured with, unless given
+    cluster: dict[str, Any] = field(default_factory=dict)  # the config's cluster: section
 
     def feed(self, name: str, behaviour: Behaviour, *, host: str | None = None, **extra: Any) -> str:
         """Serve ``behaviour`` at ``/<name>.xml`` and configure a feed polling it."""
@@ -80,6 +81,7 @@ class Harness:
             "feeds": self.feeds,
             "aliases": shipped.get("aliases") or {},
             "watchlists": shipped["watchlists"],
+            "cluster": self.cluster,
         }
         path = self.tmp / "config.yaml"
         with path.open("w", encoding="utf-8") as fh:

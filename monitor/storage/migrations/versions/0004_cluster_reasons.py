@@ -24,13 +24,16 @@ branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
 
+# Plain ALTER TABLE on both backends (SQLite 3.35+ drops columns in place): a batch
+# operation would copy the stories table, which SQLite refuses while other tables' rows
+# refer to it.
+
+
 def upgrade() -> None:
-    with op.batch_alter_table("stories", schema=None) as batch_op:
-        batch_op.add_column(sa.Column("cluster_score", sa.Float(), nullable=True))
-        batch_op.add_column(sa.Column("cluster_terms", sa.JSON(), nullable=True))
+    op.add_column("stories", sa.Column("cluster_score", sa.Float(), nullable=True))
+    op.add_column("stories", sa.Column("cluster_terms", sa.JSON(), nullable=True))
 
 
 def downgrade() -> None:
-    with op.batch_alter_table("stories", schema=None) as batch_op:
-        batch_op.drop_column("cluster_terms")
-        batch_op.drop_column("cluster_score")
+    op.drop_column("stories", "cluster_terms")
+    op.drop_column("stories", "cluster_score")

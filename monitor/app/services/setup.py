@@ -58,7 +58,7 @@ _ADDRESS_RE = re.compile(r"^[^@\s,;<>?&/]+@[^@\s,;<>?&/]+\.[^@\s,;<>?&/]+$|^[^@\
 _HOST_RE = re.compile(r"^[A-Za-z0-9.-]+$|^\[[0-9A-Fa-f:.]+\]$")
 _VAR_RE = re.compile(r"(?<!\$)\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 _TOP_KEY_RE = re.compile(r"^([A-Za-z_][A-Za-z0-9_]*):")
-_CONSOLE_NOTIFY_RE = re.compile(r"^(\s*(?:-\s+)?)notify: \[console\]\s*$", re.MULTILINE)
+_NOTIFY_RE = re.compile(r"^(\s*(?:-\s+)?)notify: \[[^\]\n]*\]\s*$", re.MULTILINE)
 #: Characters that change the meaning of a URL when a password holding them is placed
 #: in one as it is (``${SMTP_PASSWORD}`` is expanded without encoding).
 URL_RESERVED = frozenset("@/?#%:&+ ")
@@ -293,7 +293,6 @@ HEADER = """\
 
 def build_config_text(plan: InitPlan, template: str | None = None) -> str:
     """The config text for ``plan``, from the bundled config (or ``template``). Pure."""
-    targets = ", ".join(plan.targets)
     out = [HEADER]
     for section in split_sections(bundled_config() if template is None else template):
         if not section.key:
@@ -306,9 +305,25 @@ def build_config_text(plan: InitPlan, template: str | None = None) -> str:
         elif section.key == "watchlists" and plan.themes:
             preamble, body = "", _watchlists_section(plan.themes, plan.targets)
         elif section.key in ("watchlists", "health"):
-            body = _CONSOLE_NOTIFY_RE.sub(lambda m: f"{m.group(1)}notify: [{targets}]", body)
+            body = _notify(body, plan.targets)
         out.append(preamble.lstrip("\n") + body)
     return "\n".join(part.strip("\n") + "\n" for part in out)
+
+
+def _notify(body: str, targets: Sequence[str]) -> str:
+    """Every flow-style ``notify: [...]`` of a section's text set to ``targets``."""
+    return _NOTIFY_RE.sub(lambda m: f"{m.group(1)}notify: [{', '.join(targets)}]", body)
+
+
+def default_watchlists(targets: Sequence[str], template: str | None = None) -> str:
+    """The bundled config's ``aliases:`` and ``watchlists:`` sections, with their comments,
+    every watchlist notifying ``targets``. Pure."""
+    wanted = {"aliases": "", "watchlists": ""}
+    for section in split_sections(bundled_config() if template is None else template):
+        if section.key in wanted:
+            body = _notify(section.body, targets) if section.key == "watchlists" else section.body
+            wanted[section.key] = section.preamble.lstrip("\n") + body
+    return "\n".join(text.strip("\n") + "\n" for text in wanted.values() if text)
 
 
 def referenced_variables(text: str) -> tuple[str, ...]:
@@ -448,6 +463,7 @@ __all__ = [
     "bundled_config",
     "check_email",
     "check_theme",
+    "default_watchlists",
     "email_url",
     "init_config",
     "next_commands",

@@ -32,8 +32,16 @@ _SECURITIES = list(SECURITY_MODES)
 @click.command()
 @click.option("--yes", "-y", is_flag=True, help="Ask nothing: the defaults for every option not given.")
 @click.option("--force", is_flag=True, help="Replace an existing config file without asking.")
-@click.option("--theme", "themes", multiple=True, metavar="QUERY", help="A watchlist query (repeatable); replaces the three default watchlists.")
-@click.option("--feed", "feeds", multiple=True, metavar="URL", help="A feed URL (repeatable); replaces the bundled news feeds.")
+@click.option(
+    "--theme",
+    "themes",
+    multiple=True,
+    metavar="QUERY",
+    help="A watchlist query (repeatable); replaces the three default watchlists.",
+)
+@click.option(
+    "--feed", "feeds", multiple=True, metavar="URL", help="A feed URL (repeatable); replaces the bundled news feeds."
+)
 @click.option("--email-to", metavar="ADDRESS", help="Send alerts by e-mail to this address.")
 @click.option("--smtp-host", default="localhost", show_default=True, help="SMTP server.")
 @click.option("--smtp-port", type=int, default=None, help="SMTP port (default: 587, 465 or 25 by --smtp-security).")
@@ -45,14 +53,27 @@ _SECURITIES = list(SECURITY_MODES)
     help="starttls, ssl (SMTPS), plain (login without TLS) or relay (no login, no TLS).",
 )
 @click.option("--smtp-user", metavar="USER", help="SMTP login (its password is read from --smtp-password-env).")
-@click.option("--smtp-password-env", default="SMTP_PASSWORD", show_default=True, metavar="VAR", help="Environment variable holding the SMTP password.")
-@click.option("--email-from", metavar="ADDRESS", help="Sender address (default: the login if it is an address, else --email-to).")
+@click.option(
+    "--smtp-password-env",
+    default="SMTP_PASSWORD",
+    show_default=True,
+    metavar="VAR",
+    help="Environment variable holding the SMTP password.",
+)
+@click.option(
+    "--email-from", metavar="ADDRESS", help="Sender address (default: the login if it is an address, else --email-to)."
+)
 @click.option("--slack", is_flag=True, help="Send alerts to a Slack incoming webhook (its URL in --slack-webhook-env).")
-@click.option("--slack-webhook-env", default="SLACK_WEBHOOK_URL", show_default=True, metavar="VAR", help="Environment variable holding the Slack webhook URL.")
+@click.option(
+    "--slack-webhook-env",
+    default="SLACK_WEBHOOK_URL",
+    show_default=True,
+    metavar="VAR",
+    help="Environment variable holding the Slack webhook URL.",
+)
 @click.option("--no-test", is_flag=True, help="Do not send a test alert to the targets set up.")
 @pass_ctx
-@click.pass_context
-def init(click_ctx: click.Context, ctx: Context, **options: object) -> None:
+def init(ctx: Context, /, **options: object) -> None:
     """Write a commented config file (the root --config path), set up e-mail or Slack,
     send a test alert, and print the command to start the daemon.
 
@@ -67,9 +88,8 @@ def init(click_ctx: click.Context, ctx: Context, **options: object) -> None:
     from monitor.app.services.setup import init_config
 
     path = ctx.config_path
-    given = any(
-        click_ctx.get_parameter_source(name) != click.core.ParameterSource.DEFAULT for name in options
-    )
+    click_ctx = click.get_current_context()
+    given = any(click_ctx.get_parameter_source(name) != click.core.ParameterSource.DEFAULT for name in options)
     secrets: dict[str, str] = {}
     force = bool(options["force"])
     with errors_as_click():
@@ -113,8 +133,7 @@ def _ask() -> tuple[InitPlan, dict[str, str]]:
     click.echo("news-monitor init: a few questions, then a config file and a test alert.\n")
     themes: tuple[str, ...] = ()
     if not click.confirm(
-        "Start from the three default watchlists (North Korea-Russia pact, North Korean troops "
-        "in Kursk, sanctions)?",
+        "Start from the three default watchlists (North Korea-Russia pact, North Korean troops in Kursk, sanctions)?",
         default=True,
     ):
         answer = click.prompt("Your themes, as watchlist queries separated by ';'", type=str)
@@ -129,7 +148,10 @@ def _ask() -> tuple[InitPlan, dict[str, str]]:
     if click.confirm("Send alerts to Slack (an incoming webhook)?", default=False):
         slack = SlackSetup()
         webhook = click.prompt(
-            f"Webhook URL (hidden; empty to set {slack.webhook_env} later)", default="", hide_input=True, show_default=False
+            f"Webhook URL (hidden; empty to set {slack.webhook_env} later)",
+            default="",
+            hide_input=True,
+            show_default=False,
         )
         if webhook:
             secrets[slack.webhook_env] = webhook
@@ -140,7 +162,9 @@ def _ask_email(secrets: dict[str, str]) -> EmailSetup:
     to = click.prompt("Send alerts to (e-mail address)", type=str)
     for name, text in SECURITY_HELP.items():
         click.echo(f"  {name:9} {text}")
-    security = cast(Security, click.prompt("How to reach the SMTP server", type=click.Choice(_SECURITIES), default="starttls"))
+    security: Security = click.prompt(
+        "How to reach the SMTP server", type=click.Choice(_SECURITIES), default="starttls"
+    )
     host = click.prompt("SMTP server", default="localhost" if security == "relay" else None, type=str)
     port = click.prompt("SMTP port", default=SECURITY_MODES[security][2], type=int)
     user = None
@@ -176,7 +200,9 @@ def _report(result: InitResult) -> None:
         click.echo(f"  warning: {warning}")
     if result.env_needed:
         names = ", ".join(result.env_needed)
-        click.echo(f"\nThe daemon reads {names} from its environment; set {'it' if len(result.env_needed) == 1 else 'them'} first, e.g.:")
+        click.echo(
+            f"\nThe daemon reads {names} from its environment: set {'them' if ',' in names else 'it'} first, e.g."
+        )
         for name in result.env_needed:
             click.echo(f"  read -rs {name} && export {name}")
     click.echo("\nThen run:")
@@ -185,7 +211,13 @@ def _report(result: InitResult) -> None:
 
 
 @click.command()
-@click.option("--duration", type=click.FloatRange(min=1), default=None, metavar="SECONDS", help="Stop by itself after so many seconds (default: at Ctrl-C).")
+@click.option(
+    "--duration",
+    type=click.FloatRange(min=1),
+    default=None,
+    metavar="SECONDS",
+    help="Stop by itself after so many seconds (default: at Ctrl-C).",
+)
 @pass_ctx
 def demo(ctx: Context, duration: float | None) -> None:
     """Show real alerts within a minute, with no network: sample outlets served on

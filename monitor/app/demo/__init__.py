@@ -29,7 +29,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from monitor.app.demo.server import DemoFeed, FeedServer, bundled_feeds
+from monitor.app.demo.server import DemoFeed, FeedServer
 from monitor.app.services.setup import default_watchlists, yaml_string
 
 #: Seconds between two polls of a feed: the smallest interval the config accepts.
@@ -68,10 +68,7 @@ def demo_config_text(feeds: dict[str, str], languages: dict[str, str], database:
         "web:",
         '  listen: "127.0.0.1:0"',
         "feeds:",
-        *(
-            f"  - {{name: {name}, url: {yaml_string(url)}, language: {languages[name]}}}"
-            for name, url in feeds.items()
-        ),
+        *(f"  - {{name: {name}, url: {yaml_string(url)}, language: {languages[name]}}}" for name, url in feeds.items()),
         "",
     ]
     return "\n".join(lines) + default_watchlists(["console"])

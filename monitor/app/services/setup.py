@@ -165,14 +165,19 @@ def check_env_name(name: str) -> None:
 
 
 def check_theme(theme: str) -> None:
-    """A theme is a watchlist query; a bad one is refused with the parser's message."""
-    from monitor.matching.matcher import Matcher, WatchlistQuery
+    """A theme is a watchlist query: a bad one raises the parser's
+    :class:`~monitor.errors.QuerySyntaxError` (with its column), for the field ``theme``."""
+    from monitor.matching.matcher import compile_query
 
-    aliases = _bundled_aliases()
     try:
-        Matcher([WatchlistQuery("theme", theme, ())], aliases)
+        compile_query(theme, _bundled_aliases())
     except QuerySyntaxError as exc:
-        raise ConfigError(f"theme {theme!r}: {exc}") from None
+        reason = exc.message.split(" at column ")[0]
+        if exc.watchlist:  # "watchlist 'query': ...": the theme is not a watchlist yet
+            reason = reason.split(": ", 1)[1]
+        raise QuerySyntaxError(
+            reason, query=exc.query, column=exc.column, expected=exc.expected, field="theme"
+        ) from None
 
 
 def _bundled_aliases() -> dict[str, str]:
@@ -198,7 +203,9 @@ def split_sections(text: str) -> list[_Section]:
         header_end += 1
     sections = [_Section("", "".join(lines[:header_end]), "")]
     pending: list[str] = []
-    key, body = "", []
+    preamble: list[str] = []
+    body: list[str] = []
+    key = ""
     for line in lines[header_end:]:
         m = _TOP_KEY_RE.match(line)
         if m:
@@ -383,7 +390,7 @@ def init_config(
     except OSError as exc:
         raise ConfigError(f"cannot write the config file: {exc.strerror or exc}", file=str(target)) from None
     environment = {**(os.environ if env is None else env), **(secrets or {})}
-    needed = tuple(name for name in referenced_variables(text) if name != "STATE_DIRECTORY")
+    needed = referenced_variables("".join(written_targets(plan).values()))
     sends = send_samples(text, str(target), environment, written_targets(plan)) if test_send else ()
     return InitResult(
         path=str(target),
@@ -422,9 +429,7 @@ def _password_warnings(plan: InitPlan, environment: Mapping[str, str]) -> tuple[
     return ()
 
 
-def send_samples(
-    text: str, path: str, environment: Mapping[str, str], raw: Mapping[str, str]
-) -> tuple[TestSend, ...]:
+def send_samples(text: str, path: str, environment: Mapping[str, str], raw: Mapping[str, str]) -> tuple[TestSend, ...]:
     """One sample alert to each target of ``raw`` (name -> URL as written in ``text``), as
     the daemon would send it with ``environment``; a target whose variables are unset is
     skipped, naming them."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import html
 import os
 import re
@@ -28,7 +29,11 @@ from monitor.app.services.setup import (
     email_url,
     validate_text,
 )
+from monitor.clustering.decide import assign
+from monitor.clustering.features import Story, signature, vocabulary
+from monitor.clustering.index import CandidateIndex
 from monitor.config.model import load_config, parse_config
+from monitor.matching.matcher import Matcher, WatchlistQuery
 from tests.support.feeds import Item, rss
 from tests.support.httpserver import HTTPTestServer, Static
 from tests.support.smtpserver import SMTPTestServer
@@ -246,7 +251,61 @@ def test_the_written_file_keeps_the_bundled_comments() -> None:
     assert all(w.notify == ["email", "slack"] for w in config.watchlists)
 
 
+def test_the_bundled_config_is_the_repository_config() -> None:
+    assert bundled_config() == (Path(__file__).resolve().parents[1] / "config.yaml").read_text(encoding="utf-8")
+
+
+@pytest.mark.parametrize(
+    ("password", "warned"),
+    [("Corr3ct-Horse-Battery", False), ("p@ss", True), ("a/b", True), ("x#y", True), ("50%off", True)],
+)
+def test_a_password_that_breaks_a_url_is_warned_about_without_showing_it(
+    tmp_path: Path, password: str, warned: bool
+) -> None:
+    config = tmp_path / "config.yaml"
+    args = ["--email-to", "d@example.org", "--smtp-host", "smtp.example.org", "--smtp-user", "u", "--no-test"]
+    result = invoke(config, "init", *args, env={"SMTP_PASSWORD": password})
+    assert result.exit_code == 0, result.output
+    assert ("warning: the password in SMTP_PASSWORD holds a character" in result.output) is warned
+    assert password not in result.output
+
+
 # --- the demo -------------------------------------------------------------------------------
+
+
+def _sample_stories() -> list[tuple[str, str, str, str, int]]:
+    """(outlet, language, title, summary, wave) of every bundled sample item."""
+    out = []
+    for feed in bundled_feeds():
+        for item in re.findall(r"<item>(.*?)</item>", feed.text, re.DOTALL):
+            fields = {k: html.unescape(v) for k, v in re.findall(r"<(title|description|demo:wave)>(.*?)</", item)}
+            out.append((feed.name, feed.language, fields["title"], fields["description"], int(fields["demo:wave"])))
+    return out
+
+
+def test_each_sample_event_fires_one_watchlist_and_is_one_cluster_across_outlets() -> None:
+    bundled, _ = parse_config(bundled_config(), env={}, for_sending=False)
+    matcher = Matcher([WatchlistQuery(w.name, w.query, tuple(w.stem)) for w in bundled.watchlists], bundled.aliases)
+    vocab = vocabulary(bundled.aliases)
+    index, clusters = CandidateIndex(), {}
+    events: dict[str, set[int]] = {name: set() for name in DEMO_WATCHLISTS}
+    outlets: dict[str, set[tuple[str, str]]] = {name: set() for name in DEMO_WATCHLISTS}
+    now = dt.datetime.now(dt.UTC)
+    for i, (outlet, lang, title, summary, wave) in enumerate(sorted(_sample_stories(), key=lambda s: s[4])):
+        matched = [m.watchlist for m in matcher.match(title, summary)]
+        assert len(matched) <= 1, (title, matched)
+        assert (wave == 0) == (not matched), title  # the backlog is off-theme, the news is on it
+        sig = signature(Story(title, summary, lang, now + dt.timedelta(minutes=wave), outlet), vocab)
+        chosen = assign(sig, index).cluster
+        cluster = i if chosen is None else chosen
+        index.add(cluster, sig)
+        clusters[title] = cluster
+        if matched:
+            events[matched[0]].add(cluster)
+            outlets[matched[0]].add((outlet, lang))
+    for name in DEMO_WATCHLISTS:
+        assert len(events[name]) == 1, f"{name}: the outlets' stories are not one event"
+        assert len(outlets[name]) >= 4 and {lang for _, lang in outlets[name]} == {"en", "fr"}
 
 
 def test_the_sample_feeds_hold_back_their_news_until_later_polls() -> None:

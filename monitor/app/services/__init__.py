@@ -9,6 +9,7 @@ import or a story search gives the same answer wherever it is asked.
 * :mod:`~monitor.app.services.watchlists`: watchlist edits, backfills and views;
 * :mod:`~monitor.app.services.feeds`: feed status and edits, OPML;
 * :mod:`~monitor.app.services.stories`: latest alerts, search, story detail;
+* :mod:`~monitor.app.services.setup`: ``init``'s config file and test send;
 * :mod:`~monitor.app.services.common`: progress, the result of an edit, unknown names.
 
 Contract of each function: plain arguments in (a config path or a parsed

@@ -27,7 +27,7 @@ import json
 import os
 import re
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from importlib.resources import files
 from pathlib import Path
 from typing import Literal
@@ -132,7 +132,7 @@ class InitResult:
     env_needed: tuple[str, ...]  # variables the daemon's environment must hold
     sends: tuple[TestSend, ...] = ()
     warnings: tuple[str, ...] = ()
-    commands: tuple[str, ...] = field(default=())  # what to run next, in order
+    commands: tuple[str, ...] = ()  # what to run next, in order
 
 
 def bundled_config() -> str:

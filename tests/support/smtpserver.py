@@ -33,6 +33,7 @@ from dataclasses import dataclass
 from email import message_from_bytes, policy
 from email.message import EmailMessage
 from types import TracebackType
+from typing import Any
 
 import pytest
 from aiosmtpd.controller import Controller
@@ -103,7 +104,7 @@ class SMTPTestServer:
         """Listen (again): on an ephemeral port the first time, then on the same port."""
         if self._controller is not None:
             return
-        auth: dict[str, object] = {}
+        auth: dict[str, Any] = {}
         if self.logins is not None:
             auth = {"authenticator": self._authenticate, "auth_required": True, "auth_require_tls": False}
         controller = _Controller(_Handler(self), hostname=HOST, port=self.port, ready_timeout=5.0, **auth)

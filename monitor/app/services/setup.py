@@ -26,6 +26,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import shlex
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from importlib.resources import files
@@ -108,7 +109,7 @@ class InitPlan:
 
 
 @dataclass(frozen=True, slots=True)
-class TestSend:
+class SampleSend:
     """One sample alert sent (or not) to a target; ``error`` is already free of secrets."""
 
     target: str
@@ -130,7 +131,7 @@ class InitResult:
     feeds: int
     targets: tuple[str, ...]
     env_needed: tuple[str, ...]  # variables the daemon's environment must hold
-    sends: tuple[TestSend, ...] = ()
+    sends: tuple[SampleSend, ...] = ()
     warnings: tuple[str, ...] = ()
     commands: tuple[str, ...] = ()  # what to run next, in order
 
@@ -406,14 +407,8 @@ def init_config(
 
 def next_commands(path: str) -> tuple[str, ...]:
     """The commands to run next: check the file, then start the daemon."""
-    flag = "" if path == DEFAULT_CONFIG else f"--config {_shell_quote(path)} "
+    flag = "" if path == DEFAULT_CONFIG else f"--config {shlex.quote(path)} "
     return (f"news-monitor {flag}check-config", f"news-monitor {flag}run")
-
-
-def _shell_quote(text: str) -> str:
-    import shlex
-
-    return shlex.quote(text)
 
 
 def _password_warnings(plan: InitPlan, environment: Mapping[str, str]) -> tuple[str, ...]:
@@ -429,7 +424,9 @@ def _password_warnings(plan: InitPlan, environment: Mapping[str, str]) -> tuple[
     return ()
 
 
-def send_samples(text: str, path: str, environment: Mapping[str, str], raw: Mapping[str, str]) -> tuple[TestSend, ...]:
+def send_samples(
+    text: str, path: str, environment: Mapping[str, str], raw: Mapping[str, str]
+) -> tuple[SampleSend, ...]:
     """One sample alert to each target of ``raw`` (name -> URL as written in ``text``), as
     the daemon would send it with ``environment``; a target whose variables are unset is
     skipped, naming them."""
@@ -440,19 +437,19 @@ def send_samples(text: str, path: str, environment: Mapping[str, str], raw: Mapp
     missing = [name for name in referenced_variables(text) if name not in environment]
     config, _ = parse_config(text, file=path, env={**{m: "unset" for m in missing}, **environment})
     renderer = Renderer(timezone=config.timezone, overrides=config.templates)
-    out: list[TestSend] = []
+    out: list[SampleSend] = []
     for name, url in raw.items():
         unset = [v for v in referenced_variables(url) if v in missing]
         if unset:
-            out.append(TestSend(name, skipped=f"{', '.join(unset)} not set"))
+            out.append(SampleSend(name, skipped=f"{', '.join(unset)} not set"))
             continue
         try:
             channel = load_channels({name: config.targets[name].url}, timeout=config.delivery.timeout)[name]
             send_or_raise(channel, renderer.alert(renderer.sample(test=True), channel.flavour))
         except MonitorError as exc:
-            out.append(TestSend(name, error=str(exc)))
+            out.append(SampleSend(name, error=str(exc)))
             continue
-        out.append(TestSend(name, display_url=channel.display_url))
+        out.append(SampleSend(name, display_url=channel.display_url))
     return tuple(out)
 
 
@@ -463,7 +460,7 @@ __all__ = [
     "InitPlan",
     "InitResult",
     "SlackSetup",
-    "TestSend",
+    "SampleSend",
     "build_config_text",
     "bundled_config",
     "check_email",

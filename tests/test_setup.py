@@ -27,6 +27,7 @@ from monitor.app.services.setup import (
     build_config_text,
     bundled_config,
     email_url,
+    split_sections,
     validate_text,
 )
 from monitor.clustering.decide import assign
@@ -249,6 +250,21 @@ def test_the_written_file_keeps_the_bundled_comments() -> None:
         (w.name, w.query) for w in bundled_config_value.watchlists
     ]
     assert all(w.notify == ["email", "slack"] for w in config.watchlists)
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "a: 1\n",
+        "# head\n\n# about a\na:\n  b: 2  # inline\n\n  # indented comment\n  c: 3\n\n# about d\nd: [x]\n",
+        "a:\n  - 1\n# trailing top-level comment\n",
+        "# only comments\n\n# and more\n",
+    ],
+)
+def test_sections_put_back_together_are_the_file(text: str) -> None:
+    sections = split_sections(text)
+    assert "".join(s.preamble + s.body for s in sections) == text
+    assert [s.key for s in sections if s.key] == re.findall(r"^([a-z]+):", text, re.MULTILINE)
 
 
 def test_the_bundled_config_is_the_repository_config() -> None:

@@ -219,8 +219,10 @@ def split_sections(text: str) -> list[_Section]:
             body.append(line)
         else:
             pending.append(line)
-    if key:
-        sections.append(_Section(key, "".join(preamble), "".join(body).rstrip("\n") + "\n"))
+    if key:  # what follows the last key at the left margin (a closing comment) stays with it
+        sections.append(_Section(key, "".join(preamble), "".join(body + pending)))
+    else:
+        sections[0] = _Section("", sections[0].preamble + "".join(pending), "")
     return sections
 
 

@@ -41,6 +41,7 @@ _WAVES = {
     "alerting (a new feed never floods you with its backlog); new stories will alert",
     1: "news breaks: {stories} new stories in {feeds} feeds; the alerts follow",
 }
+STOPPED = "demo stopped; its temporary config and database are removed"
 _LATER = "{stories} more stories in {feeds} feeds: other outlets report the same events in their own words"
 
 
@@ -90,7 +91,11 @@ def run_demo(*, duration: float | None = None, echo: Echo = print, feeds: tuple[
         urls = {name: server.url(name) for name in server.feeds}
         languages = {name: feed.language for name, feed in server.feeds.items()}
         config.write_text(demo_config_text(urls, languages, folder / "demo.db"), encoding="utf-8")
-        daemon = Daemon(str(config))
+        try:
+            daemon = Daemon(str(config))
+        except KeyboardInterrupt:  # Ctrl-C while the database is being set up
+            echo(f"[demo +{time.monotonic() - start:4.0f}s] {STOPPED}")
+            return 0
         cfg = daemon.runtime.loaded.config
         web = daemon.web.url + "/" if daemon.web is not None else "(none)"
         echo(
@@ -104,10 +109,13 @@ def run_demo(*, duration: float | None = None, echo: Echo = print, feeds: tuple[
         timer = _stop_after(duration)
         try:
             status = daemon.run()
+        except KeyboardInterrupt:  # Ctrl-C before the daemon's own handler was in place
+            daemon.runtime.close()
+            status = 0
         finally:
             if timer is not None:
                 timer.cancel()
-        echo(f"[demo +{time.monotonic() - start:4.0f}s] demo stopped; its temporary config and database are removed")
+        echo(f"[demo +{time.monotonic() - start:4.0f}s] {STOPPED}")
         return status
 
 

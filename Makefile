@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 CONFIG ?= config.yaml
 
-.PHONY: run test lint typecheck bench clean
+.PHONY: run demo test lint typecheck bench clean
 
 # A stamp file per install flavour, so `make run` after `make test` does not reinstall.
 $(BIN)/python:
@@ -22,6 +22,10 @@ $(VENV)/.installed-test: pyproject.toml | $(BIN)/python
 run: $(VENV)/.installed
 	mkdir -p data
 	$(BIN)/news-monitor --config $(CONFIG) run
+
+# Real alerts within a minute, with no network: sample feeds on 127.0.0.1, the real daemon.
+demo: $(VENV)/.installed
+	$(BIN)/news-monitor demo
 
 test: $(VENV)/.installed-test
 	$(BIN)/python -m pytest $(PYTEST_ARGS)

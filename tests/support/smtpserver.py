@@ -12,6 +12,10 @@ mail client would::
         [mail] = smtp.wait_for(1)
         assert mail["Subject"] == "..."
 
+``SMTPTestServer(logins={"user": "password"})`` requires an SMTP AUTH login (PLAIN or
+LOGIN, over the plain connection) before it accepts a message, so a message that
+arrives proves the client logged in with that password.
+
 ``stop()`` closes the listening socket, so connections are refused (an SMTP outage);
 ``start()`` listens again on the *same* port, so the target URL stays valid.
 
@@ -29,10 +33,11 @@ from dataclasses import dataclass
 from email import message_from_bytes, policy
 from email.message import EmailMessage
 from types import TracebackType
+from typing import Any
 
 import pytest
 from aiosmtpd.controller import Controller
-from aiosmtpd.smtp import SMTP, Envelope, Session
+from aiosmtpd.smtp import SMTP, AuthResult, Envelope, LoginPassword, Session
 
 __all__ = ["Received", "SMTPTestServer", "port_is_open", "smtp_server"]
 
@@ -86,8 +91,9 @@ class _Controller(Controller):
 class SMTPTestServer:
     """An SMTP server collecting messages; usable as a context manager."""
 
-    def __init__(self, port: int = 0) -> None:
+    def __init__(self, port: int = 0, *, logins: dict[str, str] | None = None) -> None:
         self.port = port
+        self.logins = logins
         self._cond = threading.Condition()
         self._received: list[Received] = []
         self._controller: _Controller | None = None
@@ -98,7 +104,10 @@ class SMTPTestServer:
         """Listen (again): on an ephemeral port the first time, then on the same port."""
         if self._controller is not None:
             return
-        controller = _Controller(_Handler(self), hostname=HOST, port=self.port, ready_timeout=5.0)
+        auth: dict[str, Any] = {}
+        if self.logins is not None:
+            auth = {"authenticator": self._authenticate, "auth_required": True, "auth_require_tls": False}
+        controller = _Controller(_Handler(self), hostname=HOST, port=self.port, ready_timeout=5.0, **auth)
         controller.start()
         self.port = controller.port
         self._controller = controller
@@ -122,6 +131,12 @@ class SMTPTestServer:
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
         self.stop()
+
+    def _authenticate(
+        self, server: SMTP, session: Session, envelope: Envelope, mechanism: str, data: object
+    ) -> AuthResult:
+        ok = isinstance(data, LoginPassword) and (self.logins or {}).get(data.login.decode()) == data.password.decode()
+        return AuthResult(success=ok, handled=False)
 
     # -- what tests use -----------------------------------------------------------------
 

@@ -10,6 +10,7 @@ import or a story search gives the same answer wherever it is asked.
 * :mod:`~monitor.app.services.feeds`: feed status and edits, OPML;
 * :mod:`~monitor.app.services.stories`: latest alerts, search, story detail;
 * :mod:`~monitor.app.services.clusters`: event clusters, a story's cluster, re-clustering;
+* :mod:`~monitor.app.services.setup`: ``init``'s config file and test send;
 * :mod:`~monitor.app.services.common`: progress, the result of an edit, unknown names,
   the story clusterer of a config.
 

@@ -426,9 +426,10 @@ class StoryStore(Database):
                 q = select(Match.story_id, Match.watchlist).where(Match.story_id.in_(chunk), Match.alerted.is_(True))
                 for sid, watchlist in conn.execute(q):
                     alerted.setdefault(sid, set()).add(watchlist)
-                q = select(Alert.story_id, Alert.watchlist).where(Alert.story_id.in_(chunk), Alert.kind == "surge")
-                for sid, watchlist in conn.execute(q):
-                    escalated.setdefault(sid, set()).add(watchlist)
+                surges = select(Alert.story_id, Alert.watchlist).where(Alert.story_id.in_(chunk), Alert.kind == "surge")
+                for surge_sid, watchlist in conn.execute(surges):
+                    if surge_sid is not None:
+                        escalated.setdefault(surge_sid, set()).add(watchlist)
         return [
             ClusteredStory(
                 sid,

@@ -16,12 +16,12 @@ import pytest
 from sqlalchemy import text
 
 from monitor.app.clusters import ClusterKeeper
-from monitor.app.deliver import story_for
+from monitor.app.deliver import digest_stories, story_for
 from monitor.clustering.clusterer import Clusterer
 from monitor.clustering.features import vocabulary
 from monitor.config.model import load_config
 from monitor.delivery.render import OtherReport, Renderer
-from monitor.delivery.routing import ClaimedAlert
+from monitor.delivery.routing import ClaimedAlert, TargetPolicy, WatchlistPolicy, plan
 from monitor.errors import ConfigError
 from monitor.ingest.decide import Decider, FeedIntent, FeedPoll, KnownStories, story_ident
 from monitor.ingest.entries import Entry
@@ -322,3 +322,15 @@ def test_the_story_alert_itself_is_unchanged() -> None:
     story = story_for([_claimed("story")], MEMBERS)
     assert story.title == "Kim Jong Un ratifies mutual defence pact with Russia" and not story.surge
     assert "Also reported by:" in Renderer().alert(story, "text").body
+
+
+def test_a_digest_watchlist_gets_the_follow_up_in_its_digest() -> None:
+    surge = _claimed("surge", ("outlet-1", "outlet-2", "outlet-3"))
+    planned = plan(TargetPolicy("mail"), [surge], now=NOW, watchlists={"pact": WatchlistPolicy(mode="digest")})
+    assert planned.messages == [] and [d.reason for d in planned.deferrals] == ["digest"]
+    folded = dataclasses.replace(surge, fold=True)
+    alert = dataclasses.replace(_claimed("story"), id=6, fold=True)
+    stories = digest_stories([alert, folded], MEMBERS)  # the alert and its follow-up: two entries
+    body = Renderer().digest(stories, "text", title="digest").body
+    assert body.count("Kim Jong Un ratifies mutual defence pact with Russia") >= 2
+    assert "now reported by 3 outlets: Kim Jong Un" in body and "  Reported by:" in body

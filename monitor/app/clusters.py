@@ -5,6 +5,9 @@ The clusterer's index of open clusters lives in memory; the database is the trut
 - **Rebuilt** from the stories first seen within twice the window (the index's
   ``keep``) the first time a poll decides, and again when the cluster settings or the
   alias groups change (a reload builds a new clusterer).
+- The watchlists each stored story alerted (its matches) and the surge follow-ups that
+  name it (the outbox's ``surge`` rows) come back with it, so a restart alerts and
+  escalates nothing twice.
 - **Caught up** before each decision: stories another daemon (or ``poll --once``) stored
   since the last look are filed under their stored clusters, so the decision sees them.
 - **Settled** after each write: a story this daemon decided but another stored first
@@ -113,7 +116,7 @@ class ClusterKeeper:
         for s in stories:
             published = min(s.published_at, s.first_seen_at)
             sig = clusterer.sign(s.title, s.summary, s.language, published, s.feed)
-            clusterer.file(s.ident, sig, s.cluster, s.alerted)
+            clusterer.file(s.ident, sig, s.cluster, s.alerted, s.escalated)
 
 
 def _hours(delta: dt.timedelta) -> str:

@@ -63,6 +63,7 @@ def build_watch(config: Config) -> Watch:
         matcher=matcher,
         targets={w.name: tuple(w.notify) for w in enabled},
         catchup_new_feeds=config.poll.catchup_new_feeds,
+        escalate={w.name: w.escalate.rule() for w in enabled if w.escalate is not None},
     )
 
 

@@ -31,6 +31,7 @@ from monitor.config.model import Config, DeliverySettings, parse_quiet_hours, pa
 from monitor.delivery.channels import Channel, Message, failure_message
 from monitor.delivery.render import AlertStory, OtherReport, Renderer
 from monitor.delivery.routing import (
+    STORY_KINDS,
     ClaimedAlert,
     PlannedMessage,
     QuietHours,
@@ -99,13 +100,17 @@ Members = Mapping[int, Sequence[OtherReport]]
 
 def story_for(rows: Sequence[ClaimedAlert], members: Members | None = None) -> AlertStory:
     """One story for one target, possibly matched by several watchlists; "also reported
-    by" lists the other feeds that carried it, then the other stories of its cluster."""
+    by" lists the other feeds that carried it, then the other stories of its cluster.
+    A surge follow-up is its own story: "now reported by N outlets: <title>", listing
+    the outlets counted."""
     first = rows[0]
+    if first.kind == "surge":
+        return _surge_story(rows, members or {})
     watchlists: list[str] = []
     terms: list[str] = []
     highlights: list[tuple[str, int, int]] = []
     for row in rows:
-        label = HEALTH_LABEL if row.kind != "story" else row.watchlist
+        label = HEALTH_LABEL if row.kind not in STORY_KINDS else row.watchlist
         if label not in watchlists:
             watchlists.append(label)
         for term in row.terms:
@@ -127,6 +132,41 @@ def story_for(rows: Sequence[ClaimedAlert], members: Members | None = None) -> A
         highlights=tuple(sorted(highlights)),
         also_reported_by=(*first.also_reported_by, *_cluster_others(first, members or {})),
     )
+
+
+def _surge_story(rows: Sequence[ClaimedAlert], members: Members) -> AlertStory:
+    """The follow-up of a cluster whose coverage surged: the alerted story's title and
+    link, and one report per outlet counted (its first story of the cluster), in the
+    order they told it."""
+    first = rows[0]
+    watchlists = tuple(dict.fromkeys(r.watchlist for r in rows))
+    terms = tuple(dict.fromkeys(t for r in rows for t in r.terms))
+    by_outlet: dict[str, OtherReport] = {}
+    for m in members.get(first.cluster_id, ()) if first.cluster_id is not None else ():
+        by_outlet.setdefault(m.outlet, m)
+    reports = tuple(by_outlet.get(o, OtherReport(o)) for o in first.outlets)
+    count = len(first.outlets)
+    return AlertStory(
+        story_id=first.story_id or 0,
+        title=f"now reported by {count} outlets: {first.title}",
+        link=first.link,
+        source=first.source,
+        published_at=first.published_at,
+        summary=f"{count} outlets reported this event within {_span(first.within)} of its first report.",
+        watchlists=watchlists,
+        matched_terms=terms,
+        also_reported_by=reports,
+        surge=True,
+    )
+
+
+def _span(seconds: float) -> str:
+    """``45m``, ``2h``, ``1d``, ``1h30m``: a duration as the config writes it."""
+    minutes = round(seconds / 60)
+    if minutes % 1440 == 0:
+        return f"{minutes // 1440}d"
+    hours, rest = divmod(minutes, 60)
+    return f"{hours}h{rest:02d}m" if hours and rest else f"{hours}h" if hours else f"{rest}m"
 
 
 def _cluster_others(alert: ClaimedAlert, members: Members) -> list[OtherReport]:
@@ -193,7 +233,7 @@ class Deliverer:
 
     def _members(self, claimed: Sequence[ClaimedAlert]) -> Members:
         """The stories of the claimed alerts' clusters as they are now: one read per batch."""
-        ids = {r.cluster_id for r in claimed if r.kind == "story" and r.cluster_id is not None}
+        ids = {r.cluster_id for r in claimed if r.kind in STORY_KINDS and r.cluster_id is not None}
         if not ids:
             return {}
         return {cid: [m.report() for m in ms] for cid, ms in self.store.cluster_members(ids).items()}
@@ -230,7 +270,7 @@ class Deliverer:
             noun = "story" if len(stories) == 1 else "stories"
             title = f"news-monitor digest: {len(stories)} {noun} ({', '.join(names)})"
             return self.renderer.digest(stories, flavour, title=title), "digest"
-        delivery_kind = "health" if planned.rows[0].kind != "story" else "alert"
+        delivery_kind = "health" if planned.rows[0].kind not in STORY_KINDS else "alert"
         return self.renderer.alert(story_for(planned.rows, members), flavour), delivery_kind
 
     def _send(self, channel: Channel, planned: PlannedMessage, members: Members) -> DeliveryReport:

@@ -161,6 +161,8 @@ class Watch:
     matcher: Matcher
     targets: Mapping[str, Sequence[str]]  # watchlist name -> targets it notifies
     catchup_new_feeds: bool = True
+    # watchlist name -> (outlets, within) of its surge follow-up (escalate)
+    escalate: Mapping[str, tuple[int, dt.timedelta]] = field(default_factory=dict)
 
 
 class Pipeline:
@@ -544,6 +546,7 @@ class _Cycle:
             catchup=self.catchup,
             catchup_new_feeds=watch.catchup_new_feeds,
             rand=self.p.rand,
+            escalate=watch.escalate,
         )
         try:
             intents, reports = self._decide_and_write(decider, writes, polls)

@@ -16,6 +16,9 @@ either has a row id.
   daemon stored first under another cluster).
 - :meth:`Clusterer.alerted` says which watchlists a cluster's stories alerted: a story
   alerts a watchlist only when no earlier story of its cluster did.
+- :meth:`Clusterer.outlets` and :meth:`Clusterer.escalated` say how many outlets told a
+  cluster within some time of its first story, and which watchlists were already sent
+  the "now reported by N outlets" follow-up (once per cluster and watchlist).
 
 No I/O; the caller keeps it in step with the database (``monitor.app.clusters``).
 """
@@ -24,7 +27,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from monitor.clustering.decide import Settings, assign
 from monitor.clustering.features import Signature, Story, Vocabulary, signature
@@ -80,9 +83,16 @@ class Clusterer:
         """Record the watchlists story *ident* (filed by :meth:`place`) alerted."""
         self.index.note(ident, frozenset(watchlists))
 
-    def file(self, ident: str, sig: Signature, cluster: str, watchlists: Iterable[str] = ()) -> None:
-        """File a stored story under its stored cluster (nothing if already filed)."""
-        self.index.add(cluster, sig, ident, frozenset(watchlists))
+    def note_escalated(self, ident: str, watchlists: Iterable[str]) -> None:
+        """Record the watchlists whose follow-up story *ident* (filed) brought about."""
+        self.index.note_escalated(ident, frozenset(watchlists))
+
+    def file(
+        self, ident: str, sig: Signature, cluster: str, watchlists: Iterable[str] = (), escalated: Iterable[str] = ()
+    ) -> None:
+        """File a stored story under its stored cluster (nothing if already filed), with
+        the watchlists it alerted and the escalations recorded with it."""
+        self.index.add(cluster, sig, ident, frozenset(watchlists), frozenset(escalated))
 
     def forget(self, idents: Iterable[str]) -> None:
         for ident in idents:
@@ -90,6 +100,15 @@ class Clusterer:
 
     def alerted(self, cluster: str) -> frozenset[str]:
         return self.index.alerted(cluster)
+
+    def alerted_by(self, cluster: str, watchlist: str) -> str | None:
+        return self.index.alerted_by(cluster, watchlist)
+
+    def escalated(self, cluster: str) -> frozenset[str]:
+        return self.index.escalated(cluster)
+
+    def outlets(self, cluster: str, within: timedelta) -> tuple[str, ...]:
+        return self.index.outlets(cluster, within)
 
     def knows(self, ident: str) -> bool:
         return self.index.cluster_of(ident) is not None

@@ -7,7 +7,9 @@ story's names, acts, issuers or numbers, or one of its ``probe`` rarest words or
 shingles (the caller checks the time window with ``first``). ``discard(ident)`` takes
 a story back out (a write that failed, a story another daemon stored first), and
 ``alerted(cluster)`` says which watchlists the cluster's stories alerted, which is what
-makes a cluster alert once per watchlist.
+makes a cluster alert once per watchlist; ``outlets(cluster, within)`` and
+``escalated(cluster)`` say how widely it is reported and which watchlists were already
+told so (a watchlist's ``escalate`` follow-up, once per cluster).
 Nothing scans all stories: postings lists hold only the clusters whose first story is at
 most ``keep`` older than the newest story seen (older ones are evicted as time moves on,
 in first-story order through a heap; ``keep`` is twice the decision window, so a story
@@ -45,6 +47,7 @@ class _Cluster:
     first: datetime
     members: dict[str, Signature] = field(default_factory=dict)  # story identity -> signature
     watchlists: dict[str, frozenset[str]] = field(default_factory=dict)  # identity -> alerted
+    escalated: dict[str, frozenset[str]] = field(default_factory=dict)  # identity -> escalated
 
 
 class CandidateIndex:
@@ -76,9 +79,11 @@ class CandidateIndex:
         signature: Signature,
         ident: str | None = None,
         watchlists: frozenset[str] = frozenset(),
+        escalated: frozenset[str] = frozenset(),
     ) -> None:
-        """File *signature* (story *ident*, which alerted *watchlists*) under *cluster*; a
-        new name opens a cluster. A story already filed is left where it is."""
+        """File *signature* (story *ident*, which alerted *watchlists* and recorded the
+        escalations of *escalated*) under *cluster*; a new name opens a cluster. A story
+        already filed is left where it is."""
         if ident is None:
             self._unnamed += 1
             ident = f"{cluster}#{self._unnamed}"
@@ -91,6 +96,8 @@ class CandidateIndex:
         entry.members[ident] = signature
         if watchlists:
             entry.watchlists[ident] = watchlists
+        if escalated:
+            entry.escalated[ident] = escalated
         self._where[ident] = cluster
         features = signature.features()
         self._df_all.update(features)
@@ -113,6 +120,7 @@ class CandidateIndex:
         entry = self._clusters[cluster]
         signature = entry.members.pop(ident)
         entry.watchlists.pop(ident, None)
+        entry.escalated.pop(ident, None)
         features = signature.features()
         self._df_all.subtract(features)
         self._all -= 1
@@ -173,6 +181,42 @@ class CandidateIndex:
         cluster = self._where.get(ident)
         if cluster is not None and watchlists:
             self._clusters[cluster].watchlists[ident] = watchlists
+
+    def alerted_by(self, cluster: str, watchlist: str) -> str | None:
+        """The first story of *cluster* (in filing order) that alerted *watchlist*, if any."""
+        entry = self._clusters.get(cluster)
+        if entry is None:
+            return None
+        return next((ident for ident, wls in entry.watchlists.items() if watchlist in wls), None)
+
+    def escalated(self, cluster: str) -> frozenset[str]:
+        """The watchlists whose surge follow-up *cluster* has sent (empty for an unknown one)."""
+        entry = self._clusters.get(cluster)
+        if entry is None:
+            return frozenset()
+        return frozenset().union(*entry.escalated.values())
+
+    def note_escalated(self, ident: str, watchlists: frozenset[str]) -> None:
+        """Record the escalations the filed story *ident* brought about (taken back out
+        with the story, like the watchlists it alerted)."""
+        cluster = self._where.get(ident)
+        if cluster is not None and watchlists:
+            entry = self._clusters[cluster]
+            entry.escalated[ident] = entry.escalated.get(ident, frozenset()) | watchlists
+
+    def outlets(self, cluster: str, within: timedelta) -> tuple[str, ...]:
+        """The distinct outlets of *cluster* whose stories were published at most *within*
+        after its first story, in filing order (empty for an unknown cluster; stories
+        without an outlet are not counted)."""
+        entry = self._clusters.get(cluster)
+        if entry is None:
+            return ()
+        until = entry.first + within
+        seen: dict[str, None] = {}
+        for sig in entry.members.values():
+            if sig.outlet and sig.published <= until:
+                seen.setdefault(sig.outlet, None)
+        return tuple(seen)
 
     def cluster_of(self, ident: str) -> str | None:
         """The open cluster story *ident* is filed under, if any."""

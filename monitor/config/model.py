@@ -332,6 +332,25 @@ def _target(value: Any) -> Any:
     return {"url": value} if isinstance(value, str) else value
 
 
+class EscalateSettings(_Model):
+    """One follow-up per event when its coverage surges: ``outlets`` distinct feeds told
+    it within ``within`` of its first story."""
+
+    outlets: int = Field(ge=2, le=1000)
+    within: Duration
+
+    @field_validator("within")
+    @classmethod
+    def _minutes(cls, value: float) -> float:
+        if value < 600:
+            raise ValueError("must be at least 10m")
+        return value
+
+    def rule(self) -> tuple[int, dt.timedelta]:
+        """(outlets, within) as the ingest decision takes them."""
+        return self.outlets, dt.timedelta(seconds=self.within)
+
+
 class WatchlistConfig(_Model):
     name: Name
     query: str
@@ -343,6 +362,7 @@ class WatchlistConfig(_Model):
     schedule: str = "0 8 * * *"  # digest time, crontab (minute hour day month weekday)
     timezone: TimeZone | None = None  # of the schedule (default: the config's)
     urgent: bool = False  # bypasses the targets' quiet hours
+    escalate: EscalateSettings | None = None  # one "now reported by N outlets" follow-up
 
     @field_validator("schedule")
     @classmethod

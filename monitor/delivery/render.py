@@ -104,6 +104,7 @@ class AlertStory:
     matched_terms: tuple[str, ...]
     highlights: tuple[tuple[str, int, int], ...] = ()
     also_reported_by: tuple[OtherReport, ...] = ()
+    surge: bool = False  # a "now reported by N outlets" follow-up: ``also_reported_by`` lists them all
 
 
 class _Prebuilt(str):
@@ -153,6 +154,7 @@ class _StoryView:
     also_reported_by: tuple[_ReportView, ...]
     also_more: int = 0  # other reports left out of ``also_reported_by`` (beyond ALSO_MAX)
     other_watchlists: tuple[str, ...] = ()
+    surge: bool = False  # templates head the reports "Reported by" rather than "Also reported by"
 
 
 @dataclass(frozen=True, slots=True)
@@ -494,6 +496,7 @@ class Renderer:
             also_reported_by=others,
             also_more=max(0, len(story.also_reported_by) - ALSO_MAX),
             other_watchlists=watchlists[1:],
+            surge=story.surge,
         )
 
     @staticmethod

@@ -35,7 +35,9 @@ from apscheduler.triggers.cron import CronTrigger
 from monitor.delivery.render import OtherReport
 from monitor.matching.matcher import Hit
 
-AlertKind = Literal["story", "feed_down", "feed_up"]
+AlertKind = Literal["story", "surge", "feed_down", "feed_up"]
+#: The kinds that announce a story (and follow their watchlist's mode); the others are feed health.
+STORY_KINDS: tuple[AlertKind, ...] = ("story", "surge")
 HEALTH_WATCHLIST = "@feed-health"
 
 
@@ -60,6 +62,8 @@ class ClaimedAlert:
     terms: tuple[str, ...] = ()
     hits: tuple[Hit, ...] = ()
     also_reported_by: tuple[OtherReport, ...] = ()  # the same story in other feeds
+    outlets: tuple[str, ...] = ()  # surge: the outlets counted, in the order they told it
+    within: float = 0.0  # surge: seconds after the cluster's first story they were counted in
 
     @property
     def group_key(self) -> tuple[str, int]:
@@ -239,7 +243,7 @@ def plan(
     to_digest: dict[dt.datetime, list[ClaimedAlert]] = {}
     for row in rows:
         wl = watchlists.get(row.watchlist, WatchlistPolicy())
-        if row.kind == "story" and wl.mode == "digest" and not row.fold:
+        if row.kind in STORY_KINDS and wl.mode == "digest" and not row.fold:
             to_digest.setdefault(next_digest(wl.schedule, wl.timezone, now), []).append(row)
         else:
             ready.append(row)

@@ -27,6 +27,13 @@ Rules:
   alerted match queues one outbox row per target. So an event alerts once per
   watchlist, and a cluster whose first stories did not match a watchlist alerts it
   when a later story does.
+- A watchlist with escalation (``escalate``: N outlets within a duration) gets one more
+  message per cluster: when a story joins a cluster that an earlier story alerted it
+  for, and the cluster now holds stories of at least N distinct outlets (feeds)
+  published within the duration of its first story, one :class:`NewSurge` per target
+  ("now reported by N outlets"), once per cluster and watchlist (the clusterer notes
+  it; the outbox's unique key fences daemons). A poll that does not alert queues none:
+  the next story to join does, if the count still holds.
 - A poll alerts unless the cycle is a catch-up, or the feed is new (never parsed) and
   ``catchup_new_feeds`` is on: a new feed must not send its whole backlog.
 """
@@ -138,12 +145,27 @@ class NewAlert:
 
 
 @dataclass(frozen=True, slots=True)
+class NewSurge:
+    """An outbox row (kind ``surge``) telling one target that the event cluster
+    ``cluster``, which alerted ``row.watchlist`` with the story ``alerted``, is now
+    reported by ``outlets``; queued by the new story ``story`` (written with it)."""
+
+    story: str  # identity of the new story that brought the count to the threshold
+    cluster: str  # identity of the cluster's first story
+    alerted: str  # identity of the story that alerted the watchlist (the message's story)
+    outlets: tuple[str, ...]  # the outlets counted, in the order they told it
+    within: dt.timedelta
+    row: OutboxRow
+
+
+@dataclass(frozen=True, slots=True)
 class _Decided:
     """A new story of the batch with its matches and alerts, before it goes to its feed."""
 
     story: NewStory
     matches: tuple[NewMatch, ...]
     alerts: tuple[NewAlert, ...]
+    surges: tuple[NewSurge, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -158,6 +180,7 @@ class FeedIntent:
     matches: tuple[NewMatch, ...] = ()
     alerts: tuple[NewAlert, ...] = ()
     alerting: bool = False  # whether this poll queues alerts (not a first poll or a catch-up)
+    surges: tuple[NewSurge, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -171,6 +194,8 @@ class Decider:
     catchup_new_feeds: bool = True
     rand: Callable[[], float] = random.random
     clusters: Clusterer | None = None  # None: every story is a cluster of its own
+    # watchlist -> (outlets, within): its one "now reported by N outlets" follow-up
+    escalate: Mapping[str, tuple[int, dt.timedelta]] = field(default_factory=dict)
 
     def alerts(self, feed: FeedSnapshot) -> bool:
         return not self.catchup and (feed.initialized or not self.catchup_new_feeds)
@@ -200,6 +225,7 @@ class Decider:
         sightings: list[Sighting] = []
         matches: list[NewMatch] = []
         alerts: list[NewAlert] = []
+        surges: list[NewSurge] = []
         new = 0
         for ident, entry in {story_ident(feed.id, e): e for e in poll.entries}.items():
             if ident in known.ids:
@@ -215,6 +241,7 @@ class Decider:
             stories.append(mine.story)
             matches.extend(mine.matches)
             alerts.extend(mine.alerts)
+            surges.extend(mine.surges)
         update = after_success(
             feed,
             now=now,
@@ -230,7 +257,14 @@ class Decider:
             published=[e.published_at for e in poll.entries if e.date_from_feed],
         )
         return FeedIntent(
-            feed.id, update, tuple(stories), tuple(sightings), tuple(matches), tuple(alerts), self.alerts(feed)
+            feed.id,
+            update,
+            tuple(stories),
+            tuple(sightings),
+            tuple(matches),
+            tuple(alerts),
+            self.alerts(feed),
+            tuple(surges),
         )
 
     def _place(self, ident: str, feed: FeedSnapshot, entry: Entry, now: dt.datetime) -> NewStory:
@@ -259,4 +293,34 @@ class Decider:
                 alerts.extend(NewAlert(story.ident, story.cluster, OutboxRow(m.watchlist, t, now)) for t in targets)
         if self.clusters is not None and alerted:
             self.clusters.note(story.ident, alerted)
-        return _Decided(story, tuple(matches), tuple(alerts))
+        surges = self._surges(story, told, now) if alerting else ()
+        return _Decided(story, tuple(matches), tuple(alerts), surges)
+
+    def _surges(self, story: NewStory, told: frozenset[str], now: dt.datetime) -> tuple[NewSurge, ...]:
+        """The follow-ups a story joining its cluster brings about: for each watchlist an
+        earlier story of the cluster alerted, with escalation, not escalated yet, whose
+        count of outlets within its duration has reached its threshold."""
+        clusters = self.clusters
+        if clusters is None or story.cluster == story.ident or not self.escalate:
+            return ()
+        done = clusters.escalated(story.cluster)
+        surges: list[NewSurge] = []
+        escalated: set[str] = set()
+        for watchlist in sorted(told - done):
+            rule = self.escalate.get(watchlist)
+            targets = self.targets.get(watchlist, ())
+            alerted = clusters.alerted_by(story.cluster, watchlist)
+            if rule is None or not targets or alerted is None:
+                continue
+            threshold, within = rule
+            outlets = clusters.outlets(story.cluster, within)
+            if len(outlets) < threshold:
+                continue
+            escalated.add(watchlist)
+            surges.extend(
+                NewSurge(story.ident, story.cluster, alerted, outlets, within, OutboxRow(watchlist, t, now))
+                for t in targets
+            )
+        if escalated:
+            clusters.note_escalated(story.ident, escalated)
+        return tuple(surges)

@@ -20,8 +20,8 @@ from typing import Any
 from sqlalchemy import Connection, and_, func, insert, or_, select, update
 
 from monitor.delivery.render import OtherReport
-from monitor.delivery.routing import HEALTH_WATCHLIST, ClaimedAlert
-from monitor.ingest.decide import OutboxRow
+from monitor.delivery.routing import HEALTH_WATCHLIST, STORY_KINDS, ClaimedAlert
+from monitor.ingest.decide import NewSurge, OutboxRow
 from monitor.storage.engine import Database, chunks, utcnow
 from monitor.storage.schema import Alert, Delivery, Feed, Match, Story
 from monitor.storage.stories import stored_hits, story_sources
@@ -42,10 +42,12 @@ def alert_columns(alert: OutboxRow) -> dict[str, Any]:
 
 def _claimed(r: Any, others: Mapping[int, list[str]]) -> ClaimedAlert:
     """A claimed row as the planner and renderer see it (story and health alerts alike)."""
-    if r.kind == "story":
+    if r.kind in STORY_KINDS:
+        payload = r.payload or {}
+        surge = r.kind == "surge"
         return ClaimedAlert(
             id=r.id,
-            kind="story",
+            kind="surge" if surge else "story",
             story_id=r.story_id,
             cluster_id=r.cluster_id,
             watchlist=r.watchlist,
@@ -63,8 +65,10 @@ def _claimed(r: Any, others: Mapping[int, list[str]]) -> ClaimedAlert:
             also_reported_by=tuple(
                 OtherReport(n, r.language, r.title, r.link, r.story_id)
                 for n in others.get(r.story_id, ())
-                if n != r.source
+                if n != r.source and not surge
             ),
+            outlets=tuple(str(o) for o in payload.get("outlets", ())) if surge else (),
+            within=float(payload.get("within", 0.0)) if surge else 0.0,
         )
     payload = r.payload or {}
     if r.kind == "feed_down":
@@ -98,6 +102,31 @@ class OutboxStore(Database):
         """Insert (alert, story id, cluster id) rows; a cluster already alerted for a
         watchlist and target stays as it is (``ON CONFLICT DO NOTHING``)."""
         rows = [{"story_id": sid, "cluster_id": cid, **alert_columns(a)} for a, sid, cid in alerts]
+        for chunk in chunks(rows):
+            conn.execute(self.insert(Alert.__table__).on_conflict_do_nothing(), chunk)
+
+    def _queue_surges(self, conn: Connection, surges: Sequence[NewSurge], ids: Mapping[str, int]) -> None:
+        """Insert surge rows (kind ``surge``: the alerted story, its cluster, the outlets
+        counted); a cluster already escalated for a watchlist and target stays as it is
+        (``ON CONFLICT DO NOTHING``: the unique key is the fence between daemons). A row
+        whose alerted story or cluster is not stored is left out."""
+        if not surges:
+            return
+        known = dict(ids)
+        missing = sorted({i for u in surges for i in (u.alerted, u.cluster)} - set(known))
+        for idents in chunks(missing):
+            known.update(conn.execute(select(Story.ident, Story.id).where(Story.ident.in_(idents))).tuples())
+        rows = [
+            {
+                "kind": "surge",
+                "story_id": known[u.alerted],
+                "cluster_id": known[u.cluster],
+                "payload": {"outlets": list(u.outlets), "within": u.within.total_seconds()},
+                **alert_columns(u.row),
+            }
+            for u in surges
+            if u.alerted in known and u.cluster in known
+        ]
         for chunk in chunks(rows):
             conn.execute(self.insert(Alert.__table__).on_conflict_do_nothing(), chunk)
 

@@ -6,7 +6,7 @@ Tables, in the order data flows into them::
     stories      one row per distinct story, deduped by canonical link (or GUID, or text)
     story_feeds  every feed a story was seen in ("also reported by ...")
     matches      story x watchlist, with the terms and positions that matched
-    outbox       story-cluster x watchlist x target: one alert to deliver, with its lease
+    outbox       story-cluster x watchlist x target x kind: one alert to deliver, with its lease
     deliveries   messages sent per target (rate limits, history)
 
 Designed for the roadmap now:
@@ -14,7 +14,8 @@ Designed for the roadmap now:
 - *Clustering* of one event across outlets and languages: ``stories.cluster_id`` points
   at the first story of its event cluster (itself for the first), with the score and
   shared features that joined it, and the outbox is unique per
-  ``(cluster_id, watchlist, target)``, so a cluster is alerted once.
+  ``(cluster_id, watchlist, target, kind)``, so a cluster is alerted once (``story``)
+  and escalated at most once (``surge``, a watchlist's "now reported by N outlets").
 - *Several daemons on one PostgreSQL*: feeds and outbox rows are claimed with a lease
   (``claimed_by``, ``claim_until`` / ``lease_until``) selected ``FOR UPDATE SKIP LOCKED``;
   a crashed daemon's claims simply expire.
@@ -181,17 +182,18 @@ class Alert(Base):
 
     __tablename__ = "outbox"
     __table_args__ = (
-        UniqueConstraint("cluster_id", "watchlist", "target"),
+        UniqueConstraint("cluster_id", "watchlist", "target", "kind"),
         Index("ix_outbox_due", "status", "next_attempt_at"),
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
-    # "story": a matched story; "feed_down" / "feed_up": a feed-health alert (no story)
+    # "story": a matched story; "surge": its cluster is now reported by many outlets (story_id
+    # is the alerted story, payload the outlets counted); "feed_down" / "feed_up": feed health
     kind: Mapped[str] = mapped_column(String(16), default="story")
     story_id: Mapped[int | None] = mapped_column(ForeignKey("stories.id", ondelete="CASCADE"), index=True)
     cluster_id: Mapped[int | None] = mapped_column(Integer)
     feed_id: Mapped[int | None] = mapped_column(ForeignKey("feeds.id", ondelete="CASCADE"))
-    payload: Mapped[dict[str, Any] | None] = mapped_column(JSON)  # health alerts: reason, since
+    payload: Mapped[dict[str, Any] | None] = mapped_column(JSON)  # health: reason, since; surge: outlets
     watchlist: Mapped[str] = mapped_column(String(64))
     target: Mapped[str] = mapped_column(String(64))
     # pending -> sending (claimed, leased) -> sent | pending (retry or deferred) | failed (given up)

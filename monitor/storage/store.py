@@ -64,12 +64,14 @@ class Store(FeedStore, StoryStore, OutboxStore):
                 if a.story in new
             ]
             self._queue_story_alerts(conn, alerts)
+            surges = [u for fi in intents for u in fi.surges if u.story in new]
+            self._queue_surges(conn, surges, ids)
             apply_updates(conn, [(fi.feed_id, fi.update) for fi in intents])
         return [
             RecordReport(
                 new_stories=sum(s.ident in new for s in fi.stories),
                 matches=sum(m.story in new for m in fi.matches),
-                alerts=sum(a.story in new for a in fi.alerts),
+                alerts=sum(a.story in new for a in fi.alerts) + sum(u.story in new for u in fi.surges),
                 new_story_ids=tuple(ids[s.ident] for s in fi.stories if s.ident in new),
                 new_idents=tuple(s.ident for s in fi.stories if s.ident in new),
             )

@@ -65,7 +65,8 @@ STORED_STORY_COLUMNS = (
 @dataclass(frozen=True, slots=True)
 class ClusteredStory:
     """A stored story as the clusterer files it: its cluster (named by the identity of
-    the cluster's first story) and the watchlists it alerted."""
+    the cluster's first story), the watchlists it alerted and those whose surge
+    follow-up names it (queued in the outbox: a restart must not escalate again)."""
 
     id: int
     ident: str
@@ -77,6 +78,7 @@ class ClusteredStory:
     published_at: dt.datetime
     first_seen_at: dt.datetime
     alerted: frozenset[str]
+    escalated: frozenset[str] = frozenset()
 
 
 @dataclass(frozen=True, slots=True)
@@ -419,13 +421,28 @@ class StoryStore(Database):
         with self.transaction() as conn:
             rows = list(conn.execute(stmt))
             alerted: dict[int, set[str]] = {}
+            escalated: dict[int, set[str]] = {}
             for chunk in chunks([r[0] for r in rows]):
                 q = select(Match.story_id, Match.watchlist).where(Match.story_id.in_(chunk), Match.alerted.is_(True))
                 for sid, watchlist in conn.execute(q):
                     alerted.setdefault(sid, set()).add(watchlist)
+                surges = select(Alert.story_id, Alert.watchlist).where(Alert.story_id.in_(chunk), Alert.kind == "surge")
+                for surge_sid, watchlist in conn.execute(surges):
+                    if surge_sid is not None:
+                        escalated.setdefault(surge_sid, set()).add(watchlist)
         return [
             ClusteredStory(
-                sid, ident, cluster, feed, title, summary, lang, published, seen, frozenset(alerted.get(sid, ()))
+                sid,
+                ident,
+                cluster,
+                feed,
+                title,
+                summary,
+                lang,
+                published,
+                seen,
+                frozenset(alerted.get(sid, ())),
+                frozenset(escalated.get(sid, ())),
             )
             for sid, ident, cluster, feed, title, summary, lang, published, seen in rows
         ]
@@ -563,7 +580,7 @@ class StoryStore(Database):
             for chunk in chunks(ids):
                 for alert_sid, wl, target, status, error in conn.execute(
                     select(Alert.story_id, Alert.watchlist, Alert.target, Alert.status, Alert.last_error)
-                    .where(Alert.story_id.in_(chunk))
+                    .where(Alert.story_id.in_(chunk), Alert.kind == "story")
                     .order_by(Alert.target)
                 ):
                     if alert_sid is not None:
@@ -672,7 +689,7 @@ class StoryStore(Database):
                         Alert.sent_at,
                         Alert.last_error,
                     )
-                    .where(Alert.cluster_id == cluster_id)
+                    .where(Alert.cluster_id == cluster_id, Alert.kind == "story")
                     .order_by(Alert.watchlist, Alert.target)
                 )
             )

@@ -74,6 +74,7 @@ KIND_WEIGHTS: Mapping[str, float] = MappingProxyType(
 _LANGUAGE_KINDS = ("w:", "s:")
 _ACTOR_KINDS = ("c:", "i:")
 _MAGNITUDE = 100
+_SCORED = 12  # members a story is compared with: the first and the latest
 
 
 @dataclass(frozen=True, slots=True)
@@ -126,23 +127,46 @@ def _vetoed(story: Signature, members: tuple[Signature, ...], settings: Settings
     return False
 
 
+class _Weights:
+    """Weighted feature vectors for one decision: the frequencies do not change while a
+    story is assigned, so each feature's weight and each signature's vector (with or
+    without its wording, which counts only within one language) are computed once."""
+
+    def __init__(self, index: CandidateIndex, settings: Settings) -> None:
+        self.index, self.kinds = index, settings.weights
+        self._weight: dict[str, float] = {}
+        self._vectors: dict[tuple[int, bool], tuple[dict[str, float], float]] = {}
+
+    def vector(self, sig: Signature, wording: bool) -> tuple[dict[str, float], float]:
+        """The weighted features of *sig* and their squared norm."""
+        key = (id(sig), wording)
+        got = self._vectors.get(key)
+        if got is None:
+            weights = self._weight
+            vec: dict[str, float] = {}
+            for f in sig.features():
+                if wording or not f.startswith(_LANGUAGE_KINDS):
+                    w = weights.get(f)
+                    if w is None:
+                        w = weights[f] = self.kinds[f[0]] * self.index.weight(f)
+                    vec[f] = w
+            got = self._vectors[key] = (vec, sum(w * w for w in vec.values()))
+        return got
+
+    def similarity(self, a: Signature, b: Signature) -> tuple[float, tuple[str, ...]]:
+        """Weighted cosine of *a* and *b* and their shared features, heaviest first."""
+        same_language = a.language == b.language
+        (wa, na), (wb, nb) = self.vector(a, same_language), self.vector(b, same_language)
+        norm = math.sqrt(na * nb)
+        if norm == 0:
+            return 0.0, ()
+        shared = sorted(wa.keys() & wb.keys(), key=lambda f: (-wa[f], f))
+        return sum(wa[f] * wb[f] for f in shared) / norm, tuple(shared)
+
+
 def similarity(a: Signature, b: Signature, index: CandidateIndex, settings: Settings) -> tuple[float, tuple[str, ...]]:
     """Weighted cosine of *a* and *b* and their shared features, heaviest first."""
-    same_language = a.language == b.language
-
-    def weighted(sig: Signature) -> dict[str, float]:
-        return {
-            f: settings.weights[f[0]] * index.weight(f)
-            for f in sig.features()
-            if same_language or not f.startswith(_LANGUAGE_KINDS)
-        }
-
-    wa, wb = weighted(a), weighted(b)
-    norm = math.sqrt(sum(w * w for w in wa.values()) * sum(w * w for w in wb.values()))
-    if norm == 0:
-        return 0.0, ()
-    shared = sorted(wa.keys() & wb.keys(), key=lambda f: (-wa[f], f))
-    return sum(wa[f] * wb[f] for f in shared) / norm, tuple(shared)
+    return _Weights(index, settings).similarity(a, b)
 
 
 def _decayed(
@@ -159,13 +183,16 @@ def assign(signature: Signature, index: CandidateIndex, settings: Settings = Set
     The caller files the story afterwards with ``index.add(cluster, signature, ident)``.
     """
     best = Assignment(None, 0.0)
+    weights = _Weights(index, settings)
     for cluster_id in index.candidates(signature):
         if abs(signature.published - index.first(cluster_id)) > settings.window:
             continue
         members = index.members(cluster_id)
         if _vetoed(signature, members, settings):
             continue
-        pairs = [_decayed(similarity(signature, m, index, settings), signature, m, settings) for m in members]
+        # A big cluster is scored on its first and latest members: its mean is steady by then.
+        scored = members if len(members) <= _SCORED else (members[0], *members[1 - _SCORED :])
+        pairs = [_decayed(weights.similarity(signature, m), signature, m, settings) for m in scored]
         top = max(pairs)
         # A name shared in both titles is one piece of evidence, not two.
         evidence = {"n:" + f[2:] if f.startswith("t:") else f for f in top[1] if not f.startswith(_ACTOR_KINDS)}

@@ -32,7 +32,7 @@ from __future__ import annotations
 import re
 import unicodedata
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 
 from monitor.matching.query import And, Near, Node, Not, Or, Term, parse_query
@@ -261,9 +261,11 @@ class Signature:
     issuers: frozenset[str]
     numbers: frozenset[str]
 
-    def features(self) -> frozenset[str]:
-        """Every feature, prefixed with its kind (``n:lavrov``, ``a:ratify``, ``#:10000``)."""
-        return frozenset(
+    _features: frozenset[str] = field(default=frozenset(), init=False, compare=False, repr=False)
+
+    def __post_init__(self) -> None:
+        # Computed once: the index and every comparison ask for it.
+        every = frozenset(
             [
                 *("w:" + w for w in self.words),
                 *("s:" + s for s in self.shingles),
@@ -275,6 +277,11 @@ class Signature:
                 *("#:" + n for n in self.numbers),
             ]
         )
+        object.__setattr__(self, "_features", every)
+
+    def features(self) -> frozenset[str]:
+        """Every feature, prefixed with its kind (``n:lavrov``, ``a:ratify``, ``#:10000``)."""
+        return self._features
 
 
 @dataclass(frozen=True, slots=True)

@@ -53,9 +53,10 @@ class _Cluster:
 class CandidateIndex:
     """Open clusters of the last windows, their postings and the feature frequencies."""
 
-    def __init__(self, keep: timedelta = timedelta(hours=144), probe: int = 24) -> None:
+    def __init__(self, keep: timedelta = timedelta(hours=144), probe: int = 24, limit: int = 32) -> None:
         self.keep = keep
         self.probe = probe
+        self.limit = limit
         self._clusters: dict[str, _Cluster] = {}
         self._where: dict[str, str] = {}  # story identity -> its cluster
         self._postings: dict[str, set[str]] = {}
@@ -151,15 +152,17 @@ class CandidateIndex:
                 self._unpost(cluster, member.features())
 
     def candidates(self, signature: Signature) -> tuple[str, ...]:
-        """Open clusters sharing one of the story's rarest features, by id."""
+        """Open clusters sharing one of the story's rarest features: the ``limit`` sharing
+        the most of them, most first (ties by name)."""
         features = signature.features()
         # Every language-independent feature is probed (a French telling of an English
         # cluster shares nothing else), plus the rarest words and shingles.
         wording = sorted((f for f in features if f.startswith(_WORDING)), key=lambda f: (self._df[f], f))
-        found: set[str] = set()
+        hits: Counter[str] = Counter()
         for feature in (*(f for f in features if not f.startswith(_WORDING + _NOT_PROBED)), *wording[: self.probe]):
-            found.update(self._postings.get(feature, ()))
-        return tuple(sorted(found))
+            hits.update(self._postings.get(feature, ()))
+        ranked = sorted(hits.items(), key=lambda kv: (-kv[1], kv[0]))
+        return tuple(cluster for cluster, _ in ranked[: self.limit])
 
     def first(self, cluster: str) -> datetime:
         """Published time of an open cluster's first story."""

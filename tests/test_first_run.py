@@ -17,7 +17,8 @@ from monitor.app.poll import CycleReport, FeedOutcome
 from monitor.config.model import parse_config
 from monitor.errors import ConfigError
 from tests.support.daemon import DaemonProcess
-from tests.support.httpserver import closed_port
+from tests.support.feeds import Item, rss
+from tests.support.httpserver import HTTPTestServer, Static, closed_port
 
 DNS = "http://wire.example/rss: connection failed: [Errno -3] Temporary failure in name resolution"
 REFUSED = "http://127.0.0.1:9/rss: connection failed: All connection attempts failed"
@@ -227,3 +228,30 @@ def test_a_no_op_edit_says_nothing_changed_and_writes_nothing(tmp_path: Path) ->
     assert config.read_text(encoding="utf-8") == shipped and config.stat().st_mtime_ns == before
     assert edit("--disable").startswith("changed watchlist 'kursk-troops'")
     assert edit("--disable").startswith("nothing changed")
+
+
+def test_a_first_reading_says_what_it_recorded_and_how_to_see_it(tmp_path: Path) -> None:
+    items = [
+        Item("North Korean troops deployed to Russia's Kursk region", "https://wire.example/kursk", "Seoul says."),
+        Item("Weather: a mild autumn", "https://wire.example/weather", "Nothing to report."),
+    ]
+    with HTTPTestServer() as http:
+        http.route("/wire.xml", Static(body=rss(items)))
+        config = tmp_path / "config.yaml"
+        config.write_text(
+            "database: sqlite:///monitor.db\n"
+            f"feeds:\n  - {{name: wire, url: '{http.url('/wire.xml')}'}}\n"
+            "targets: {hook: 'json://127.0.0.1:9/alerts'}\n"
+            "watchlists:\n  - {name: kursk, query: 'Kursk AND troops', notify: [hook]}\n",
+            encoding="utf-8",
+        )
+        poll = [sys.executable, "-m", "monitor", "--config", str(config), "poll", "--once"]
+        first = subprocess.run(poll, capture_output=True, text=True, timeout=60, cwd=tmp_path)
+        again = subprocess.run(poll, capture_output=True, text=True, timeout=60, cwd=tmp_path)
+    assert first.returncode == 0, first.stderr
+    assert (
+        "first reading of 1 feed(s): 2 stories recorded without alerting (a new feed's backlog is not news;"
+        " the stories that arrive from now on alert); 1 of them match your watchlists:"
+        " `news-monitor watchlist test NAME` lists them" in first.stderr
+    )
+    assert "first reading" not in again.stderr  # said once, for the feed's first reading only

@@ -246,6 +246,8 @@ class Daemon:
         if report.outcomes:
             log.info("cycle: %s", report.summary())
             self._warn_common_failure(report.common_failure())
+            if (first := report.first_readings()) is not None:
+                log.info("%s", first)
         if report.total("alerts"):
             self._deliver_soon()
 

@@ -85,6 +85,7 @@ class FeedOutcome:
     reason: str | None = None
     error: str | None = None
     elapsed: float = 0.0
+    first_reading: bool = False  # a new feed's backlog, recorded without alerting
 
 
 @dataclass(slots=True)
@@ -111,6 +112,24 @@ class CycleReport:
             + f"; {self.total('new')} new stories, "
             f"{self.total('matched')} matches, {self.total('alerts')} alerts queued"
         )
+
+    def first_readings(self) -> str | None:
+        """What the first reading of new feeds recorded, and how to see it (None: no new
+        feed was read): a first reading alerts nothing, and the user should know why."""
+        first = [o for o in self.outcomes if o.status == "new" and o.first_reading and o.new]
+        if not first:
+            return None
+        stories, matched = sum(o.new for o in first), sum(o.matched for o in first)
+        sentence = (
+            f"first reading of {len(first)} feed(s): {stories} stories recorded without alerting"
+            " (a new feed's backlog is not news; the stories that arrive from now on alert)"
+        )
+        if matched:
+            sentence += (
+                f"; {matched} of them match your watchlists: `news-monitor watchlist test NAME` lists them,"
+                " `news-monitor watchlist edit NAME --backfill 1d` alerts those of the last day"
+            )
+        return sentence
 
     def common_failure(self) -> str | None:
         """One sentence when every feed of the cycle (two or more) failed the same way:
@@ -588,7 +607,15 @@ class _Cycle:
                 else "",
             )
             self.report.outcomes.append(
-                FeedOutcome(w.feed.name, "new", rec.new_stories, rec.matches, rec.alerts, elapsed=elapsed)
+                FeedOutcome(
+                    w.feed.name,
+                    "new",
+                    rec.new_stories,
+                    rec.matches,
+                    rec.alerts,
+                    elapsed=elapsed,
+                    first_reading=not (self.catchup or intent.alerting),
+                )
             )
 
     def _decide_and_write(

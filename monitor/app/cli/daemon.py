@@ -61,6 +61,8 @@ def poll(ctx: Context, once: bool, feeds: tuple[str, ...], catchup: bool, no_del
                 click.echo(f"  {o.feed}: {o.reason}: {o.error}", err=True)
             if (sentence := report.common_failure()) is not None:
                 click.echo(sentence, err=True)
+            if (sentence := report.first_readings()) is not None:
+                click.echo(sentence, err=True)
             if not no_deliver:
                 result = rt.deliver()
                 click.echo(

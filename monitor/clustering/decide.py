@@ -22,36 +22,44 @@ cluster's (10,000 troops vs 11,000). The story joins the best cluster scoring at
 ``threshold`` (0.07), else it opens a new one.
 
 Figures (tests/data/clusters.jsonl: 344 stories, 84 events, 6 languages, 46 near-miss
-pairs; B-cubed precision / recall, near-miss pairs merged):
+pairs; B-cubed precision / recall, near-miss pairs merged), on the labelled stories alone
+and after 1,280 unrelated real stories (the feeds of tests/fixtures, 2018-2024) went
+through the same index, as a daemon's would:
 
-=====================================  =========  ======  ===========
-setting                                precision  recall  near misses
-=====================================  =========  ======  ===========
-defaults                               1.000      0.915   0
-threshold 0.05                         0.972      0.924   2
-threshold 0.09                         1.000      0.863   0
-strong 0.10                            0.992      0.931   1
-strong 0.20                            1.000      0.899   0
-no "strong" path (2 features always)   1.000      0.872   0
-min_evidence 1                         0.992      0.931   1
-min_evidence 3                         1.000      0.894   0
-no time decay                          0.935      0.916   5
-half-life 24 h                         1.000      0.906   0
-half-life 48 h                         0.995      0.911   0
-no new-act penalty                     0.987      0.932   1
-new-act penalty 0.5                    0.987      0.924   1
-concepts weigh 1.5                     0.992      0.915   1
-acts weigh 1                           1.000      0.863   0
-no title names                         0.992      0.901   1
-no magnitude veto                      1.000      0.915   0
-=====================================  =========  ======  ===========
+=====================================  =========  ======  ===========  =========  ======  ===========
+                                       labelled set alone                 with 1,280 unrelated stories
+setting                                precision  recall  near misses  precision  recall  near misses
+=====================================  =========  ======  ===========  =========  ======  ===========
+defaults                               1.000      0.920   0            0.983      0.899   1
+threshold 0.05                         0.972      0.929   2            0.968      0.925   2
+threshold 0.09                         1.000      0.858   0            1.000      0.874   0
+strong 0.10                            0.992      0.927   1            0.988      0.914   1
+strong 0.20                            1.000      0.899   0            0.983      0.887   1
+min_evidence 1                         0.992      0.930   1            0.988      0.917   1
+min_evidence 3                         1.000      0.903   0            0.995      0.886   0
+no time decay                          0.935      0.925   5            0.928      0.907   5
+half-life 24 h                         1.000      0.915   0            0.991      0.894   1
+half-life 48 h                         0.995      0.920   0            0.978      0.899   1
+no new-act penalty                     0.987      0.936   1            0.959      0.917   2
+new-act penalty 0.5                    0.987      0.928   1            0.967      0.913   2
+concepts weigh 1.5                     0.992      0.924   1            0.975      0.918   0
+acts weigh 1                           1.000      0.869   0            0.985      0.872   1
+no title names                         0.992      0.900   1            0.986      0.899   1
+no magnitude veto                      1.000      0.923   0            0.983      0.902   1
+=====================================  =========  ======  ===========  =========  ======  ===========
 
 Precision first: merging two events loses an alert, splitting one only repeats it; the
 defaults sit where every neighbour either merges a near miss or loses recall. The
 magnitude veto changes nothing on this set and is kept for the case it exists for, a
-new count of the same actors within hours (see ``tests/test_clustering.py``). Cost:
-about 0.55 ms a story over the set on an idle machine, signature included (2 cores,
-CPython 3.11).
+new count of the same actors within hours (see ``tests/test_clustering.py``). The one
+near miss merged with unrelated news about is Seoul weighing arms for Ukraine and Putin
+warning Seoul against it the same day.
+
+Cost is bounded whatever the window holds: the index hands over at most 32 candidate
+clusters (those sharing the most probed features), a cluster of more than 12 stories is
+scored on its first and 11 latest, and each weight and vector is computed once per
+decision. 600 unrelated stories of one day then 50 labelled ones took 115 s before these
+bounds and 6.5 s after (a loaded 2-core machine); the figures above did not change.
 """
 
 from __future__ import annotations

@@ -18,7 +18,11 @@ per feature), and ``add`` O(features of the story).
 
 Document frequencies, which weigh features (inverse document frequency), are kept over
 every story ever added, not just the window: a window holds too few stories for a
-steady estimate. They grow with the vocabulary, not with the number of stories.
+steady estimate. They grow with the vocabulary, not with the number of stories. They
+count only the stories that name one of the config's concepts (once :data:`THEME_MIN`
+have): unrelated news (sport, weather) would make the watched actors look rare and weigh
+them up, which merged distinct events of the same actors (precision 0.972 with 100
+unrelated stories before this rule, 1.000 after; see :mod:`.decide`).
 """
 
 from __future__ import annotations

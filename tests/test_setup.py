@@ -394,6 +394,18 @@ def test_demo_shows_alerts_for_the_three_themes_on_the_console_and_the_web_page(
         for name in DEMO_WATCHLISTS:  # the page lists the alerts the console printed
             first = next(line for line in out.lines if line.startswith(f"[{name}] "))
             assert first.split("] ", 1)[1] in shown
+        # the other outlets' tellings come next: no second alert, listed under the first ones
+        out.wait_until(r"more stories in \d+ feeds: other outlets", timeout=60)
+        deadline = time.monotonic() + 60  # served now, stored at the next poll (every 10 s)
+        while True:
+            page = html.unescape(re.sub(r"<[^>]+>", "", httpx.get(web_line.split()[-1], timeout=10).text))
+            if page.count("Also reported by") >= len(DEMO_WATCHLISTS) or time.monotonic() > deadline:
+                break
+            time.sleep(1)
+        assert page.count("Also reported by") >= len(DEMO_WATCHLISTS)
+        time.sleep(2)  # an alert they caused would be printed by now
+        alerted = [line for line in out.lines if re.match(r"^\[[a-z-]+\] ", line)]
+        assert len(alerted) == len(DEMO_WATCHLISTS), alerted
         proc.send_signal(signal.SIGINT)  # Ctrl-C
         assert proc.wait(60) == 0
     finally:

@@ -42,7 +42,10 @@ _WAVES = {
     1: "news breaks: {stories} new stories in {feeds} feeds; the alerts follow",
 }
 STOPPED = "demo stopped; its temporary config and database are removed"
-_LATER = "{stories} more stories in {feeds} feeds: other outlets report the same events in their own words"
+_LATER = (
+    "{stories} more stories in {feeds} feeds: other outlets report the same events in their own words;"
+    " they join the first reports (no second alert) and show under them on the web page as \"also reported by\""
+)
 
 
 def demo_config_text(feeds: dict[str, str], languages: dict[str, str], database: Path) -> str:

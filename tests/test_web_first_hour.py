@@ -18,7 +18,9 @@ from typing import Any
 
 import httpx
 import pytest
+from click.testing import CliRunner
 
+from monitor.app.cli import cli
 from monitor.app.services.backtests import watchlist_matcher
 from monitor.app.services.feeds import daemon_idle, failing_banner
 from monitor.app.web import WebServer, WebState
@@ -354,3 +356,23 @@ def test_the_editor_lists_the_alias_groups(site: Site) -> None:
     assert '<dt id="alias-dprk" data-alias="dprk"><code>@dprk</code></dt>' in page
     assert "<dd><code>&#34;North Korea&#34; OR &#34;North Korean&#34; OR Pyongyang</code></dd>" in page
     assert "<dd><code>@kursk OR Donbas</code></dd>" in page
+
+
+def test_the_cli_feeds_table_says_the_same(site: Site) -> None:
+    long_ago = dt.datetime.now(dt.UTC) - dt.timedelta(hours=3)
+    for name in ("desk", "wire"):
+        site.set_feed(
+            name,
+            last_poll_at=long_ago,
+            next_poll_at=long_ago + dt.timedelta(minutes=10),
+            state="backoff",
+            consecutive_failures=1,
+            last_error_reason="connection",
+            last_error=DNS,
+        )
+    out = CliRunner().invoke(cli, ["--config", str(site.path), "feeds"])
+    assert out.exit_code == 0, out.output
+    text = re.sub(r"\s+", " ", out.output)
+    assert "2 of 2 feeds are failing with DNS errors: is this machine online?" in text
+    assert f"No daemon has polled since {long_ago:%Y-%m-%d %H:%M} UTC (3h ago): the feeds are due now" in text
+    assert text.count("due now") == 3 and " ago │ connection" not in text  # no next poll in the past

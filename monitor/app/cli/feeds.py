@@ -18,10 +18,13 @@ import click
 from monitor.app.cli.common import Context, echo_saved, errors_as_click, open_store, pass_ctx, progress
 from monitor.app.services.feeds import (
     FeedCheckError,
+    FeedsOverview,
     add_feed,
     duration_text,
     feed_status,
+    feeds_overview,
     import_opml,
+    is_polled,
     opml_export,
     remove_feed,
 )
@@ -44,10 +47,11 @@ def feeds(click_ctx: click.Context, as_json: bool) -> None:
     ctx: Context = click_ctx.obj
     with errors_as_click(), open_store(ctx.loaded) as store:
         status = feed_status(store)
+        overview = feeds_overview(store)
     if as_json:
         click.echo(json.dumps({"feeds": [_feed_json(f) for f in status.feeds], "alerts": status.alerts}, indent=2))
         return
-    _print_feeds(list(status.feeds), status.alerts)
+    _print_feeds(list(overview.feeds), status.alerts, overview)
 
 
 def _feed_json(f: Any) -> dict[str, Any]:
@@ -94,12 +98,21 @@ def _ago(v: dt.datetime | None, now: dt.datetime) -> str:
     return f"in {text}" if future else f"{text} ago"
 
 
-def _print_feeds(rows: list[Any], alerts: dict[str, int]) -> None:
+def _next_poll(f: Any, overview: FeedsOverview) -> str:
+    """When the feed is polled next; "due now" when no daemon polls and the time is past."""
+    if not is_polled(f):
+        return "-"
+    if overview.idle and f.next_poll_at <= overview.now:
+        return "due now"
+    return _ago(f.next_poll_at, overview.now)
+
+
+def _print_feeds(rows: list[Any], alerts: dict[str, int], overview: FeedsOverview) -> None:
     from rich.console import Console
     from rich.markup import escape
     from rich.table import Table
 
-    now = dt.datetime.now(dt.UTC)
+    now = overview.now
     table = Table(title="Feeds", show_lines=False)
     columns = (
         "feed", "state", "last poll", "last success", "fails", "entries", "interval", "next poll", "last error",
@@ -119,11 +132,20 @@ def _print_feeds(rows: list[Any], alerts: dict[str, int]) -> None:
             str(f.consecutive_failures),
             str(f.entries_seen),
             _interval_cell(f),
-            _ago(f.next_poll_at, now) if f.state != "disabled" else "-",
+            _next_poll(f, overview),
             escape(error),
         )
     # Piped into a file or a script, do not fold columns to 80 characters.
     console = Console() if sys.stdout.isatty() else Console(width=200)
+    if overview.failing:
+        console.print(f"[yellow]{escape(overview.failing)}[/]")
+    if overview.idle:
+        since = (
+            f"since {overview.last_poll_at:%Y-%m-%d %H:%M} UTC ({_ago(overview.last_poll_at, now)})"
+            if overview.last_poll_at
+            else "these feeds yet"
+        )
+        console.print(f"No daemon has polled {since}: the feeds are due now. Start one with `news-monitor run`.")
     console.print(table)
     pending = alerts.get("pending", 0) + alerts.get("sending", 0)
     console.print(

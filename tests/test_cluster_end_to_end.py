@@ -18,10 +18,8 @@ each event, every outlet listed.
 from __future__ import annotations
 
 import json
-import os
 import sqlite3
 import subprocess
-import sys
 from collections import defaultdict
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -32,6 +30,7 @@ from typing import Any
 import pytest
 from ruamel.yaml import YAML
 
+from tests.support.cli import run_monitor
 from tests.support.feeds import Item, rss
 from tests.support.httpserver import HTTPTestServer, Static
 from tests.support.webhook import WebhookReceiver
@@ -79,15 +78,7 @@ class Env:
             self.http.route(f"/{slug}.xml", Static(body=rss(items, title=slug), etag=f'"{len(items)}"'))
 
     def poll(self) -> subprocess.CompletedProcess[str]:
-        env = {k: v for k, v in os.environ.items() if not k.startswith("NEWS_MONITOR")}
-        done = subprocess.run(
-            [sys.executable, "-m", "monitor", "--config", str(self.config), "poll", "--once"],
-            capture_output=True,
-            text=True,
-            timeout=120,
-            env=env,
-            cwd=self.config.parent,
-        )
+        done = run_monitor(self.config, "poll", "--once")
         assert done.returncode == 0, done.stderr
         return done
 

@@ -13,7 +13,6 @@ from __future__ import annotations
 import os
 import sqlite3
 import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -22,6 +21,7 @@ from pathlib import Path
 import pytest
 from ruamel.yaml import YAML
 
+from tests.support.cli import run_monitor
 from tests.support.feeds import FIXTURES, SEED_TITLE, Item, rss, seed_article
 from tests.support.httpserver import Hang, HTTPTestServer, Raw, Static, Status
 from tests.support.smtpserver import SMTPTestServer
@@ -46,15 +46,7 @@ class Env:
     seed_items: list[Item]
 
     def run(self, *args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
-        env = {k: v for k, v in os.environ.items() if not k.startswith("NEWS_MONITOR")}
-        return subprocess.run(
-            [sys.executable, "-m", "monitor", "--config", str(self.config), *args],
-            capture_output=True,
-            text=True,
-            timeout=timeout,
-            env=env,
-            cwd=self.config.parent,
-        )
+        return run_monitor(self.config, *args, timeout=timeout)
 
     def outbox(self) -> dict[str, int]:
         with sqlite3.connect(self.db) as conn:

@@ -9,10 +9,8 @@ poll after the other; a watchlist without ``escalate`` watches the same event.
 
 from __future__ import annotations
 
-import os
 import sqlite3
 import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -21,6 +19,7 @@ from pathlib import Path
 import pytest
 from ruamel.yaml import YAML
 
+from tests.support.cli import run_monitor
 from tests.support.feeds import Item, rss
 from tests.support.httpserver import HTTPTestServer, Static
 from tests.support.webhook import WebhookReceiver
@@ -52,15 +51,7 @@ class Env:
         )
 
     def poll(self) -> subprocess.CompletedProcess[str]:
-        env = {k: v for k, v in os.environ.items() if not k.startswith("NEWS_MONITOR")}
-        done = subprocess.run(
-            [sys.executable, "-m", "monitor", "--config", str(self.config), "poll", "--once"],
-            capture_output=True,
-            text=True,
-            timeout=120,
-            env=env,
-            cwd=self.config.parent,
-        )
+        done = run_monitor(self.config, "poll", "--once")
         assert done.returncode == 0, done.stderr
         return done
 

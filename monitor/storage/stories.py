@@ -135,6 +135,29 @@ class ClusterAssignment:
     terms: tuple[str, ...] = ()
 
 
+def _filed_select(*extra: Any) -> Any:
+    """SELECT of a story as the clusterer files it: id, identity, the identity of its
+    cluster's first story, feed, title, summary, language, published and first seen, then
+    *extra* columns (stories join their feed and their cluster's first story)."""
+    first = cast(Table, Story.__table__).alias("first_story")
+    return (
+        select(
+            Story.id,
+            Story.ident,
+            func.coalesce(first.c.ident, Story.ident),
+            Feed.name,
+            Story.title,
+            Story.summary,
+            func.coalesce(Story.language, Feed.language),
+            Story.published_at,
+            Story.first_seen_at,
+            *extra,
+        )
+        .join(Feed, Feed.id == Story.feed_id)
+        .outerjoin(first, first.c.id == Story.cluster_id)
+    )
+
+
 def stored_story_select() -> Any:
     """SELECT of StoredStory rows, to which callers add their WHERE and ORDER BY."""
     return select(*STORED_STORY_COLUMNS).join(Feed, Feed.id == Story.feed_id)
@@ -317,34 +340,15 @@ class StoryStore(Database):
     def stories_first_seen(self, since: dt.datetime, until: dt.datetime | None = None) -> list[FiledStory]:
         """Stories first seen since *since* (and before *until*), in the order they were
         first seen (published time, then row id, as tie-breaks), with their clusters."""
-        first = cast(Table, Story.__table__).alias("first_story")
-        stmt = (
-            select(
-                Story.id,
-                Story.ident,
-                func.coalesce(Story.cluster_id, Story.id),
-                func.coalesce(first.c.ident, Story.ident),
-                Feed.name,
-                Story.title,
-                Story.summary,
-                func.coalesce(Story.language, Feed.language),
-                Story.published_at,
-                Story.first_seen_at,
-                Story.cluster_score,
-                Story.cluster_terms,
-            )
-            .join(Feed, Feed.id == Story.feed_id)
-            .outerjoin(first, first.c.id == Story.cluster_id)
-            .where(Story.first_seen_at >= since)
-            .order_by(Story.first_seen_at, Story.published_at, Story.id)
-        )
+        stmt = _filed_select(func.coalesce(Story.cluster_id, Story.id), Story.cluster_score, Story.cluster_terms)
+        stmt = stmt.where(Story.first_seen_at >= since).order_by(Story.first_seen_at, Story.published_at, Story.id)
         if until is not None:
             stmt = stmt.where(Story.first_seen_at < until)
         with self.transaction() as conn:
             rows = list(conn.execute(stmt))
         return [
             FiledStory(sid, ident, cid, cident, feed, title, summary, lang, pub, seen, score, tuple(terms or ()))
-            for sid, ident, cid, cident, feed, title, summary, lang, pub, seen, score, terms in rows
+            for sid, ident, cident, feed, title, summary, lang, pub, seen, cid, score, terms in rows
         ]
 
     def assign_clusters(self, assignments: Sequence[ClusterAssignment]) -> int:
@@ -395,23 +399,7 @@ class StoryStore(Database):
     ) -> list[ClusteredStory]:
         """Stored stories with their clusters, by id: those of *ids*, or those after row
         *after_id* first seen since *seen_since* (at most *limit*; page with the last id)."""
-        first = Story.__table__.alias("first_story")
-        stmt = (
-            select(
-                Story.id,
-                Story.ident,
-                func.coalesce(first.c.ident, Story.ident),
-                Feed.name,
-                Story.title,
-                Story.summary,
-                func.coalesce(Story.language, Feed.language),
-                Story.published_at,
-                Story.first_seen_at,
-            )
-            .join(Feed, Feed.id == Story.feed_id)
-            .outerjoin(first, first.c.id == Story.cluster_id)
-            .order_by(Story.id)
-        )
+        stmt = _filed_select().order_by(Story.id)
         if ids is not None:
             stmt = stmt.where(Story.id.in_(list(ids)))
         else:

@@ -48,7 +48,7 @@ How it measures:
   ``cluster: {enabled: false}`` and with the defaults, alternately, ``--runs`` times;
   the share is the median of the paired ratios (goal <= 5 %).
 
-Figures measured on 2026-12-03, 2 cores shared with other agents (load average 3-4 of 2
+Figures measured on 2026-12-03, 2 cores shared with other agents (load average 4-6 on 2
 cores during the runs: absolute times are inflated, ratios within a run less so):
 
 The full figures (100,000 new stories on a rebuilt 144 h index) were not measured: the

@@ -77,6 +77,14 @@ by tracemalloc (44 MB for the 2,000; a 144 h index at 100,000 stories a 72 h wou
 200,000 stories: about 4.4 GB). Rebuild of those 3,182 stories: 2.5-3.1 CPU s (about
 1 ms a story; 10-18 s wall on the loaded machine), RSS 95 -> 195 MB.
 
+Twice the scale, ``--stories 4000 --store 40000 --runs 1`` (store v2: the index starts
+with 7,998 stories in 2,054 clusters; machine quieter, load 0.5-1.5): clustering 33.7 ms
+a story (p50 26.9, p90 79.9, p99 143.4, max 210 ms; signature 0.54 ms), matching
+0.062 ms, parsing 0.287 ms: 539x matching, 117x parsing. Candidates: 187 clusters and 737
+member stories a story (twice the above: the cost per story follows the open index).
+B-cubed 0.901 / 0.836; index 21.9 KB a story; rebuild of 7,998 stories 5.8 s (5.8 CPU s,
+0.73 ms a story), RSS 95 -> 286 MB.
+
 Store of 1,000,000 stories (``--store 1000000 --stories 100000 --only-rebuild``): built in
 979 s (1,035 MB; cached afterwards). ``ClusterKeeper`` rebuild, 2 runs: 153,971 stories in
 37,609 clusters, 146-157 s wall (142-145 CPU s: 0.93 ms a story), RSS 95 MB -> 4,137 MB

@@ -96,9 +96,10 @@ Store of 1,000,000 stories (``--store 1000000 --stories 100000 --only-rebuild``)
 late tellings of its last events, dated up to a day or two after its end, and the index
 keeps 144 h back from its newest story; the store now ends at "now" (``v2``).
 
-First cycle, 1,000 feeds x 25 entries (24,856 stories), one run each (a pair took 13 min):
-clustering off 75.2 s (37.3 CPU s), defaults 694.2 s (226.9 CPU s): clustering's share
-89 % wall, 84 % CPU, against a goal of 5 %. At 200 feeds (4,973 stories): 13.4 s
+First cycle, 1,000 feeds x 25 entries (24,856 stories), one pair at a time: on the loaded
+machine, clustering off 75.2 s (37.3 CPU s), defaults 694.2 s (226.9 CPU s): clustering's
+share 89 % wall, 84 % CPU; again on the quieter machine (load 0.7), off 20.0 s (35.1 CPU
+s), defaults 159.4 s (177.8 CPU s): 87.5 % wall, 80.3 % CPU. The goal is 5 %. At 200 feeds (4,973 stories): 13.4 s
 (7.8 CPU s) vs 46.2 s (24.4 CPU s), 68 % CPU: the share grows with the cycle, as the
 cost per story grows with the index.
 

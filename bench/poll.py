@@ -3,8 +3,10 @@
 Run: ``.venv/bin/pip install -e '.[bench]'`` once, then ``.venv/bin/python bench/poll.py``.
 Prints figures only; it asserts nothing. Options: ``--feeds``, ``--runs`` (first
 cycles, each on a fresh database), ``--steady-runs``, ``--skip-reader``,
-``--database`` (a PostgreSQL URL instead of a fresh SQLite file per run), and
-``--hostile`` (one cycle over the robustness matrix instead; see below).
+``--database`` (a PostgreSQL URL instead of a fresh SQLite file per run),
+``--config-extra`` (JSON config sections for news-monitor, e.g. ``{"cluster": {"enabled":
+false}}``; bench/cluster.py uses it), and ``--hostile`` (one cycle over the robustness
+matrix instead; see below).
 
 How it measures, so the figures can be trusted:
 
@@ -202,9 +204,16 @@ def run_measured(args: list[str], timeout: float) -> dict[str, Any]:
 
 
 def _config(
-    tmp: Path, port: int, paths: list[str], database: str, deadline: str | None = None, parse_workers: int = 0
+    tmp: Path,
+    port: int,
+    paths: list[str],
+    database: str,
+    deadline: str | None = None,
+    parse_workers: int = 0,
+    extra: dict[str, Any] | None = None,
 ) -> Path:
-    """A config polling ``paths`` (on the farm server) or full URLs."""
+    """A config polling ``paths`` (on the farm server) or full URLs; *extra* top-level
+    sections are added or replace the generated ones (``{"cluster": {"enabled": False}}``)."""
     from ruamel.yaml import YAML
 
     shipped = YAML(typ="safe").load((ROOT / "config.yaml").read_text(encoding="utf-8"))
@@ -224,6 +233,7 @@ def _config(
         ],
         "aliases": shipped.get("aliases") or {},
         "watchlists": shipped["watchlists"],
+        **(extra or {}),
     }
     path = tmp / "config.yaml"
     with path.open("w", encoding="utf-8") as fh:
@@ -258,7 +268,7 @@ def _runtime(config: Path) -> Any:
 
 
 def measure_monitor(
-    port: int, n: int, steady_runs: int, database: str | None, parse_workers: int
+    port: int, n: int, steady_runs: int, database: str | None, parse_workers: int, extra: dict[str, Any] | None = None
 ) -> dict[str, Any]:
     """ONE first cycle (and ``steady_runs`` steady ones) in this fresh process, as a
     daemon or ``news-monitor poll`` would run it; :func:`monitor_runs` repeats it."""
@@ -268,7 +278,7 @@ def measure_monitor(
     with tempfile.TemporaryDirectory() as tmpdir:
         tmp = Path(tmpdir)
         db = _fresh_database(tmp, database, 0)
-        rt = _runtime(_config(tmp, port, paths, db, parse_workers=parse_workers))
+        rt = _runtime(_config(tmp, port, paths, db, parse_workers=parse_workers, extra=extra))
         try:
             time.sleep(0.5)  # the parse workers are up (started in the background, as in the daemon)
             cpu = TreeCPU()
@@ -438,9 +448,11 @@ def _measure(argv: list[str]) -> None:
     p.add_argument("--database", default=None)
     p.add_argument("--hostile-urls", default="{}", help="JSON: url -> expected reason")
     p.add_argument("--parse-workers", type=int, default=0)
+    p.add_argument("--config-extra", default="{}", help="JSON: config sections added or replaced")
     a = p.parse_args(argv)
     if a.what == "monitor":
-        out = measure_monitor(a.port, a.feeds, a.steady_runs, a.database, a.parse_workers)
+        extra = json.loads(a.config_extra)
+        out = measure_monitor(a.port, a.feeds, a.steady_runs, a.database, a.parse_workers, extra)
     elif a.what == "feedparser":
         out = measure_feedparser(a.feeds, a.runs)
     elif a.what == "reader":
@@ -478,6 +490,11 @@ def main() -> None:
     parser.add_argument("--hostile", action="store_true", help="one cycle over the robustness matrix")
     parser.add_argument("--parse-workers", type=int, default=0, help="poll.parse_workers (0: one per CPU)")
     parser.add_argument("--skip-feedparser", action="store_true")
+    parser.add_argument(
+        "--config-extra",
+        default="{}",
+        help='JSON config sections for news-monitor, e.g. \'{"cluster": {"enabled": false}}\'',
+    )
     args = parser.parse_args()
 
     server, port, hostile = _server(args.feeds if not args.hostile else 50, args.hostile)
@@ -498,7 +515,7 @@ def main() -> None:
                 "news-monitor",
                 lambda: monitor_runs(
                     ["monitor", "--feeds", str(args.feeds), "--port", str(port), *db,
-                     "--parse-workers", str(args.parse_workers)],
+                     "--parse-workers", str(args.parse_workers), "--config-extra", args.config_extra],
                     args.runs,
                     args.steady_runs,
                 ),

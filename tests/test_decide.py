@@ -240,7 +240,8 @@ def new_clusterer() -> Clusterer:
 
 def test_tellings_of_one_event_in_one_batch_alert_once() -> None:
     one, two, three = told(1, RATIFY, hours=1), told(2, RATIFY_2, hours=2), told(3, RATIFY_FR, hours=3, language="fr")
-    a, b = clustered([(A, [two, three]), (B, [one])], new_clusterer(), {t: ["pact"] for t in (RATIFY[0], RATIFY_2[0])})
+    found = {RATIFY[0]: ["pact"], RATIFY_2[0]: ["pact"], RATIFY_FR[0]: ["pact"]}
+    a, b = clustered([(A, [two, three]), (B, [one])], new_clusterer(), found)
     stories = {s.ident: s for s in (*a.stories, *b.stories)}
     first = story_ident(B.id, one)
     assert {s.cluster for s in stories.values()} == {first}  # the earliest published leads
@@ -248,30 +249,37 @@ def test_tellings_of_one_event_in_one_batch_alert_once() -> None:
     assert "a:ratify" in stories[story_ident(A.id, three)].cluster_terms  # French joins on the act
     assert [x.story for x in (*a.alerts, *b.alerts)] == [first]  # one alert, by the first telling
     alerted = {m.story: m.alerted for m in (*a.matches, *b.matches)}
-    assert alerted == {first: True, story_ident(A.id, two): False}  # matched, recorded, not alerted
+    assert alerted == {first: True, story_ident(A.id, two): False, story_ident(A.id, three): False}
 
 
 @pytest.mark.parametrize(
-    ("first_matches", "catchup", "later_alerts"),
+    ("first_matches", "catchup", "joins", "later_alerts"),
     [
-        ([], False, True),  # the cluster's first story matched nothing: the later one alerts
-        (["pact"], True, True),  # recorded in a catch-up, never alerted: the later one alerts
-        (["pact"], False, False),  # the cluster alerted: the later one is "also reported by"
-        (["visit"], False, True),  # it alerted another watchlist: this one alerts now
+        ([], False, False, True),  # no watchlist wanted the first story: not clustered, the later one alerts
+        (["pact"], True, True, True),  # recorded in a catch-up, never alerted: the later one alerts
+        (["pact"], False, True, False),  # the cluster alerted: the later one is "also reported by"
+        (["visit"], False, True, True),  # it alerted another watchlist: this one alerts now
     ],
     ids=["first-matched-nothing", "first-in-catch-up", "already-alerted", "other-watchlist"],
 )
 def test_a_later_telling_alerts_only_what_its_cluster_has_not(
-    first_matches: list[str], catchup: bool, later_alerts: bool
+    first_matches: list[str], catchup: bool, joins: bool, later_alerts: bool
 ) -> None:
     clusters = new_clusterer()
     first, later = told(1, RATIFY, hours=1), told(2, RATIFY_2, hours=2)
     clustered([(A, [first])], clusters, {RATIFY[0]: first_matches}, catchup=catchup)
     (intent,) = clustered([(B, [later])], clusters, {RATIFY_2[0]: ["pact"]})
     (story,) = intent.stories
-    assert story.cluster == story_ident(A.id, first)
+    assert story.cluster == (story_ident(A.id, first) if joins else story.ident)
     assert [a.row.watchlist for a in intent.alerts] == (["pact"] if later_alerts else [])
     assert [m.alerted for m in intent.matches] == [later_alerts]
+
+
+def test_a_story_no_watchlist_wants_is_not_clustered() -> None:
+    clusters = new_clusterer()
+    (a,) = clustered([(A, [told(1, RATIFY, hours=1), told(2, RATIFY_2, hours=2)])], clusters, {})
+    assert [s.cluster for s in a.stories] == [s.ident for s in a.stories]
+    assert len(clusters.index) == 0  # nothing filed: no cost for the stories nobody watches
 
 
 def test_another_event_of_the_same_actors_opens_its_own_cluster() -> None:
@@ -291,8 +299,9 @@ def test_without_a_clusterer_each_story_is_its_own_cluster() -> None:
 
 def test_a_future_date_does_not_age_the_open_clusters() -> None:
     clusters = new_clusterer()
-    clustered([(A, [told(1, RATIFY, hours=1)])], clusters, {})
+    found = {RATIFY[0]: ["pact"], VIETNAM[0]: ["visit"], RATIFY_2[0]: ["pact"]}
+    clustered([(A, [told(1, RATIFY, hours=1)])], clusters, found)
     future = dataclasses.replace(told(9, VIETNAM), published_at=NOW + dt.timedelta(days=400))
-    clustered([(B, [future])], clusters, {})
-    (c,) = clustered([(B, [told(2, RATIFY_2, hours=2)])], clusters, {})
+    clustered([(B, [future])], clusters, found)
+    (c,) = clustered([(B, [told(2, RATIFY_2, hours=2)])], clusters, found)
     assert c.stories[0].cluster == story_ident(A.id, told(1, RATIFY, hours=1))

@@ -50,7 +50,9 @@ class Arrival:
 
 def _decider(clusters: Clusterer, matching: set[Entry], escalate: dict[str, tuple[int, dt.timedelta]]) -> Decider:
     return Decider(
-        match=lambda e: [result("pact")] if e in matching else [],
+        # A telling that the watchlist does not match matches one without targets: only
+        # stories some watchlist wants are clustered.
+        match=lambda e: [result("pact")] if e in matching else [result("background")],
         targets={"pact": ["mail", "chat"], "visit": ["mail"]},
         policy=PollPolicy(jitter=0),
         clusters=clusters,

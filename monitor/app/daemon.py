@@ -35,13 +35,12 @@ from monitor.app.deliver import Deliverer, DeliveryReport, Policies
 from monitor.app.metrics import Metrics
 from monitor.app.poll import Pipeline, Watch
 from monitor.app.reload import ConfigWatcher
-from monitor.app.services.common import build_clusterer
+from monitor.app.services.common import build_clusterer, build_matcher
 from monitor.config.model import Config, LoadedConfig, load_config
 from monitor.delivery.notify import AppriseChannel, load_channels
 from monitor.delivery.render import Renderer
 from monitor.errors import ConfigError, MonitorError
 from monitor.ingest.fetch import Fetcher, FetchSettings
-from monitor.matching.matcher import Matcher, WatchlistQuery
 from monitor.storage.feeds import FeedConfigRow
 from monitor.storage.store import Store
 
@@ -57,8 +56,10 @@ def worker_id() -> str:
 
 
 def build_watch(config: Config) -> Watch:
+    """What the poll cycle needs of *config*: the matcher (with the alias groups that mark
+    the watched themes, :func:`build_matcher`), the targets and the escalations."""
     enabled = [w for w in config.watchlists if w.enabled]
-    matcher = Matcher([WatchlistQuery(w.name, w.query, tuple(w.stem)) for w in enabled], config.aliases)
+    matcher = build_matcher(config)
     return Watch(
         matcher=matcher,
         targets={w.name: tuple(w.notify) for w in enabled},

@@ -18,9 +18,16 @@ Rules:
   feed, entries of one identity count once (the last one's content is kept).
 - A story new to two feeds of one batch is stored once, by the first; every feed that
   carries a story (new or known) gets a sighting.
-- Every new story is placed in an event cluster by the :class:`Clusterer` (when the
-  decider has one; else each story is its own cluster): :attr:`NewStory.cluster` names
-  the cluster's first story, with the score and shared features that decided it.
+- Every new story on the watched themes (a watchlist matched it, or one of the config's
+  alias groups: the matcher reports those under names starting with :data:`THEME`) is
+  placed in an event cluster by the :class:`Clusterer` (when the decider has one):
+  :attr:`NewStory.cluster` names the cluster's first story, with the score and shared
+  features that decided it, and :attr:`NewStory.clustered` is set. Any other story (most
+  of them) is a cluster of its own and is not filed: grouping is there to alert once per
+  event, and clustering every story of a 1,000-feed first cycle cost 2.7 ms a story,
+  nine times its parsing (bench/cluster.py). Stories of the themes that no watchlist
+  wants still shape the clusters (a visit to Hanoi the day after a treaty's signing
+  forms its own cluster, which a later telling naming the treaty then joins).
 - Only new stories are matched (matching is the costly step; known ones were matched
   when they were new). A match is ``alerted`` when the poll alerts, its watchlist
   notifies someone and no earlier story of its cluster alerted that watchlist; an
@@ -49,6 +56,10 @@ from monitor.clustering.clusterer import Clusterer
 from monitor.ingest.entries import Entry
 from monitor.ingest.schedule import FeedSnapshot, FeedUpdate, PollPolicy, after_success
 from monitor.matching.matcher import Hit, MatchResult
+
+#: Prefix of the matcher's results that are alias groups, not watchlists (no watchlist
+#: name can start with it): they mark a story as on the watched themes.
+THEME = "@"
 
 
 def story_ident(feed_id: int, entry: Entry) -> str:
@@ -93,6 +104,7 @@ class NewStory:
     first_seen_at: dt.datetime
     cluster_score: float | None = None  # why it joined another story's cluster
     cluster_terms: tuple[str, ...] = ()
+    clustered: bool = False  # placed by the clusterer (on the watched themes)
 
 
 @dataclass(frozen=True, slots=True)
@@ -215,8 +227,13 @@ class Decider:
                 owners.setdefault(ident, (poll.feed, entry))
         decided: dict[str, _Decided] = {}
         for ident, (feed, entry) in sorted(owners.items(), key=lambda kv: (min(kv[1][1].published_at, now), kv[0])):
-            story = self._place(ident, feed, entry, now)
-            decided[ident] = self._match(story, self.alerts(feed), now)
+            found = self.match(entry)
+            wanted = [m for m in found if not m.watchlist.startswith(THEME)]
+            # Only a story on the watched themes is clustered (a watchlist or an alias group
+            # matched it): grouping exists to alert once per event, and the other stories
+            # (most of any feed) would cost the signing and the look-up for nothing.
+            story = self._place(ident, feed, entry, now) if found else NewStory(ident, feed.id, entry, ident, now)
+            decided[ident] = self._match(story, wanted, self.alerts(feed), now)
         return [self._feed(poll, known, decided, now) for poll in polls]
 
     def _feed(self, poll: FeedPoll, known: KnownStories, decided: dict[str, _Decided], now: dt.datetime) -> FeedIntent:
@@ -275,16 +292,19 @@ class Decider:
         sig = self.clusters.sign(entry.title, entry.summary, entry.language or feed.language, published, feed.name)
         placed = self.clusters.place(ident, sig)
         if not placed.joined(ident):
-            return NewStory(ident, feed.id, entry, cluster=ident, first_seen_at=now)
-        return NewStory(ident, feed.id, entry, placed.cluster, now, round(placed.score, 4), placed.shared)
+            return NewStory(ident, feed.id, entry, cluster=ident, first_seen_at=now, clustered=True)
+        return NewStory(ident, feed.id, entry, placed.cluster, now, round(placed.score, 4), placed.shared, True)
 
-    def _match(self, story: NewStory, alerting: bool, now: dt.datetime) -> _Decided:
-        """Match a new story; alert each watchlist its cluster has not alerted yet."""
+    def _match(
+        self, story: NewStory, found: Sequence[MatchResult], alerting: bool, now: dt.datetime
+    ) -> _Decided:
+        """The matches *found* of a new story; alert each watchlist its cluster has not
+        alerted yet."""
         told = self.clusters.alerted(story.cluster) if self.clusters is not None else frozenset()
         matches: list[NewMatch] = []
         alerts: list[NewAlert] = []
         alerted: set[str] = set()
-        for m in self.match(story.entry):
+        for m in found:
             targets = self.targets.get(m.watchlist, ())
             alert = alerting and bool(targets) and m.watchlist not in told
             matches.append(NewMatch(story.ident, m.watchlist, m.terms, m.hits, now, alert))

@@ -42,6 +42,7 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
+    false,
 )
 from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
@@ -140,6 +141,9 @@ class Story(Base):
     # why it joined another story's cluster (NULL for a cluster's first story)
     cluster_score: Mapped[float | None] = mapped_column(Float)
     cluster_terms: Mapped[list[str] | None] = mapped_column(JSON)
+    # placed by the clusterer (a story on the watched themes): the open clusters are
+    # rebuilt from these
+    clustered: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
     guid: Mapped[str | None] = mapped_column(Text)
     guid_key: Mapped[str | None] = mapped_column(String(64))
     link: Mapped[str | None] = mapped_column(Text)

@@ -121,6 +121,7 @@ class FiledStory:
     first_seen_at: dt.datetime
     score: float | None
     terms: tuple[str, ...]
+    matched: bool = True  # on the watched themes (placed by the clusterer): only those are clustered
 
 
 @dataclass(frozen=True, slots=True)
@@ -133,6 +134,12 @@ class ClusterAssignment:
     cluster_id: int
     score: float | None = None
     terms: tuple[str, ...] = ()
+    clustered: bool = True  # placed by the clusterer (on the watched themes)
+
+
+def _matched() -> Any:
+    """The story was placed by the clusterer (it is on the watched themes)."""
+    return Story.clustered.is_(True)
 
 
 def _filed_select(*extra: Any) -> Any:
@@ -265,6 +272,7 @@ def _story_row(story: NewStory) -> dict[str, Any]:
         "first_seen_at": story.first_seen_at,
         "cluster_score": story.cluster_score,
         "cluster_terms": list(story.cluster_terms) or None,
+        "clustered": story.clustered,
     }
 
 
@@ -340,15 +348,19 @@ class StoryStore(Database):
     def stories_first_seen(self, since: dt.datetime, until: dt.datetime | None = None) -> list[FiledStory]:
         """Stories first seen since *since* (and before *until*), in the order they were
         first seen (published time, then row id, as tie-breaks), with their clusters."""
-        stmt = _filed_select(func.coalesce(Story.cluster_id, Story.id), Story.cluster_score, Story.cluster_terms)
+        stmt = _filed_select(
+            func.coalesce(Story.cluster_id, Story.id), Story.cluster_score, Story.cluster_terms, _matched()
+        )
         stmt = stmt.where(Story.first_seen_at >= since).order_by(Story.first_seen_at, Story.published_at, Story.id)
         if until is not None:
             stmt = stmt.where(Story.first_seen_at < until)
         with self.transaction() as conn:
             rows = list(conn.execute(stmt))
         return [
-            FiledStory(sid, ident, cid, cident, feed, title, summary, lang, pub, seen, score, tuple(terms or ()))
-            for sid, ident, cident, feed, title, summary, lang, pub, seen, cid, score, terms in rows
+            FiledStory(
+                sid, ident, cid, cident, feed, title, summary, lang, pub, seen, score, tuple(terms or ()), bool(hit)
+            )
+            for sid, ident, cident, feed, title, summary, lang, pub, seen, cid, score, terms, hit in rows
         ]
 
     def assign_clusters(self, assignments: Sequence[ClusterAssignment]) -> int:
@@ -361,6 +373,7 @@ class StoryStore(Database):
                 "v_cluster": a.cluster_id,
                 "v_score": a.score,
                 "v_terms": list(a.terms) or None,
+                "v_clustered": a.clustered,
             }
             for a in assignments
         ]
@@ -371,6 +384,7 @@ class StoryStore(Database):
                 cluster_id=bindparam("v_cluster"),
                 cluster_score=bindparam("v_score"),
                 cluster_terms=bindparam("v_terms"),
+                clustered=bindparam("v_clustered"),
             )
         )
         with self.transaction() as conn:
@@ -383,10 +397,10 @@ class StoryStore(Database):
             return int(conn.execute(select(func.coalesce(func.max(Story.id), 0))).scalar_one())
 
     def story_idents_after(self, after_id: int) -> list[tuple[int, str]]:
-        """(id, identity) of every story stored after row *after_id*, by id (what the
-        clusterer checks before each decision for stories other daemons stored)."""
+        """(id, identity) of every clustered story stored after row *after_id*, by id (what
+        the clusterer checks before each decision for stories other daemons stored)."""
         with self.transaction() as conn:
-            stmt = select(Story.id, Story.ident).where(Story.id > after_id).order_by(Story.id)
+            stmt = select(Story.id, Story.ident).where(Story.id > after_id, _matched()).order_by(Story.id)
             return [(int(i), str(ident)) for i, ident in conn.execute(stmt)]
 
     def clustered_stories(
@@ -399,7 +413,7 @@ class StoryStore(Database):
     ) -> list[ClusteredStory]:
         """Stored stories with their clusters, by id: those of *ids*, or those after row
         *after_id* first seen since *seen_since* (at most *limit*; page with the last id)."""
-        stmt = _filed_select().order_by(Story.id)
+        stmt = _filed_select().where(_matched()).order_by(Story.id)
         if ids is not None:
             stmt = stmt.where(Story.id.in_(list(ids)))
         else:

@@ -81,6 +81,7 @@ def match(ctx: Context, names: tuple[str, ...]) -> None:
     """
     from monitor.app.daemon import build_watch
     from monitor.app.services.common import require_watchlist
+    from monitor.ingest.decide import THEME
 
     with errors_as_click():
         for name in names:
@@ -97,6 +98,7 @@ def match(ctx: Context, names: tuple[str, ...]) -> None:
             click.echo(f"stdin line {lineno}: invalid JSON object: {exc}", err=True)
             continue
         results = watch.matcher.match(str(item.get("title") or ""), str(item.get("summary") or ""))
+        results = [r for r in results if not r.watchlist.startswith(THEME)]  # alias groups: not watchlists
         if names:
             results = [r for r in results if r.watchlist in names]
         out = {

@@ -26,12 +26,13 @@ a story's cluster ("also reported by"), and re-clustering stored stories.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 from collections.abc import Sequence
 from dataclasses import dataclass
 
 from monitor.app.clusters import INGEST_LOCK
-from monitor.app.services.common import build_clusterer, checked_days
+from monitor.app.services.common import build_clusterer, build_matcher, checked_days
 from monitor.app.services.stories import story_detail, story_link
 from monitor.clustering.clusterer import Clusterer
 from monitor.config.model import Config
@@ -227,15 +228,20 @@ def replay(
 ) -> list[ClusterAssignment]:
     """The cluster of each of *stories*, placed in the order given by *clusterer* after
     *context* is filed under its stored clusters (pure). Without a clusterer (clustering
-    off) every story is a cluster of its own, as ingest makes it."""
+    off) every story is a cluster of its own, as ingest makes it; so is a story that no
+    watchlist matched (ingest clusters only those)."""
     if clusterer is None:
-        return [ClusterAssignment(s.id, s.id) for s in stories]
+        return [ClusterAssignment(s.id, s.id, clustered=False) for s in stories]
+    context = [s for s in context if s.matched]
     ids = {s.cluster_ident: s.cluster_id for s in context}
     ids.update((s.ident, s.id) for s in (*context, *stories))
     for s in context:
         _sign_and_file(clusterer, s, s.cluster_ident)
     out: list[ClusterAssignment] = []
     for s in stories:
+        if not s.matched:
+            out.append(ClusterAssignment(s.id, s.id, clustered=False))
+            continue
         published = min(s.published_at, s.first_seen_at)
         placed = clusterer.place(s.ident, clusterer.sign(s.title, s.summary, s.language, published, s.feed))
         if placed.joined(s.ident) and placed.cluster in ids:
@@ -243,6 +249,11 @@ def replay(
         else:
             out.append(ClusterAssignment(s.id, s.id))
     return out
+
+
+def _assignment(story: FiledStory) -> ClusterAssignment:
+    """The stored cluster of *story*, as an assignment (to tell what a replay changes)."""
+    return ClusterAssignment(story.id, story.cluster_id, story.score, story.terms, story.matched)
 
 
 def recluster(
@@ -256,17 +267,14 @@ def recluster(
     since = days_ago(checked_days(days), now)
     clusterer = build_clusterer(config)
     keep = clusterer.index.keep if clusterer is not None else dt.timedelta(0)
+    matcher = build_matcher(config)  # which stories are on the watched themes, as ingest says
     with store.exclusive(INGEST_LOCK):  # no ingest decision of a daemon in between
-        stories = store.stories_first_seen(since)
+        stored = store.stories_first_seen(since)
+        stories = [dataclasses.replace(s, matched=bool(matcher.match(s.title, s.summary))) for s in stored]
         context = store.stories_first_seen(since - keep, since) if clusterer is not None else []
         after = replay(clusterer, context, stories)
-        by_id = {s.id: s for s in stories}
-        changed = [
-            a
-            for a in after
-            if (a.cluster_id, a.score, a.terms)
-            != (by_id[a.story_id].cluster_id, by_id[a.story_id].score, by_id[a.story_id].terms)
-        ]
+        by_id = {s.id: s for s in stored}
+        changed = [a for a in after if _assignment(by_id[a.story_id]) != a]
         written = 0 if dry_run else store.assign_clusters(changed)
     moves = tuple(
         Move(

@@ -24,6 +24,8 @@ from monitor.clustering.clusterer import Clusterer
 from monitor.clustering.features import vocabulary
 from monitor.config.model import Config, WatchlistConfig
 from monitor.errors import ConfigError
+from monitor.ingest.decide import THEME
+from monitor.matching.matcher import Matcher, WatchlistQuery
 
 MAX_DAYS = 36_600  # a century: any longer look back is a typing mistake
 MAX_STORY_ID = 2**63 - 1  # the largest value of the stories table's 64-bit key
@@ -51,6 +53,16 @@ def build_clusterer(config: Config) -> Clusterer | None:
     if not config.cluster.enabled:
         return None
     return Clusterer(vocabulary(config.aliases), config.cluster.rules())
+
+
+def build_matcher(config: Config) -> Matcher:
+    """The matcher of *config*'s enabled watchlists, plus one query per alias group
+    (reported as ``@NAME``, see :data:`~monitor.ingest.decide.THEME`) when clustering is
+    on: they tell which stories are on the watched themes, the ones that are clustered."""
+    queries = [WatchlistQuery(w.name, w.query, tuple(w.stem)) for w in config.watchlists if w.enabled]
+    if config.cluster.enabled:
+        queries += [WatchlistQuery(f"{THEME}{name}", f"@{name}") for name in config.aliases]
+    return Matcher(queries, config.aliases)
 
 
 class UnknownWatchlistError(ConfigError):

@@ -4,7 +4,8 @@
 story that joins another's cluster now also records ``cluster_score`` (the mean score
 over the cluster's members) and ``cluster_terms`` (the shared features, heaviest
 first). Both are NULL for the first story of a cluster and for stories stored before
-this migration, which stay clusters of one.
+this migration, which stay clusters of one. ``clustered`` says the clusterer placed the
+story (it is on the watched themes): the open clusters are rebuilt from those.
 
 Revision ID: 0004
 Revises: 0003
@@ -32,8 +33,10 @@ depends_on: str | Sequence[str] | None = None
 def upgrade() -> None:
     op.add_column("stories", sa.Column("cluster_score", sa.Float(), nullable=True))
     op.add_column("stories", sa.Column("cluster_terms", sa.JSON(), nullable=True))
+    op.add_column("stories", sa.Column("clustered", sa.Boolean(), nullable=False, server_default=sa.false()))
 
 
 def downgrade() -> None:
+    op.drop_column("stories", "clustered")
     op.drop_column("stories", "cluster_terms")
     op.drop_column("stories", "cluster_score")

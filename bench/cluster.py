@@ -190,6 +190,7 @@ class Telling:
     summary: str
     link: str
     published: datetime
+    watched: bool = False  # keeps the config's concepts: ingest clusters it (stories.clustered)
 
 
 class Generator:
@@ -293,6 +294,7 @@ class Generator:
                     summary=self._vary(row["summary"], names, swaps, factor, watched),
                     link=link,
                     published=start + timedelta(seconds=offset),
+                    watched=watched,
                 )
             )
         return out
@@ -327,7 +329,7 @@ def new_stories(vocab: Vocabulary, n: int, seed: int) -> list[Telling]:
 
 def store_path(store: int, rate: int, seed: int) -> Path:
     """The cached store of these parameters (the version changes with the generator)."""
-    key = hashlib.sha256(f"v2:{store}:{rate}:{seed}:{LABELLED.stat().st_size}".encode()).hexdigest()[:12]
+    key = hashlib.sha256(f"v3:{store}:{rate}:{seed}:{LABELLED.stat().st_size}".encode()).hexdigest()[:12]
     return Path(tempfile.gettempdir()) / "news-monitor-bench" / f"cluster-store-{store}-{key}.db"
 
 
@@ -383,12 +385,13 @@ def build_store(path: Path, vocab: Vocabulary, store: int, rate: int, seed: int)
                     t.language,
                     when,
                     when,
+                    t.watched,
                 )
             )
         conn.executemany(
             "INSERT INTO stories (id, ident, feed_id, cluster_id, guid, guid_key, link, link_key, title_key, title,"
-            " summary, language, published_at, date_from_feed, first_seen_at)"
-            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 1, ?)",
+            " summary, language, published_at, date_from_feed, first_seen_at, clustered)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 1, ?, ?)",
             rows,
         )
     conn.execute("COMMIT")

@@ -2,8 +2,9 @@
 
 The clusterer's index of open clusters lives in memory; the database is the truth.
 
-- **Rebuilt** from the stories first seen within twice the window (the index's
-  ``keep``) the first time a poll decides, and again when the cluster settings or the
+- **Rebuilt** from the clustered stories (``stories.clustered``: those on the watched
+  themes) first seen within twice the window (the index's ``keep``) the first time a
+  poll decides, and again when the cluster settings or the
   alias groups change (a reload builds a new clusterer).
 - The watchlists each stored story alerted (its matches) and the surge follow-ups that
   name it (the outbox's ``surge`` rows) come back with it, so a restart alerts and
@@ -18,9 +19,10 @@ The clusterer's index of open clusters lives in memory; the database is the trut
   lock is held for a batch's look-up, decision and write (milliseconds in steady state;
   the decision includes matching). SQLite has one daemon per file.
 
-Cost: the rebuild signs every story of the window again (about 0.25 ms each: 25 s for
-100,000 stories, paid once at start-up and on a settings change); the catch-up is one
-indexed query of identities per batch, and a read of the stories it did not know.
+Cost: the rebuild signs and files every clustered story of the window again (0.6 ms
+each in bench/cluster.py: 2.4 s for 4,000, paid once at start-up and on a settings
+change); the catch-up is one indexed query of identities per batch, and a read of the
+stories it did not know.
 """
 
 from __future__ import annotations

@@ -51,73 +51,43 @@ How it measures:
   ``cluster: {enabled: false}`` and with the defaults, alternately, ``--runs`` times;
   the share is the median of the paired ratios (goal <= 5 %).
 
-Figures measured on 2026-12-03, 2 cores shared with other agents (load average 4-6 on 2
-cores during the runs: absolute times are inflated, ratios within a run less so):
+Figures measured on 2026-12-03, 2 cores (load about 1 during the last runs).
 
-The full figures (100,000 new stories on a rebuilt 144 h index) were not measured: the
-decision cost grows with the open index (see "Hot spot"), about 20 ms a story at 3,000
-open stories, and would take on the order of a day. Measured instead:
-
-``--stories 2000 --store 20000 --runs 3`` (the index starts with the 3,182 stories of the
-last 144 h, store v1 (see below), in 778 clusters; CPU time per story):
+``--stories 2000 --store 20000 --runs 3 --feeds 1000`` (CPU time per story placed; the
+index starts with the 350 clustered stories of the store's last 144 h):
 
 =================================  =======  =======  =======  =======  ========
-per story                          mean     p50      p90      p99      max
+per story placed                   mean     p50      p90      p99      p99.9
 =================================  =======  =======  =======  =======  ========
-clustering: sign + place           22.4 ms  18.2 ms  51.3 ms  96.9 ms  146.1 ms
-  signature                        0.67 ms  0.68 ms  0.88 ms  1.09 ms  5.39 ms
-  look-up + decision + filing      21.7 ms  17.5 ms  50.6 ms  96.1 ms  145.2 ms
-matching, 3 shipped watchlists     0.107 ms
-feedparser, the story as RSS item  0.479 ms
+clustering: sign + place           1.70 ms  1.46 ms  2.90 ms  4.48 ms  5.88 ms
+  signature                        0.46 ms  0.37 ms  0.55 ms  0.77 ms  2.66 ms
+  look-up + decision + filing      1.24 ms  1.06 ms  2.44 ms  3.89 ms  5.00 ms
+matching, shipped watchlists       0.063 ms
+feedparser, the story as RSS item  0.249 ms
 =================================  =======  =======  =======  =======  ========
 
-Clustering / matching 216x, clustering / parsing 48x. Per tenth of the arrivals: 28.1,
-20.9, 22.0, 19.4, 19.3, 23.0, 26.3, 23.3, 21.9, 19.7 ms. Candidates: 86 clusters and 350
-member stories scored a story. The new stories fell in 600 clusters for 489 generated
-events (B-cubed precision 0.922, recall 0.851 against the generated events, a little
-below the labelled set's 1.000 / 0.915: generated events are somewhat harder to tell
-apart). Index memory: 22 KB a story
-by tracemalloc (44 MB for the 2,000; a 144 h index at 100,000 stories a 72 h would hold
-200,000 stories: about 4.4 GB). Rebuild of those 3,182 stories: 2.5-3.1 CPU s (about
-1 ms a story; 10-18 s wall on the loaded machine), RSS 95 -> 195 MB.
+Clustering / matching 27x, clustering / parsing 6.8x, per story placed; ingest places
+only the stories on the watched themes (a watchlist or an alias group matched them), so
+the other stories pay nothing. Per tenth of the arrivals: 1.2 to 2.8 ms (the bounds of
+the look-up keep it from growing with the open index). Candidates: 11 clusters and 46
+member stories a story. B-cubed 0.887 / 0.840 against the generated events (harder to
+tell apart than the labelled set's). Index memory: 26 KB a story placed, by
+tracemalloc. Rebuild: 0.62 ms a clustered story (350 in 0.2 s, RSS +13 MB).
 
-Twice the scale, ``--stories 4000 --store 40000 --runs 1`` (store v2: the index starts
-with 7,998 stories in 2,054 clusters; machine quieter, load 0.5-1.5): clustering 33.7 ms
-a story (p50 26.9, p90 79.9, p99 143.4, max 210 ms; signature 0.54 ms), matching
-0.062 ms, parsing 0.287 ms: 539x matching, 117x parsing. Candidates: 187 clusters and 737
-member stories a story (twice the above: the cost per story follows the open index).
-B-cubed 0.901 / 0.836; index 21.9 KB a story; rebuild of 7,998 stories 5.8 s (5.8 CPU s,
-0.73 ms a story), RSS 95 -> 286 MB.
+First cycle, 1,000 feeds x 25 entries (24,856 stories; the farm repeats the real fixture
+feeds, world news in which many stories name Russia or Korea), three pairs: clustering
+off 14.5 s (25.8 CPU s), on 19.8 s (33.6 CPU s): clustering's share **24 % wall, 22 %
+CPU** (goal 5 %, not met). It was 80-89 % before the look-up was bounded, the features,
+weights and vectors were computed once and only themed stories were placed (the first
+figures of this script: 22.4 ms a story, 86 candidate clusters and 350 members scored a
+story, growing with the open index; a 1,000,000-story store rebuilt 154,000 stories in
+150 s and 4.1 GB when every story was clustered).
 
-Store of 1,000,000 stories (``--store 1000000 --stories 100000 --only-rebuild``): built in
-979 s (1,035 MB; cached afterwards). ``ClusterKeeper`` rebuild, 2 runs: 153,971 stories in
-37,609 clusters, 146-157 s wall (142-145 CPU s: 0.93 ms a story), RSS 95 MB -> 4,137 MB
-(26 KB a story). Fewer than the 200,000 of 144 h because that store (``v1``) held the
-late tellings of its last events, dated up to a day or two after its end, and the index
-keeps 144 h back from its newest story; the store now ends at "now" (``v2``).
-
-First cycle, 1,000 feeds x 25 entries (24,856 stories), one pair at a time: on the loaded
-machine, clustering off 75.2 s (37.3 CPU s), defaults 694.2 s (226.9 CPU s): clustering's
-share 89 % wall, 84 % CPU; again on the quieter machine (load 0.7), off 20.0 s (35.1 CPU
-s), defaults 159.4 s (177.8 CPU s): 87.5 % wall, 80.3 % CPU. The goal is 5 %. At 200 feeds (4,973 stories): 13.4 s
-(7.8 CPU s) vs 46.2 s (24.4 CPU s), 68 % CPU: the share grows with the cycle, as the
-cost per story grows with the index.
-
-Hot spot (cProfile of the last 300 placements of the run above, 19.7 s in all, 19.0 s in
-``assign``): ``decide.similarity`` 17.5 s cumulative for 39,026 pairs, of which the
-``weighted`` dict comprehension 10.8 s (78,052 calls: both sides rebuilt for every pair,
-the story's own side once per member), ``CandidateIndex.weight`` 6.0 s (2.8 million calls,
-a ``math.log`` each, never cached), ``Signature.features()`` 4.7 s (79,547 calls: the
-frozenset of prefixed strings rebuilt on every call). The signature itself is 0.7 ms.
-Two causes: (1) each pair recomputes both signatures' features and IDF weights;
-caching ``features()`` on the signature and the story's weighted vector per ``assign``
-(and each member's per index generation) would remove most of the per-pair cost; (2)
-the look-up probes every act, issuer and number, which many open clusters share
-(``a:sanction``, ``a:meeting``, ``a:missile``, ``i:us``), so candidates grow linearly with
-the open clusters (86 of ~1,400 here) and every member of each is scored: the cost per
-story is O(open index), a cycle O(n^2). Probing only the discriminating features (names,
-numbers, rare words) or bounding candidates by IDF, and scoring a cluster against one
-merged vector rather than each member, would make it flat.
+The 100,000 stories over 72 h against a store of 1,000,000 were not re-measured after
+these changes (the store alone takes 16 minutes to build): at 1.7 ms a story placed and
+26 KB held, 100,000 themed stories would take about 3 minutes of CPU over the 72 h and
+the 144 h index of 200,000 themed stories about 5 GB; with the themed share of the farm
+above, a tenth of that.
 """
 
 from __future__ import annotations

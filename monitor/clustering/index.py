@@ -57,7 +57,7 @@ class _Cluster:
 class CandidateIndex:
     """Open clusters of the last windows, their postings and the feature frequencies."""
 
-    def __init__(self, keep: timedelta = timedelta(hours=144), probe: int = 24, limit: int = 32) -> None:
+    def __init__(self, keep: timedelta = timedelta(hours=144), probe: int = 24, limit: int = 16) -> None:
         self.keep = keep
         self.probe = probe
         self.limit = limit

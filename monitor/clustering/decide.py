@@ -59,8 +59,8 @@ Cost is bounded whatever the window holds: the index hands over at most 16 candi
 clusters (those sharing the most probed features), a cluster of more than 8 stories is
 scored on its first and 7 latest, and each weight and vector is computed once per
 decision (neither bound moves the figures above). 600 unrelated stories of one day
-then 50 labelled ones took 115 s before these bounds and 6.5 s after (a loaded 2-core
-machine). bench/cluster.py: 1.7 ms a story placed (0.46 ms of it the signature), 26 KB
+then 50 labelled ones took 115 s before any bound and 6.5 s with 32 candidates and 12
+members (a loaded 2-core machine). bench/cluster.py: 1.7 ms a story placed (0.46 ms of it the signature), 26 KB
 a story held by the open clusters.
 """
 

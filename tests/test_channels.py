@@ -54,8 +54,11 @@ def test_shipped_flavours(name: str, body_format: str, templates: tuple[str, str
 
 
 def test_every_shipped_template_belongs_to_a_flavour() -> None:
-    shipped = {p.name for p in TEMPLATES.iterdir() if p.is_file()}
+    files = {p.name: p.read_text(encoding="utf-8") for p in TEMPLATES.iterdir() if p.is_file()}
+    shipped = {name for name in files if not name.startswith("_")}
     assert shipped == set(template_names(FLAVOURS)) == set(TEMPLATE_NAMES)
+    for partial in set(files) - shipped:  # a shared piece ("_name") is used by some template
+        assert any(f'"{partial}"' in files[name] for name in shipped), partial
 
 
 @pytest.mark.parametrize(

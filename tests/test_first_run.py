@@ -255,3 +255,29 @@ def test_a_first_reading_says_what_it_recorded_and_how_to_see_it(tmp_path: Path)
         " `news-monitor watchlist test NAME` lists them" in first.stderr
     )
     assert "first reading" not in again.stderr  # said once, for the feed's first reading only
+
+
+def test_check_config_points_at_a_target_apprise_cannot_use(tmp_path: Path) -> None:
+    config = tmp_path / "config.yaml"
+    config.write_text(
+        "database: sqlite:///monitor.db\ntargets:\n  console: 'console://'\n  x: 'notaurl://s3cr3t@host'\n",
+        encoding="utf-8",
+    )
+    done = subprocess.run(
+        [sys.executable, "-m", "monitor", "--config", str(config), "check-config"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=tmp_path,
+    )
+    assert done.returncode == 1
+    last = done.stderr.strip().splitlines()[-1]
+    assert last.startswith(f"Error: {config}:4: targets.x: target 'x': Apprise cannot use the URL notaurl://")
+    assert "s3cr3t" not in done.stderr
+
+
+def test_an_unknown_feed_name_is_an_error_naming_the_known_ones(tmp_path: Path) -> None:
+    done = run_shipped(tmp_path, "poll", "--feed", "nope")
+    assert done.returncode == 2
+    last = done.stderr.strip().splitlines()[-1]
+    assert "unknown feed(s): nope (known: bbc-world, " in last

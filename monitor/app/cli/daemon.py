@@ -7,6 +7,7 @@ import sys
 import click
 
 from monitor.app.cli.common import Context, errors_as_click, pass_ctx
+from monitor.errors import ConfigError
 
 
 @click.command()
@@ -52,7 +53,8 @@ def poll(ctx: Context, once: bool, feeds: tuple[str, ...], catchup: bool, no_del
         loaded = ctx.sending
         unknown = [f for f in feeds if f not in {c.name for c in loaded.config.feeds}]
         if unknown:
-            raise click.BadParameter(f"unknown feed(s): {', '.join(unknown)}", param_hint="--feed")
+            known = ", ".join(f.name for f in loaded.config.feeds) or "none"
+            raise click.BadParameter(f"unknown feed(s): {', '.join(unknown)} (known: {known})", param_hint="--feed")
         rt = Runtime.build(loaded)
         try:
             report = rt.pipeline.run_cycle(force=once, names=list(feeds) or None, catchup=catchup)
@@ -94,7 +96,18 @@ def check_config(ctx: Context) -> None:
         loaded = ctx.sending
         cfg = loaded.config
         Renderer(timezone=cfg.timezone, overrides=cfg.templates)  # checks the templates
-        channels = load_channels(cfg.target_urls)
+        try:
+            channels = load_channels(cfg.target_urls)
+        except ConfigError as exc:  # point at the target's line, as the loader does
+            if exc.field and exc.file is None:
+                exc = ConfigError(
+                    exc.message,
+                    file=str(loaded.path),
+                    line=loaded.line_of(*exc.field.split(".")),
+                    field=exc.field,
+                    hint=exc.hint,
+                )
+            raise exc from None
         check_location(loaded.database_url)
     click.echo(f"{loaded.path}: OK")
     click.echo(f"  database:   {safe_url(loaded.database_url)}")

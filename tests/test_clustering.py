@@ -7,6 +7,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
+from monitor.clustering.clusterer import SAME_TEXT, Clusterer, Placement
 from monitor.clustering.decide import Settings, assign
 from monitor.clustering.features import (
     Story,
@@ -258,3 +259,15 @@ def test_an_index_files_a_story_once() -> None:
     index.add("a", signature(RATIFY_EN, VOCAB), "a")
     index.add("b", signature(RATIFY_EN, VOCAB), "a")  # stored by another daemon meanwhile
     assert index.cluster_of("a") == "a" and len(index) == 1 and index.stories == 1
+
+
+def test_a_story_republished_word_for_word_joins_without_a_search() -> None:
+    clusterer = Clusterer(VOCAB)
+    first = clusterer.sign(RATIFY_EN.title, RATIFY_EN.summary, "en", RATIFY_EN.published, "wire")
+    assert clusterer.place("a", first).cluster == "a"
+    later = RATIFY_EN.published + timedelta(hours=2)
+    copy = clusterer.sign(RATIFY_EN.title, RATIFY_EN.summary, "en-GB", later, "paper")
+    assert copy.features() == first.features() and copy.outlet == "paper"  # the text is read once
+    assert clusterer.place("b", copy) == Placement("a", 1.0, (SAME_TEXT,))
+    late = clusterer.sign(RATIFY_EN.title, RATIFY_EN.summary, "en", RATIFY_EN.published + timedelta(hours=80), "x")
+    assert clusterer.place("c", late).cluster == "c"  # past the window: a story of its own

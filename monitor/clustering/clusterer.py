@@ -7,8 +7,11 @@ identity of their first story (``stories.ident``), the name the database gives t
 too, so the ingest decision can say "this story joins the cluster of that one" before
 either has a row id.
 
-- :meth:`Clusterer.place` signs a new story, picks its cluster (:func:`~.decide.assign`)
-  and files it, so the next story of the same batch can join it.
+- :meth:`Clusterer.place` picks a new story's cluster (:func:`~.decide.assign`) and files
+  it, so the next story of the same batch can join it. A story republished word for word
+  (a wire story in many outlets) is signed once (:meth:`Clusterer.sign` keeps the last
+  4,096 texts) and joins its twin's cluster without a search, when that cluster is open
+  and within the window.
 - :meth:`Clusterer.file` adds a story that is already stored with its cluster (the
   index is rebuilt from the database at start-up, and stories other daemons stored are
   filed before each decision).
@@ -25,15 +28,20 @@ No I/O; the caller keeps it in step with the database (``monitor.app.clusters``)
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 
 from monitor.clustering.decide import Settings, assign
 from monitor.clustering.features import Signature, Story, Vocabulary, signature
 from monitor.clustering.index import CandidateIndex
 
-__all__ = ["Clusterer", "Placement", "language_key"]
+__all__ = ["SAME_TEXT", "Clusterer", "Placement", "language_key"]
+
+#: The shared "feature" of a story that joined a filed story with the same signature.
+SAME_TEXT = "=:same text"
+_SIGNED = 4096  # texts whose signatures are kept for republished copies
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,22 +70,53 @@ class Clusterer:
         self.vocabulary = vocabulary
         self.settings = settings = settings or Settings()
         self.index = CandidateIndex(keep=2 * settings.window)
+        self._signed: OrderedDict[tuple[str, str, str], Signature] = OrderedDict()
+        self._twins: dict[frozenset[str], str] = {}  # a signature's features -> a story filed with them
 
     def sign(self, title: str, summary: str, language: str | None, published: datetime, outlet: str = "") -> Signature:
-        return signature(Story(title, summary, language_key(language), published, outlet), self.vocabulary)
+        """The story's signature; the same text signed lately is not read again (a wire
+        story republished word for word by many outlets)."""
+        key = (title, summary, language_key(language))
+        cached = self._signed.get(key)
+        if cached is not None:
+            self._signed.move_to_end(key)
+            return replace(cached, published=published, outlet=outlet)
+        sig = signature(Story(title, summary, key[2], published, outlet), self.vocabulary)
+        self._signed[key] = sig
+        if len(self._signed) > _SIGNED:
+            self._signed.popitem(last=False)
+        return sig
 
     def place(self, ident: str, sig: Signature) -> Placement:
         """Assign the new story *ident* to a cluster and file it there (a story already
-        filed keeps its cluster)."""
+        filed keeps its cluster). A story whose signature is a filed story's, published
+        within the window of its cluster, joins that cluster without a search."""
         known = self.index.cluster_of(ident)
         if known is not None:
             return Placement(known, 0.0)
-        got = assign(sig, self.index, self.settings)
-        placement = (
-            Placement(ident, got.score) if got.cluster is None else Placement(got.cluster, got.score, got.shared)
-        )
+        placement = self._twin(sig)
+        if placement is None:
+            got = assign(sig, self.index, self.settings)
+            placement = (
+                Placement(ident, got.score) if got.cluster is None else Placement(got.cluster, got.score, got.shared)
+            )
         self.index.add(placement.cluster, sig, ident)
+        self._remember(sig, ident)
         return placement
+
+    def _twin(self, sig: Signature) -> Placement | None:
+        if not sig.features():
+            return None
+        twin = self._twins.get(sig.features())
+        cluster = self.index.cluster_of(twin) if twin is not None else None
+        if cluster is None or abs(sig.published - self.index.first(cluster)) > self.settings.window:
+            return None
+        return Placement(cluster, 1.0, (SAME_TEXT,))
+
+    def _remember(self, sig: Signature, ident: str) -> None:
+        self._twins[sig.features()] = ident
+        if len(self._twins) > 2 * self.index.stories + 1000:  # drop those of evicted stories
+            self._twins = {f: i for f, i in self._twins.items() if self.index.cluster_of(i) is not None}
 
     def note(self, ident: str, watchlists: Iterable[str]) -> None:
         """Record the watchlists story *ident* (filed by :meth:`place`) alerted."""
@@ -93,6 +132,7 @@ class Clusterer:
         """File a stored story under its stored cluster (nothing if already filed), with
         the watchlists it alerted and the escalations recorded with it."""
         self.index.add(cluster, sig, ident, frozenset(watchlists), frozenset(escalated))
+        self._remember(sig, ident)
 
     def forget(self, idents: Iterable[str]) -> None:
         for ident in idents:

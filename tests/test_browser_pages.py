@@ -75,17 +75,7 @@ def test_the_editor_shows_what_aliases_stand_for(site: Site, browser: Any) -> No
 def test_adding_a_feed_and_the_banners_of_the_feeds_page(site: Site, browser: Any) -> None:
     from playwright.sync_api import expect
 
-    long_ago = dt.datetime.now(dt.UTC) - dt.timedelta(hours=3)
-    for name in ("desk", "wire"):
-        site.set_feed(
-            name,
-            last_poll_at=long_ago,
-            next_poll_at=long_ago + dt.timedelta(minutes=10),
-            state="backoff",
-            consecutive_failures=4,
-            last_error_reason="connection",
-            last_error=DNS,
-        )
+    site.fail_unpolled(failures=4)
     page = open_page(browser)
     with HTTPTestServer() as http:
         url = http.route("/asia.xml", Static(body=rss([Item("A story", "https://x.example/1")], title="Asia desk")))

@@ -146,6 +146,21 @@ class Site:
         update.setdefault("next_poll_at", dt.datetime.now(dt.UTC) + dt.timedelta(minutes=10))
         self.store.apply_poll([FeedIntent(self.feed_id(name), FeedUpdate(**update))])
 
+    def fail_unpolled(self, failures: int) -> dt.datetime:
+        """Both feeds failed with DNS errors three hours ago, and no daemon polled since."""
+        long_ago = dt.datetime.now(dt.UTC) - dt.timedelta(hours=3)
+        for name in ("desk", "wire"):
+            self.set_feed(
+                name,
+                last_poll_at=long_ago,
+                next_poll_at=long_ago + dt.timedelta(minutes=10),
+                state="backoff",
+                consecutive_failures=failures,
+                last_error_reason="connection",
+                last_error=DNS,
+            )
+        return long_ago
+
 
 def make_site(tmp_path: Path, db: str, schema: str | None = None) -> tuple[Site, WebServer]:
     path = tmp_path / "config.yaml"
@@ -359,17 +374,7 @@ def test_the_editor_lists_the_alias_groups(site: Site) -> None:
 
 
 def test_the_cli_feeds_table_says_the_same(site: Site) -> None:
-    long_ago = dt.datetime.now(dt.UTC) - dt.timedelta(hours=3)
-    for name in ("desk", "wire"):
-        site.set_feed(
-            name,
-            last_poll_at=long_ago,
-            next_poll_at=long_ago + dt.timedelta(minutes=10),
-            state="backoff",
-            consecutive_failures=1,
-            last_error_reason="connection",
-            last_error=DNS,
-        )
+    long_ago = site.fail_unpolled(failures=1)
     out = CliRunner().invoke(cli, ["--config", str(site.path), "feeds"])
     assert out.exit_code == 0, out.output
     text = re.sub(r"\s+", " ", out.output)

@@ -116,8 +116,7 @@ class ClusterKeeper:
     def _file(self, stories: Iterable[ClusteredStory]) -> None:
         clusterer = self._clusterer
         for s in stories:
-            published = min(s.published_at, s.first_seen_at)
-            sig = clusterer.sign(s.title, s.summary, s.language, published, s.feed)
+            sig = clusterer.sign(s.title, s.summary, s.language, s.published_at, s.feed, seen=s.first_seen_at)
             clusterer.file(s.ident, sig, s.cluster, s.alerted, s.escalated)
 
 

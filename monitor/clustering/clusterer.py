@@ -73,9 +73,22 @@ class Clusterer:
         self._signed: OrderedDict[tuple[str, str, str], Signature] = OrderedDict()
         self._twins: dict[frozenset[str], str] = {}  # a signature's features -> a story filed with them
 
-    def sign(self, title: str, summary: str, language: str | None, published: datetime, outlet: str = "") -> Signature:
-        """The story's signature; the same text signed lately is not read again (a wire
-        story republished word for word by many outlets)."""
+    def sign(
+        self,
+        title: str,
+        summary: str,
+        language: str | None,
+        published: datetime,
+        outlet: str = "",
+        *,
+        seen: datetime | None = None,
+    ) -> Signature:
+        """The story's signature, dated *published* or *seen* (when it was first seen),
+        whichever is earlier: a date in the future must not age the open clusters. The
+        same text signed lately is not read again (a wire story republished word for
+        word by many outlets)."""
+        if seen is not None:
+            published = min(published, seen)
         key = (title, summary, language_key(language))
         cached = self._signed.get(key)
         if cached is not None:

@@ -75,7 +75,7 @@ from types import MappingProxyType
 from monitor.clustering.features import Signature
 from monitor.clustering.index import CandidateIndex
 
-__all__ = ["KIND_WEIGHTS", "Assignment", "Settings", "assign", "similarity"]
+__all__ = ["KIND_WEIGHTS", "Assignment", "Settings", "assign"]
 
 #: Weight of each feature kind (by its prefix in :meth:`Signature.features`).
 KIND_WEIGHTS: Mapping[str, float] = MappingProxyType(
@@ -172,11 +172,6 @@ class _Weights:
             return 0.0, ()
         shared = sorted(wa.keys() & wb.keys(), key=lambda f: (-wa[f], f))
         return sum(wa[f] * wb[f] for f in shared) / norm, tuple(shared)
-
-
-def similarity(a: Signature, b: Signature, index: CandidateIndex, settings: Settings) -> tuple[float, tuple[str, ...]]:
-    """Weighted cosine of *a* and *b* and their shared features, heaviest first."""
-    return _Weights(index, settings).similarity(a, b)
 
 
 def _decayed(

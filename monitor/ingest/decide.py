@@ -288,8 +288,8 @@ class Decider:
         """The new story, in the cluster the clusterer picks."""
         if self.clusters is None:
             return NewStory(ident, feed.id, entry, cluster=ident, first_seen_at=now)
-        published = min(entry.published_at, now)  # a date in the future must not age the open clusters
-        sig = self.clusters.sign(entry.title, entry.summary, entry.language or feed.language, published, feed.name)
+        language = entry.language or feed.language
+        sig = self.clusters.sign(entry.title, entry.summary, language, entry.published_at, feed.name, seen=now)
         placed = self.clusters.place(ident, sig)
         if not placed.joined(ident):
             return NewStory(ident, feed.id, entry, cluster=ident, first_seen_at=now, clustered=True)

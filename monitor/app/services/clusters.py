@@ -35,6 +35,7 @@ from monitor.app.clusters import INGEST_LOCK
 from monitor.app.services.common import build_clusterer, build_matcher, checked_days
 from monitor.app.services.stories import story_detail, story_link
 from monitor.clustering.clusterer import Clusterer
+from monitor.clustering.features import Signature
 from monitor.config.model import Config
 from monitor.matching.backtest import days_ago
 from monitor.storage.store import Store
@@ -218,9 +219,8 @@ class Recluster:
     written: int
 
 
-def _sign_and_file(clusterer: Clusterer, s: FiledStory, cluster: str) -> None:
-    published = min(s.published_at, s.first_seen_at)
-    clusterer.file(s.ident, clusterer.sign(s.title, s.summary, s.language, published, s.feed), cluster)
+def _sign(clusterer: Clusterer, s: FiledStory) -> Signature:
+    return clusterer.sign(s.title, s.summary, s.language, s.published_at, s.feed, seen=s.first_seen_at)
 
 
 def replay(
@@ -236,14 +236,13 @@ def replay(
     ids = {s.cluster_ident: s.cluster_id for s in context}
     ids.update((s.ident, s.id) for s in (*context, *stories))
     for s in context:
-        _sign_and_file(clusterer, s, s.cluster_ident)
+        clusterer.file(s.ident, _sign(clusterer, s), s.cluster_ident)
     out: list[ClusterAssignment] = []
     for s in stories:
         if not s.matched:
             out.append(ClusterAssignment(s.id, s.id, clustered=False))
             continue
-        published = min(s.published_at, s.first_seen_at)
-        placed = clusterer.place(s.ident, clusterer.sign(s.title, s.summary, s.language, published, s.feed))
+        placed = clusterer.place(s.ident, _sign(clusterer, s))
         if placed.joined(s.ident) and placed.cluster in ids:
             out.append(ClusterAssignment(s.id, ids[placed.cluster], round(placed.score, 4), placed.shared))
         else:

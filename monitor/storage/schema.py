@@ -123,6 +123,9 @@ class Feed(Base):
     next_poll_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, index=True)
     claimed_by: Mapped[str | None] = mapped_column(String(80))
     claim_until: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+    # Bumped by every claim: with claimed_by, the fencing token a state write checks.
+    claim_version: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    host: Mapped[str | None] = mapped_column(String(255), index=True)  # host:port of fetch_url
 
 
 class Story(Base):
@@ -209,6 +212,7 @@ class Alert(Base):
     next_attempt_at: Mapped[dt.datetime] = mapped_column(UTCDateTime)
     lease_until: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
     claimed_by: Mapped[str | None] = mapped_column(String(80))
+    claim_version: Mapped[int] = mapped_column(Integer, default=0, server_default="0")  # fencing token
     last_error: Mapped[str | None] = mapped_column(Text)
     sent_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
 
@@ -225,3 +229,19 @@ class Delivery(Base):
     kind: Mapped[str] = mapped_column(String(16))  # alert | digest | health
     alerts: Mapped[int] = mapped_column(Integer)
     title: Mapped[str] = mapped_column(Text)
+    # Alerts of this message whose claim had been lost when it was marked: possibly sent twice.
+    duplicates: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    worker: Mapped[str | None] = mapped_column(String(80))
+
+
+class Worker(Base):
+    """A running daemon or poll command; its claims are free once its heartbeat is stale."""
+
+    __tablename__ = "workers"
+
+    id: Mapped[str] = mapped_column(String(80), primary_key=True)
+    host: Mapped[str] = mapped_column(String(255))
+    pid: Mapped[int] = mapped_column(Integer)
+    started_at: Mapped[dt.datetime] = mapped_column(UTCDateTime)
+    heartbeat_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, index=True)
+    stats: Mapped[dict[str, Any] | None] = mapped_column(JSON)

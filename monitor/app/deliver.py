@@ -46,6 +46,7 @@ from monitor.storage.store import Store
 log = logging.getLogger("monitor.deliver")
 
 MAX_ROUNDS = 50  # claims per deliver() call, so one call cannot run for ever under a flood
+ROUND_RETRY = 30.0  # seconds before alerts of a round that failed are tried again
 HEALTH_LABEL = "feed health"
 
 
@@ -194,6 +195,7 @@ class Deliverer:
         settings: DeliverySettings,
         *,
         worker: str,
+        lease: float = 15.0,
         policies: Policies | None = None,
         clock: Callable[[], dt.datetime] = utcnow,
         rand: Callable[[], float] = random.random,
@@ -204,6 +206,7 @@ class Deliverer:
         self.settings = settings
         self.policies = policies or Policies()
         self.worker = worker
+        self.lease = lease
         self.clock = clock
         self.rand = rand
 
@@ -214,10 +217,23 @@ class Deliverer:
 
     def deliver(self) -> DeliveryReport:
         """Send everything that is due now; returns what happened."""
+        # Rows a crashed earlier round left claimed (the heartbeat would renew them for
+        # ever): one round runs at a time, so none is in use.
+        self.store.release_alerts(worker=self.worker, retry_at=self.clock() + dt.timedelta(seconds=ROUND_RETRY))
+        try:
+            return self._rounds()
+        except BaseException:
+            try:  # give the claims back at once, for another worker or the next round
+                self.store.release_alerts(worker=self.worker, retry_at=self.clock() + dt.timedelta(seconds=ROUND_RETRY))
+            except Exception as exc:
+                log.error("could not give back the alerts of a failed round (their leases run out): %s", exc)
+            raise
+
+    def _rounds(self) -> DeliveryReport:
         total = DeliveryReport()
         for _ in range(MAX_ROUNDS):
             claimed = self.store.claim_alerts(
-                worker=self.worker, lease=self.settings.lease, limit=self.settings.batch, now=self.clock()
+                worker=self.worker, lease=self.lease, limit=self.settings.batch, now=self._claim_time()
             )
             if not claimed:
                 break
@@ -230,6 +246,10 @@ class Deliverer:
             if len(claimed) < self.settings.batch:
                 break
         return total
+
+    def _claim_time(self) -> dt.datetime | None:
+        """None: the database's clock (the default clock); a test's own clock otherwise."""
+        return None if self.clock is utcnow else self.clock()
 
     def _members(self, claimed: Sequence[ClaimedAlert]) -> Members:
         """The stories of the claimed alerts' clusters as they are now: one read per batch."""
@@ -250,7 +270,7 @@ class Deliverer:
         result = plan(policy, rows, now=now, watchlists=self.policies.watchlists, sent_at=sent_at)
         report = DeliveryReport()
         for d in result.deferrals:
-            self.store.defer([r.id for r in d.rows], worker=self.worker, until=d.until, fold=d.fold)
+            self.store.defer(d.rows, worker=self.worker, until=d.until, fold=d.fold)
             log.info(
                 "alerts held target=%s count=%d reason=%s until=%s",
                 target,
@@ -277,15 +297,35 @@ class Deliverer:
         rows = list(planned.rows)
         target = planned.target
         message, delivery_kind = self._render(planned, channel.flavour, members)
+        held = self.store.confirm(rows, worker=self.worker, lease=self.lease)
+        if len(held) < len(rows):
+            # Taken over while this worker was away (paused, cut off): the new holder sends it.
+            log.warning(
+                "alert not sent target=%s story=%s: %d of its %d claim(s) were taken over by another worker",
+                target,
+                rows[0].story_id,
+                len(rows) - len(held),
+                len(rows),
+            )
+            self.store.release_alerts(worker=self.worker, alerts=[r for r in rows if r.id in held])
+            return DeliveryReport()
         sent = channel.send(message)
         if not sent.delivered:
             return self._failed(target, rows, failure_message(channel, sent), permanent=sent.permanent)
-        self.store.mark_sent(
-            [r.id for r in rows],
+        marked = self.store.mark_sent(
+            rows,
             worker=self.worker,
-            now=self.clock(),
+            now=self._claim_time(),
             delivery=(target, delivery_kind, message.title),
         )
+        if marked < len(rows):
+            log.error(
+                "POSSIBLE DUPLICATE target=%s story=%s: %d alert(s) were taken over by another worker during the"
+                " send (counted in the delivery log and /metrics)",
+                target,
+                rows[0].story_id,
+                len(rows) - marked,
+            )
         first = rows[0]
         log.info(
             "%s sent target=%s story=%s watchlists=%s feed=%s title=%r",
@@ -298,19 +338,14 @@ class Deliverer:
         )
         return DeliveryReport(sent=len(rows), messages=1)
 
-    def _failed(
-        self, target: str, rows: list[ClaimedAlert], error: str, *, permanent: bool
-    ) -> DeliveryReport:
+    def _failed(self, target: str, rows: list[ClaimedAlert], error: str, *, permanent: bool) -> DeliveryReport:
         now = self.clock()
-        ids = [r.id for r in rows]
         attempts = max(r.attempts for r in rows)
         oldest = min(r.created_at for r in rows)
         give_up = permanent or (now - oldest).total_seconds() >= self.settings.give_up_after
-        delay = backoff_delay(
-            attempts, base=self.settings.retry_base, cap=self.settings.retry_max, rand=self.rand
-        )
+        delay = backoff_delay(attempts, base=self.settings.retry_base, cap=self.settings.retry_max, rand=self.rand)
         self.store.mark_failed(
-            ids,
+            rows,
             worker=self.worker,
             error=error,
             next_attempt_at=now + dt.timedelta(seconds=delay),

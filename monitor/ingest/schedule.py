@@ -78,6 +78,8 @@ class FeedSnapshot:
     learned_interval_s: float | None
     next_poll_at: dt.datetime
     health_alerted_at: dt.datetime | None
+    #: The claim's fencing token (with the worker's id): a write checks it still holds.
+    claim_version: int = 0
 
     @property
     def effective_interval(self) -> float:

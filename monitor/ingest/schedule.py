@@ -80,6 +80,8 @@ class FeedSnapshot:
     health_alerted_at: dt.datetime | None
     #: The claim's fencing token (with the worker's id): a write checks it still holds.
     claim_version: int = 0
+    claimed_by: str | None = None  # the worker holding the feed (while claim_until is ahead)
+    claim_until: dt.datetime | None = None
 
     @property
     def effective_interval(self) -> float:

@@ -32,7 +32,7 @@ from monitor.matching.matcher import MatchResult
 from monitor.storage.engine import chunks, utcnow
 from monitor.storage.feeds import FeedStore, apply_updates, check_claims
 from monitor.storage.outbox import OutboxStore, alert_columns
-from monitor.storage.schema import Alert, Match, Story
+from monitor.storage.schema import Alert, Delivery, Match, Story, Worker
 from monitor.storage.stories import StoryStore, match_row
 
 
@@ -138,11 +138,17 @@ class Store(FeedStore, StoryStore, OutboxStore):
                         n_alerts += 1
         return n_matches, n_alerts
 
-    def counts(self) -> dict[str, int]:
-        """Stories, matches and outbox rows stored (for /metrics and ``status``)."""
+    def counts(self, *, lease: float = 15.0) -> dict[str, int]:
+        """Stories, matches and outbox rows stored, possible duplicate sends, and workers
+        live (heartbeat within *lease*) or dead (for /metrics and ``status``)."""
         with self.transaction() as conn:
+            horizon = self.db_now(conn) - dt.timedelta(seconds=lease)
+            live = int(conn.execute(select(func.count()).where(Worker.heartbeat_at >= horizon)).scalar_one())
             return {
                 "stories": int(conn.execute(select(func.count()).select_from(Story)).scalar_one()),
                 "matches": int(conn.execute(select(func.count()).select_from(Match)).scalar_one()),
                 "alerts": int(conn.execute(select(func.count()).select_from(Alert)).scalar_one()),
+                "duplicates": int(conn.execute(select(func.coalesce(func.sum(Delivery.duplicates), 0))).scalar_one()),
+                "workers_live": live,
+                "workers_dead": int(conn.execute(select(func.count()).select_from(Worker)).scalar_one()) - live,
             }

@@ -68,6 +68,10 @@ class WorkerInfo:
 CLAIM_STATS = ("feed_claims", "alert_claims", "takeovers", "renewals", "leases_lost", "duplicates")
 
 
+def _by_worker(conn: Connection, stmt: Any) -> dict[str, int]:
+    return {str(w): int(n) for w, n in conn.execute(stmt) if w is not None}
+
+
 class WorkerStore(Database):
     """The workers aggregate of :class:`~monitor.storage.store.Store`.
 
@@ -200,19 +204,17 @@ class WorkerStore(Database):
         with self.transaction() as conn:
             now = self.db_now(conn)
             rows = conn.execute(select(Worker.__table__).order_by(Worker.started_at)).all()
-            feeds = dict(
-                conn.execute(
-                    select(Feed.claimed_by, func.count())
-                    .where(Feed.claimed_by.is_not(None), Feed.claim_until >= now)
-                    .group_by(Feed.claimed_by)
-                ).tuples()
+            feeds = _by_worker(
+                conn,
+                select(Feed.claimed_by, func.count())
+                .where(Feed.claimed_by.is_not(None), Feed.claim_until >= now)
+                .group_by(Feed.claimed_by),
             )
-            alerts = dict(
-                conn.execute(
-                    select(Alert.claimed_by, func.count())
-                    .where(Alert.status == "sending", Alert.lease_until >= now)
-                    .group_by(Alert.claimed_by)
-                ).tuples()
+            alerts = _by_worker(
+                conn,
+                select(Alert.claimed_by, func.count())
+                .where(Alert.status == "sending", Alert.lease_until >= now)
+                .group_by(Alert.claimed_by),
             )
         horizon = now - dt.timedelta(seconds=lease)
         found = [

@@ -40,6 +40,7 @@ from monitor.delivery.routing import (
     WatchlistPolicy,
     plan,
 )
+from monitor.errors import StoreError
 from monitor.storage.engine import utcnow
 from monitor.storage.store import Store
 
@@ -208,6 +209,8 @@ class Deliverer:
         self.worker = worker
         self.lease = lease
         self.clock = clock
+        # (rows, delivery) sent but not recorded: the database failed right after the send.
+        self._unmarked: list[tuple[list[ClaimedAlert], tuple[str, str, str]]] = []
         self.rand = rand
 
     def reconfigure(
@@ -217,17 +220,33 @@ class Deliverer:
 
     def deliver(self) -> DeliveryReport:
         """Send everything that is due now; returns what happened."""
+        # Sends the targets accepted but the database did not record (its connection
+        # dropped): recorded first, so they are not sent again.
+        self._record_unmarked()
         # Rows a crashed earlier round left claimed (the heartbeat would renew them for
         # ever): one round runs at a time, so none is in use.
-        self.store.release_alerts(worker=self.worker, retry_at=self.clock() + dt.timedelta(seconds=ROUND_RETRY))
+        self._give_back()
         try:
             return self._rounds()
         except BaseException:
             try:  # give the claims back at once, for another worker or the next round
-                self.store.release_alerts(worker=self.worker, retry_at=self.clock() + dt.timedelta(seconds=ROUND_RETRY))
+                self._give_back()
             except Exception as exc:
                 log.error("could not give back the alerts of a failed round (their leases run out): %s", exc)
             raise
+
+    def _give_back(self) -> None:
+        """Give back what this worker holds, except sends waiting to be recorded."""
+        keep = {r.id for rows, _ in self._unmarked for r in rows}
+        retry_at = self.clock() + dt.timedelta(seconds=ROUND_RETRY)
+        self.store.release_alerts(worker=self.worker, retry_at=retry_at, keep=keep)
+
+    def _record_unmarked(self) -> None:
+        while self._unmarked:
+            rows, delivery = self._unmarked[0]
+            marked = self.store.mark_sent(rows, worker=self.worker, delivery=delivery)
+            self._unmarked.pop(0)
+            log.info("recorded %d alert(s) sent to %s before the database went away", marked, delivery[0])
 
     def _rounds(self) -> DeliveryReport:
         total = DeliveryReport()
@@ -312,12 +331,20 @@ class Deliverer:
         sent = channel.send(message)
         if not sent.delivered:
             return self._failed(target, rows, failure_message(channel, sent), permanent=sent.permanent)
-        marked = self.store.mark_sent(
-            rows,
-            worker=self.worker,
-            now=self._claim_time(),
-            delivery=(target, delivery_kind, message.title),
-        )
+        delivery = (target, delivery_kind, message.title)
+        try:
+            marked = self.store.mark_sent(rows, worker=self.worker, now=self._claim_time(), delivery=delivery)
+        except StoreError:
+            # Sent, not recorded: kept claimed (the heartbeat renews the claims once the
+            # database answers) and recorded before anything else, never sent again.
+            self._unmarked.append((rows, delivery))
+            log.error(
+                "alert sent target=%s story=%s but not recorded: recorded when the database answers",
+                target,
+                rows[0].story_id,
+            )
+            raise
+
         if marked < len(rows):
             log.error(
                 "POSSIBLE DUPLICATE target=%s story=%s: %d alert(s) were taken over by another worker during the"

@@ -14,7 +14,7 @@ New rows take their defaults from :class:`~monitor.ingest.decide.OutboxRow` thro
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from typing import Any
 
 from sqlalchemy import Connection, and_, func, insert, or_, select, text, update
@@ -324,17 +324,25 @@ class OutboxStore(WorkerStore):
             return int(res.rowcount or 0)
 
     def release_alerts(
-        self, *, worker: str, alerts: Sequence[ClaimedAlert] | None = None, retry_at: dt.datetime | None = None
+        self,
+        *,
+        worker: str,
+        alerts: Sequence[ClaimedAlert] | None = None,
+        retry_at: dt.datetime | None = None,
+        keep: Collection[int] = (),
     ) -> int:
         """Give back claimed rows that were not sent: *alerts* (those still held under
         their claims) or everything *worker* holds. Without *retry_at* they were not
         tried (the claim's attempt is taken back) and are due at once; with it (a round
-        that failed), the attempt counts and they wait until then."""
+        that failed), the attempt counts and they wait until then. Rows in *keep* stay
+        claimed."""
         held = (
             _holding(alerts, worker)
             if alerts is not None
             else and_(Alert.status == "sending", Alert.claimed_by == worker)
         )
+        if keep:
+            held = and_(held, Alert.id.not_in(list(keep)))
         values: dict[str, Any] = {"status": "pending", "claimed_by": None, "lease_until": None}
         if retry_at is None:
             values["attempts"] = Alert.attempts - 1

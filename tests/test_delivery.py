@@ -387,3 +387,21 @@ def test_a_send_the_database_did_not_record_is_recorded_later_never_sent_again(
     assert len(w.hook.hooks) == 1  # recorded, not sent again
     with store.transaction() as conn:
         assert conn.execute(select(Alert.status)).scalars().all() == ["sent"]
+
+
+def test_every_try_of_an_alert_carries_the_same_idempotency_key(
+    store: Store, servers: tuple[SMTPTestServer, WebhookReceiver]
+) -> None:
+    w = make_world(store, *servers)
+    w.publish(1, "pact")
+    w.hook.status = 500
+    assert w.deliverer.deliver().retrying == 1
+    w.hook.status = 200
+    w.clock.now += dt.timedelta(minutes=5)
+    assert w.deliverer.deliver().sent == 1
+    w.publish(2, "pact")
+    assert w.deliverer.deliver().sent == 1
+    first, retry, other = (h.headers.get("idempotency-key") for h in w.hook.hooks)
+    assert first and first.startswith("news-monitor-")
+    assert retry == first  # a receiver that honours the key drops a repeat
+    assert other and other != first

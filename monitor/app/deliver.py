@@ -21,10 +21,11 @@ again. E-mail and webhooks have no idempotency key, so this is the honest best.
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 import logging
 import random
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from monitor.backoff import backoff_delay
 from monitor.config.model import Config, DeliverySettings, parse_quiet_hours, parse_rate
@@ -98,6 +99,14 @@ class Policies:
 
 #: The other stories of each claimed alert's event cluster, by cluster id ("also reported by").
 Members = Mapping[int, Sequence[OtherReport]]
+
+
+def idempotency_key(rows: Sequence[ClaimedAlert]) -> str:
+    """The same key for every try of the same alerts: their outbox ids and when they were
+    queued (so two databases' alerts of the same ids differ)."""
+    ids = ",".join(str(i) for i in sorted(r.id for r in rows))
+    first = min(r.created_at for r in rows).isoformat()
+    return "news-monitor-" + hashlib.sha256(f"{ids}@{first}".encode()).hexdigest()[:32]
 
 
 def story_for(rows: Sequence[ClaimedAlert], members: Members | None = None) -> AlertStory:
@@ -316,6 +325,7 @@ class Deliverer:
         rows = list(planned.rows)
         target = planned.target
         message, delivery_kind = self._render(planned, channel.flavour, members)
+        message = replace(message, idempotency_key=idempotency_key(rows))
         held = self.store.confirm(rows, worker=self.worker, lease=self.lease)
         if len(held) < len(rows):
             # Taken over while this worker was away (paused, cut off): the new holder sends it.

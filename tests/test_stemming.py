@@ -11,7 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from monitor.matching.matcher import _stem_head, compile_query
+from monitor.config.model import parse_config
+from monitor.errors import ConfigError
+from monitor.matching.matcher import Matcher, WatchlistQuery, _stem_head, compile_query
 from monitor.matching.stemming import LANGUAGES, stem
 from monitor.matching.textnorm import fold, words
 
@@ -144,3 +146,26 @@ def test_stemmed_watchlists_match_cyrillic_inflections(
     if matched:
         for hit in results[0].hits:
             assert text[hit.start : hit.end] == hit.text
+
+
+CONFIG = """\
+targets:
+  console: console://
+watchlists:
+  - name: sanctions
+    query: санкция OR санкція
+    notify: [console]
+    stem: [{langs}]
+"""
+
+
+def test_the_config_accepts_ru_and_uk_and_refuses_unknown_languages() -> None:
+    config, _ = parse_config(CONFIG.format(langs="ru, uk"), file="cfg.yaml", env={})
+    assert config.watchlists[0].stem == ["ru", "uk"]
+    matcher = Matcher([WatchlistQuery(w.name, w.query, tuple(w.stem)) for w in config.watchlists], config.aliases)
+    assert [r.watchlist for r in matcher.match("Нові санкції США проти КНДР", "")] == ["sanctions"]
+    assert [r.watchlist for r in matcher.match("Минфин США ввёл пакет санкций", "")] == ["sanctions"]
+    assert matcher.match("Санкционный список расширен", "") == []
+    with pytest.raises(ConfigError) as info:
+        parse_config(CONFIG.format(langs="ru, de"), file="cfg.yaml", env={})
+    assert "watchlists[0].stem" in str(info.value)

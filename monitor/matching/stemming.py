@@ -2,8 +2,10 @@
 
 A watchlist opts in with ``stem: [en, fr, ru, uk]`` (any of them); then a plain query word
 such as ``sanction`` also finds ``sanctions``, ``sanctioned``, ``sanctioning``,
-``sanctionne``, ``sanctionnés``, ``sanctionner``, and ``санкция`` finds ``санкции``,
-``санкций``, ``санкциями``, ``санкції``. Without ``stem`` a word matches only itself.
+``sanctionne``, ``sanctionnés``, ``sanctionner``; ``санкция`` finds ``санкции``,
+``санкций``, ``санкциями`` and ``санкція`` finds ``санкції``, ``санкцій`` (a Russian word
+finds Russian forms, a Ukrainian word Ukrainian ones: the spellings differ). Without
+``stem`` a word matches only itself.
 
 Why light and hand-written rather than Snowball: Snowball's French stemmer expects
 accented text and conflates aggressively, while ours runs on *folded* words (no accents:

@@ -381,7 +381,7 @@ class WatchlistConfig(_Model):
     query: str
     notify: list[str] = Field(default_factory=list)
     enabled: bool = True
-    stem: list[Literal["en", "fr"]] = Field(default_factory=list)
+    stem: list[Literal["en", "fr", "ru", "uk"]] = Field(default_factory=list)
     description: str | None = None
     mode: Literal["instant", "digest"] = "instant"
     schedule: str = "0 8 * * *"  # digest time, crontab (minute hour day month weekday)

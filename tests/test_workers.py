@@ -8,6 +8,7 @@ import os
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 from sqlalchemy import select, update
@@ -18,8 +19,9 @@ from monitor.errors import ClaimLostError
 from monitor.ingest.decide import FeedIntent
 from monitor.ingest.schedule import FeedUpdate
 from monitor.storage.feeds import FeedConfigRow
-from monitor.storage.schema import Alert, Delivery, Feed, Story
+from monitor.storage.schema import Alert, Delivery, Feed, Story, Worker
 from monitor.storage.store import Store
+from tests.support.cli import run_monitor
 from tests.support.stories import entry, record, result
 
 
@@ -210,3 +212,44 @@ def test_a_restarted_daemon_takes_back_a_killed_ones_work_at_once(store: Store) 
     finally:
         beat.stop()
     assert os.getpid() == beat.pid
+
+
+def test_workers_and_feeds_show_who_holds_what(tmp_path: Path) -> None:
+    import json
+
+    db = tmp_path / "monitor.db"
+    config = tmp_path / "config.yaml"
+    config.write_text(
+        f"database: sqlite:///{db}\nfeeds:\n  - {{name: desk, url: 'http://desk.example/rss'}}\n"
+        "  - {name: wire, url: 'http://wire.example/rss'}\n",
+        encoding="utf-8",
+    )
+    store = Store(f"sqlite:///{db}")
+    try:
+        store.sync_feeds(
+            [
+                FeedConfigRow("desk", "http://desk.example/rss", 600, None),
+                FeedConfigRow("wire", "http://wire.example/rss", 600, None),
+            ]
+        )
+        store.register_worker("alpha:41:aa", host="alpha", pid=41)
+        store.register_worker("beta:42:bb", host="beta", pid=42)
+        store.claim_due_feeds(worker="alpha:41:aa", lease=60, names=["desk"])
+        with store.transaction() as conn:  # beta has been silent for a minute: dead
+            conn.execute(
+                update(Worker)
+                .where(Worker.id == "beta:42:bb")
+                .values(heartbeat_at=dt.datetime(2020, 1, 1, tzinfo=dt.UTC))
+            )
+    finally:
+        store.close()
+    out = run_monitor(config, "workers", "--json")
+    assert out.returncode == 0, out.stderr
+    listed = {w["id"]: w for w in json.loads(out.stdout)["workers"]}
+    assert listed["alpha:41:aa"]["alive"] and listed["alpha:41:aa"]["feeds_claimed"] == 1
+    assert not listed["beta:42:bb"]["alive"]
+    table = run_monitor(config, "workers")
+    assert "alpha:41:aa" in table.stdout and "live" in table.stdout and "dead" in table.stdout
+    feeds = {f["name"]: f for f in json.loads(run_monitor(config, "feeds", "--json").stdout)["feeds"]}
+    assert feeds["desk"]["claimed_by"] == "alpha:41:aa" and feeds["desk"]["claim_until"]
+    assert feeds["wire"]["claimed_by"] is None

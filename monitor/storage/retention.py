@@ -70,7 +70,7 @@ class RetentionPolicy:
     deliveries: dt.timedelta | None = dt.timedelta(days=30)
     outbox: dt.timedelta | None = dt.timedelta(days=30)
     keys: dt.timedelta | None = dt.timedelta(days=366)
-    cluster_memory: dt.timedelta = dt.timedelta(hours=288)  # stories first seen since then stay
+    cluster_memory: dt.timedelta = dt.timedelta(hours=144)  # stories first seen since then stay
     rate_window: dt.timedelta = dt.timedelta(0)  # delivery rows sent since then stay
 
 

@@ -171,7 +171,11 @@ def test_a_story_with_an_alert_to_deliver_stays(store: Store, status: str, kept:
 def _cluster(store: Store, first: int, *members: int) -> None:
     with store.transaction() as conn:
         ids = {t: i for i, t in conn.execute(select(Story.id, Story.title))}
-        conn.execute(update(Story).where(Story.title.in_([f"Story {m}" for m in members])).values(cluster_id=ids[f"Story {first}"]))
+        conn.execute(
+            update(Story)
+            .where(Story.title.in_([f"Story {m}" for m in members]))
+            .values(cluster_id=ids[f"Story {first}"])
+        )
 
 
 @pytest.mark.parametrize(
@@ -246,14 +250,11 @@ def test_old_delivery_rows_and_health_alerts_go(store: Store) -> None:
     with store.transaction() as conn:
         for sent in (NOW - 40 * DAY, NOW - 31 * DAY, NOW - 29 * DAY, NOW):
             conn.execute(insert(Delivery).values(target="mail", sent_at=sent, kind="alert", alerts=1, title="t"))
-        for created, status in [(NOW - 40 * DAY, "sent"), (NOW - 40 * DAY, "failed"), (NOW - 40 * DAY, "pending"),
-                                (NOW - DAY, "sent")]:  # fmt: skip
-            conn.execute(
-                insert(Alert).values(
-                    kind="feed_down", feed_id=snap.id, watchlist="health", target="mail", status=status,
-                    created_at=created, next_attempt_at=created, fold=False, attempts=0,
-                )
-            )  # fmt: skip
+        old = NOW - 40 * DAY
+        for created, status in [(old, "sent"), (old, "failed"), (old, "pending"), (NOW - DAY, "sent")]:
+            row = {"kind": "feed_down", "feed_id": snap.id, "watchlist": "health", "target": "mail"}
+            times = {"created_at": created, "next_attempt_at": created}
+            conn.execute(insert(Alert).values(**row, **times, status=status, fold=False, attempts=0))
 
     report = prune(store)
 

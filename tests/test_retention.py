@@ -373,3 +373,18 @@ def test_prune_command_dry_run_prints_counts_and_deletes_nothing(env: Env) -> No
     assert env.titles() == ["Weather: a mild autumn"]
     assert "deleted 1 stories" in env.run("prune")
     assert env.titles() == []
+
+
+def test_the_daemon_prune_job_logs_its_counts(env: Env, caplog: pytest.LogCaptureFixture) -> None:
+    from monitor.app.daemon import Daemon
+
+    env.run("poll", "--once")
+    env.age(100)
+    daemon = Daemon(str(env.config))
+    try:
+        with caplog.at_level("INFO", logger="monitor.app.daemon"):
+            daemon._prune()
+    finally:
+        daemon.runtime.close()
+    assert "retention: deleted 1 stories (1 clusters)" in caplog.text
+    assert env.titles() == []

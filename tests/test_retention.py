@@ -388,3 +388,27 @@ def test_the_daemon_prune_job_logs_its_counts(env: Env, caplog: pytest.LogCaptur
         daemon.runtime.close()
     assert "retention: deleted 1 stories (1 clusters)" in caplog.text
     assert env.titles() == []
+
+
+def test_a_story_pruned_between_the_look_up_and_the_write_does_not_fail_the_batch(store: Store) -> None:
+    import dataclasses
+
+    from monitor.ingest.decide import Decider, FeedPoll
+    from monitor.ingest.schedule import FeedUpdate, PollPolicy
+
+    snap = feed(store)
+    record(store, snap, [entry(1)], now=OLD)
+    decider = Decider(
+        match=lambda e: (), targets={}, policy=PollPolicy(), catchup=False, catchup_new_feeds=False, rand=lambda: 0.0
+    )
+    polled = [entry(1), entry(2)]
+    known = store.known_stories([(snap.id, polled)])
+    assert prune(store).stories == 1  # a prune runs between the look-up and the write
+
+    (intent,) = decider.decide([FeedPoll(snap, polled, http_status=200)], known, NOW)
+    (report,) = store.apply_poll([dataclasses.replace(intent, update=FeedUpdate(next_poll_at=snap.next_poll_at))])
+
+    assert report.new_stories == 1
+    with store.transaction() as conn:
+        assert list(conn.scalars(select(Story.title))) == ["Story 2"]
+    assert record(store, snap, polled, now=NOW).new_stories == 0

@@ -41,9 +41,9 @@ go in seconds, in transactions that each hold the database for a third of a seco
 
 A setting of ``never`` (or ``0``) switches that deletion off.
 
-A poll that read a story's identity just before a concurrent prune deleted it writes a
-sighting of a story that is gone: that batch's transaction fails on the foreign key and
-the next poll sees the key as pruned. The window is one batch wide, once a day.
+A poll that read a story's identity just before a concurrent prune deleted it does not
+write a sighting of a story that is gone: ``Store.apply_poll`` keeps the sightings of
+stories still stored, locked ``FOR KEY SHARE`` on PostgreSQL until its batch commits.
 """
 
 from __future__ import annotations

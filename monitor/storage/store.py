@@ -27,9 +27,9 @@ import datetime as dt
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
-from sqlalchemy import func, select, update
+from sqlalchemy import Connection, func, select, update
 
-from monitor.ingest.decide import FeedIntent, KnownStories, OutboxRow, story_ident
+from monitor.ingest.decide import FeedIntent, KnownStories, OutboxRow, Sighting, story_ident
 from monitor.ingest.entries import Entry
 from monitor.matching.matcher import MatchResult
 from monitor.storage.engine import chunks, utcnow
@@ -75,7 +75,7 @@ class Store(RetentionStore, FeedStore, StoryStore, OutboxStore):
         """Apply a batch of poll intents (one per feed) in ONE transaction."""
         stories = [s for fi in intents for s in fi.stories]
         with self.transaction() as conn:
-            sightings = (s for fi in intents for s in fi.sightings if s.story_id != PRUNED)  # a pruned story is gone
+            sightings = self._live_sightings(conn, [s for fi in intents for s in fi.sightings])
             ids, new = self._write_stories(conn, stories, sightings)
             self._write_matches(conn, (m for fi in intents for m in fi.matches if m.story in new), ids)
             alerts = [
@@ -98,6 +98,22 @@ class Store(RetentionStore, FeedStore, StoryStore, OutboxStore):
             )
             for fi in intents
         ]
+
+    def _live_sightings(self, conn: Connection, sightings: Sequence[Sighting]) -> list[Sighting]:
+        """The sightings whose story is still stored. A pruned story is gone: known under
+        :data:`~monitor.storage.retention.PRUNED`, or pruned since the look-up by a prune
+        running meanwhile (its sighting would fail the batch on the foreign key). On
+        PostgreSQL the stories sighted are locked ``FOR KEY SHARE`` until the batch
+        commits, so a prune cannot delete them in between; SQLite's writers are serialised.
+        Costs one primary-key read per 500 known stories sighted."""
+        ids = sorted({s.story_id for s in sightings if s.story_id is not None and s.story_id != PRUNED})
+        live: set[int] = set()
+        for chunk in chunks(ids):
+            stmt = select(Story.id).where(Story.id.in_(chunk))
+            if self.dialect == "postgresql":
+                stmt = stmt.with_for_update(key_share=True)
+            live.update(conn.scalars(stmt))
+        return [s for s in sightings if s.story_id is None or s.story_id in live]
 
     def record_backfill(
         self,

@@ -710,14 +710,15 @@ class _Story:
         word = self.m._token_offsets[tokens[k]][i - counts[k - 1] if k else i]
         return starts[k], word[0], word[1]
 
-    def result(self, wl: _Watchlist) -> MatchResult:
+    def result(self, wl: _Watchlist, *, walk: bool = False) -> MatchResult:
         """The explanation: map every contributing occurrence back to the original text.
 
         Each distinct occurrence becomes a :class:`Hit` once per story (see :meth:`_hit`),
-        whichever watchlists share it.
+        whichever watchlists share it. *walk*: explain by walking the query tree even
+        when a direct lookup could (the tests compare the two).
         """
         occs: list[tuple[int, int, int]] = []  # (start, end, atom): sorts by position
-        if wl.flat is not None:
+        if wl.flat is not None and not walk:
             keys, by_key = wl.flat
             tagged = self._tagged
             for kid in self.present.intersection(keys):

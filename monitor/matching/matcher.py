@@ -408,7 +408,6 @@ class _Story:
         "_multi",
         "present",
         "_by_kid",
-        "_all_ends",
         "_occ",
         "_starts",
         "_maps",
@@ -447,7 +446,6 @@ class _Story:
         self._made: dict[tuple[int, int, int], Hit] = {}
         self._tagged: dict[int, list[tuple[int, int, int]]] = {}
         self._by_kid: dict[int, list[tuple[int, int]]] | None = None
-        self._all_ends = False
         self._keyed_words: tuple[list[int], list[tuple[int, ...]]] | None = None
         self._occ: dict[int, list[tuple[int, int]]] = {}
         self._starts: list[int] | None = None
@@ -469,10 +467,10 @@ class _Story:
         it, rebuilt from the per-word memo (the window ``" w "`` of word *i* starts at
         ``starts[i] - 1``).
 
-        The first few keys asked for (evaluating candidates needs one or two) are looked
-        for alone: the words that bring the key are found in C (``compress``). After
-        that (explaining matches needs many), one pass over the words that bring keys
-        files every occurrence of every key.
+        The words that bring the key are found in C (``compress`` over the story's keyed
+        words), and each one's offsets of the key come from the word's memo
+        (:meth:`Matcher._ends_of`): the cost is that of the key's occurrences, not of all
+        the keys the story's words bring (thousands of watchlists bring dozens a word).
         """
         by_kid = self._by_kid
         if by_kid is None:
@@ -481,52 +479,27 @@ class _Story:
             got = by_kid.get(kid)
             if got is not None:
                 return got
-            if not self._all_ends and len(by_kid) >= 3:
-                self._file_all_ends(by_kid)
-            if self._all_ends:
-                return by_kid.get(kid, [])
         out: list[tuple[int, int]] = []
         ws = self.ws
-        word_hits = self.m._word_hits
         keyed = self._keyed_words
         if keyed is None:  # (numbers of the words that bring keys, and their keys)
             keyed = self._keyed_words = (list(compress(range(len(ws)), self._keyed)), [k for k in self._keyed if k])
-        for i in compress(keyed[0], map(contains, keyed[1], repeat(kid))):
-            found = word_hits.get(ws[i])
-            if found is None:  # the memo was cleared since this story's words were seen
-                found = self.m._word_info(ws[i])[1]
-            base = self._word_starts()[i] - 1
-            for off, k in found:
-                if k == kid:
+        where = list(compress(keyed[0], map(contains, keyed[1], repeat(kid))))
+        if where:
+            starts = self._starts or self._word_starts()
+            word_ends = self.m._word_ends
+            ends_of = self.m._ends_of
+            for i in where:
+                w = ws[i]
+                offsets = word_ends.get(w) or ends_of(w)
+                base = starts[i] - 1
+                for off in offsets.get(kid, ()):
                     out.append((i, base + off))
         for _, j, tail, k in self._multi:
             if k == kid:
                 out.append((j, self._multi_end(j, tail)))
         by_kid[kid] = out
         return out
-
-    def _file_all_ends(self, by_kid: dict[int, list[tuple[int, int]]]) -> None:
-        """File the occurrences of every key not filed yet (see :meth:`ends`)."""
-        done = set(by_kid)
-        ws = self.ws
-        starts = self._word_starts()
-        word_hits = self.m._word_hits
-        for i in compress(range(len(ws)), self._keyed):
-            found = word_hits.get(ws[i])
-            if found is None:  # the memo was cleared since this story's words were seen
-                found = self.m._word_info(ws[i])[1]
-            base = starts[i] - 1
-            for off, k in found:
-                if k not in done:
-                    got = by_kid.get(k)
-                    if got is None:
-                        by_kid[k] = [(i, base + off)]
-                    else:
-                        got.append((i, base + off))
-        for _, j, tail, k in self._multi:
-            if k not in done:
-                by_kid.setdefault(k, []).append((j, self._multi_end(j, tail)))
-        self._all_ends = True
 
     def _multi_end(self, j: int, tail: int) -> int:
         """End of a key spanning words that ends in word *j*, taking *tail* of its
@@ -872,6 +845,7 @@ class Matcher:
         # Leads not starting with a space end a word: try those lengths of suffix only.
         self._lead_cuts = tuple(sorted({len(lead) for lead in self._leads if lead[0] != " "}))
         self._word_hits: dict[str, tuple[tuple[int, int], ...]] = {}
+        self._word_ends: dict[str, dict[int, tuple[int, ...]]] = {}
         self._word_leads: dict[str, _Leads] = {}
 
     def _index_candidates(self, compiled: Sequence[_Watchlist], rank: Sequence[float]) -> None:
@@ -940,6 +914,7 @@ class Matcher:
             memo.clear()
             memo.clears += 1
             self._word_hits.clear()
+            self._word_ends.clear()
             self._word_leads.clear()
         self._word_hits[word] = found
         if starts:
@@ -954,6 +929,19 @@ class Matcher:
             self._word_leads[word] = ({w: tuple(v) for w, v in by_next.items()}, tuple(prefixes))
         got = memo[word] = tuple(keys)
         return got, found
+
+    def _ends_of(self, word: str) -> dict[int, tuple[int, ...]]:
+        """Key -> end offsets in the window ``" w "`` of the keys a word brings (for
+        explanations; built from :meth:`_word_info`'s memo the first time a story that
+        matches needs it, and cleared with it)."""
+        found = self._word_hits.get(word)
+        if found is None:  # the memo was cleared since the story's words were seen
+            found = self._word_info(word)[1]
+        got: dict[int, tuple[int, ...]] = {}
+        for off, kid in found:
+            got[kid] = (*got[kid], off) if kid in got else (off,)
+        self._word_ends[word] = got
+        return got
 
     def _spanning(self, ws: list[str], offset: int, clears: int) -> list[tuple[int, int, int, int]]:
         """Keys spanning words of one field: ``(first word, last word, tail, key)`` with

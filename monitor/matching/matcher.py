@@ -444,7 +444,7 @@ class _Story:
         self._stems: dict[int, list[str]] = {}
         self._near: dict[int, list[tuple[int, int, int]]] = {}
         self._made: dict[tuple[int, int, int], Hit] = {}
-        self._tagged: dict[int, list[tuple[int, int, int]]] = {}
+        self._tagged: dict[int, list[tuple[tuple[int, int, int], Hit]]] = {}
         self._by_kid: dict[int, list[tuple[int, int]]] | None = None
         self._keyed_words: tuple[list[int], list[tuple[int, ...]]] | None = None
         self._occ: dict[int, list[tuple[int, int]]] = {}
@@ -547,19 +547,15 @@ class _Story:
 
     def _word_starts(self) -> list[int]:
         """Stream position of every word: title words from 1, summary words from past the
-        title's closing space, its newline and the summary's opening space."""
+        title's closing space, its newline and the summary's opening space (running sums
+        of the word lengths plus one space each, in C)."""
         starts = self._starts
         if starts is None:
-            starts = self._starts = []
-            append = starts.append
-            p = 1
-            for w in self.tt:
-                append(p)
-                p += len(w) + 1
-            p = self.tlen + 2
-            for w in self.st:
-                append(p)
-                p += len(w) + 1
+            tt, st = self.tt, self.st
+            # (map stops at the shorter: the last running sum is past the last word)
+            starts = list(map(add, accumulate(map(len, tt), initial=1), range(len(tt))))
+            starts += map(add, accumulate(map(len, st), initial=self.tlen + 2), range(len(st)))
+            self._starts = starts
         return starts
 
     def _stemmed(self, atom: _Atom) -> list[tuple[int, int]]:
@@ -690,7 +686,8 @@ class _Story:
         whichever watchlists share it. *walk*: explain by walking the query tree even
         when a direct lookup could (the tests compare the two).
         """
-        occs: list[tuple[int, int, int]] = []  # (start, end, atom): sorts by position
+        # ((start, end, atom), Hit): sorts by position; each atom's list is made once a story
+        made: list[tuple[tuple[int, int, int], Hit]] = []
         if wl.flat is not None and not walk:
             keys, by_key = wl.flat
             tagged = self._tagged
@@ -698,20 +695,25 @@ class _Story:
                 for aid in by_key[kid]:
                     got = tagged.get(aid)
                     if got is None:
-                        got = tagged[aid] = [(s, e, aid) for s, e in self.occ(aid)]
-                    occs.extend(got)
+                        got = tagged[aid] = [(one, self._made_hit(one)) for one in ((s, e, aid) for s, e in self.occ(aid))]
+                    made += got
         else:
             found: list[tuple[int, int, int]] = []
             self.collect(wl.root, found)
-            occs = [(s, e, aid) for aid, s, e in found]
-        made = self._made  # watchlists share terms: build each Hit once per story
-        hits: dict[Hit, None] = {}
-        for one in sorted(set(occs)):
-            hit = made.get(one)
-            if hit is None:
-                hit = made[one] = self._hit(*one)
-            hits[hit] = None
-        return MatchResult(wl.name, tuple(hits))
+            made = [(one, self._made_hit(one)) for one in ((s, e, aid) for aid, s, e in found)]
+        if len(made) == 1:
+            return MatchResult(wl.name, (made[0][1],))
+        made.sort()
+        # Equal hits (the same words for the same term as written) are reported once.
+        return MatchResult(wl.name, tuple(dict.fromkeys([hit for _, hit in made])))
+
+    def _made_hit(self, one: tuple[int, int, int]) -> Hit:
+        """The Hit of an occurrence ``(start, end, atom)``, built once per story whichever
+        watchlists share it."""
+        hit = self._made.get(one)
+        if hit is None:
+            hit = self._made[one] = self._hit(*one)
+        return hit
 
     def _hit(self, s: int, e: int, aid: int) -> Hit:
         """Stream span -> words (bisect) -> characters of those words -> original offsets."""

@@ -80,6 +80,22 @@ def test_explanations_equal_the_recorded_ones_on_every_fixture_entry() -> None:
         assert mine == theirs
 
 
+def test_memos_stay_under_their_cap_and_explanations_do_not_change() -> None:
+    """Memos far too small for the fixture vocabulary are cleared over and over (midway
+    through stories too); the explanations stay the recorded ones and no memo grows
+    past its cap."""
+    matcher = _recorded_matcher()
+    cap = 40
+    matcher._word_keys.limit = cap  # private: force the clearing paths
+    matcher._token_words.limit = cap
+    matcher._token_offsets.limit = cap
+    assert _explain(matcher) == _record()["matches"]
+    assert matcher._word_keys.clears > 100
+    for memo in (matcher._word_keys, matcher._word_hits, matcher._word_ends, matcher._token_words):
+        assert 0 < len(memo) <= cap
+    assert len(matcher._token_offsets) <= cap
+
+
 def test_the_record_covers_every_kind_of_explanation() -> None:
     """Phrases, wildcards, '?' patterns, NEAR and field scopes all explain some match."""
     terms = {hit[0] for _, _, hits in _record()["matches"] for hit in hits}

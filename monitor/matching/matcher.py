@@ -42,11 +42,38 @@ Explanations: every :class:`Hit` gives the term as written in the query, the fie
 (``sanctions`` for ``sanction*``); for a Hangul word it covers the query word only
 (``북한`` inside ``북한은``). Only terms that made the query true are reported: nothing
 under a NOT, and for NEAR only the occurrences that were near each other. Explaining is
-lookups, not a rescan: a key's occurrences come from the words that brought it (found
-in C among the story's words), each occurrence becomes a Hit once per story whichever
-watchlists share it, and the offsets come from the per-token memo of where each folded
-character came from plus the token's start (the running sum of the token lengths, for
-stories that match only).
+lookups, not a rescan, and runs for the stories that match only: a key's occurrences
+come from the words that brought it (found in C among the story's keyed words) and,
+for each such word, from a per-word memo of key -> end offsets in its window (built
+the first time a matching story needs the word); each atom's occurrences become Hits
+once per story whichever watchlists share them, and a match's hits are those lists
+merged. The offsets come from the per-token memo of where each folded character came
+from plus the token's start (running sums of the token lengths, in C).
+
+Memory: every memo is capped at 200,000 entries and cleared when full (a clear midway
+through a story is detected, see above): the token memos of
+:mod:`monitor.matching.textnorm`, the word memo (keys, offsets, phrase leads, and the
+explanations' key -> offsets, all cleared together) and the stem maps (one per
+language, shared by all matchers). Not an LRU: an LRU's bookkeeping on every hit
+would take the per-word lookups out of C ``map`` calls, which are the hot path (a clear costs
+one recomputation of each word seen again, about 5 µs a word).
+Measured (tracemalloc, 2,000 watchlists, 15,000 stories with six never-seen tokens
+each): 33.9 MB for 88,843 distinct words, 381 bytes a word over all the memos, so
+about 75 MB at the cap. Per-story work (occurrences, hits) lives on the story and is
+freed with it.
+
+Measured cost behind the decision (cProfile and timed parts on ``bench/match.py``'s
+stories, 20,000 a round, warm memos, a shared 2-core machine): at 200 watchlists
+(0.17 matches a story) explaining is 10-20 % of the matcher's time, and most of it
+is finding the matches: folding and splitting the text (``fold_words``, about a third),
+the word-memo lookups and the phrase checks of ``_Story``, the candidate filter. At
+2,000 watchlists (1.54 matches a story) explaining was about 40 %, and half of that
+was filing the occurrences of *every* key of every keyed word of the story once three
+keys had been asked for (a Python loop over dozens of keys a word), where a match
+needs two or three. Asking the per-word memo for the one key needed, and building each
+atom's hits once a story, cut the matcher's time at 2,000 watchlists by about 20 %
+and at 200 by about 10 % (same-process A/B, medians of 5 rounds; see
+``docs/benchmarks.md`` for the benchmark's figures).
 
 A :class:`Matcher` is immutable after construction and builds 200 watchlists in about
 0.1 s; it pickles as its watchlists and aliases and rebuilds on unpickling, so the

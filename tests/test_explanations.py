@@ -141,7 +141,9 @@ def _write() -> None:  # pragma: no cover - run by hand, see the module docstrin
     generated = bench.make_watchlists(2000, base[0::2], df, len(base), phrases, random.Random(1))[:1000]
     aliases = {**config["aliases"], **{f"bench-{k}": v for k, v in bench.ALIASES.items()}}
     watchlists = [[w["name"], w["query"]] for w in config["watchlists"]]
-    watchlists += [[w.name, w.query.replace("@dprk", "@bench-dprk").replace("@russia", "@bench-russia")] for w in generated]
+    watchlists += [
+        [w.name, w.query.replace("@dprk", "@bench-dprk").replace("@russia", "@bench-russia")] for w in generated
+    ]
     record: dict[str, Any] = {"aliases": aliases, "watchlists": watchlists, "matches": []}
     matcher = Matcher([WatchlistQuery(name, query) for name, query in watchlists], aliases)
     record["matches"] = _explain(matcher)

@@ -71,9 +71,9 @@ the word-memo lookups and the phrase checks of ``_Story``, the candidate filter.
 was filing the occurrences of *every* key of every keyed word of the story once three
 keys had been asked for (a Python loop over dozens of keys a word), where a match
 needs two or three. Asking the per-word memo for the one key needed, and building each
-atom's hits once a story, cut the matcher's time at 2,000 watchlists by about 20 %
-and at 200 by about 10 % (same-process A/B, medians of 5 rounds; see
-``docs/benchmarks.md`` for the benchmark's figures).
+atom's hits once a story, cut the matcher's time at 2,000 watchlists by 15-21 % and
+at 200 by 2-12 % (same-process A/B of the old and new matcher on the same stories,
+medians of 5 rounds of 5,000, repeated; the machine was shared and loaded).
 
 A :class:`Matcher` is immutable after construction and builds 200 watchlists in about
 0.1 s; it pickles as its watchlists and aliases and rebuilds on unpickling, so the
@@ -722,7 +722,9 @@ class _Story:
                 for aid in by_key[kid]:
                     got = tagged.get(aid)
                     if got is None:
-                        got = tagged[aid] = [(one, self._made_hit(one)) for one in ((s, e, aid) for s, e in self.occ(aid))]
+                        got = tagged[aid] = [
+                            (one, self._made_hit(one)) for one in ((s, e, aid) for s, e in self.occ(aid))
+                        ]
                     made += got
         else:
             found: list[tuple[int, int, int]] = []
@@ -789,9 +791,7 @@ def _check_watchlists(watchlists: Sequence[WatchlistQuery]) -> None:
                 )
 
 
-def _compile_watchlists(
-    watchlists: Sequence[WatchlistQuery], compiler: _Compiler, resolver: Any
-) -> list[_Watchlist]:
+def _compile_watchlists(watchlists: Sequence[WatchlistQuery], compiler: _Compiler, resolver: Any) -> list[_Watchlist]:
     """Parse and compile every query with one alias resolver (each alias parsed once)."""
     compiled: list[_Watchlist] = []
     for wl in watchlists:

@@ -71,9 +71,11 @@ the word-memo lookups and the phrase checks of ``_Story``, the candidate filter.
 was filing the occurrences of *every* key of every keyed word of the story once three
 keys had been asked for (a Python loop over dozens of keys a word), where a match
 needs two or three. Asking the per-word memo for the one key needed, and building each
-atom's hits once a story, cut the matcher's time at 2,000 watchlists by 15-21 % and
-at 200 by 2-12 % (same-process A/B of the old and new matcher on the same stories,
-medians of 5 rounds of 5,000, repeated; the machine was shared and loaded).
+atom's hits once a story, cut the matcher's time at 2,000 watchlists by about 18 %
+(new/old 0.82, median of 15 interleaved rounds of 2,000 stories, the old and new
+matcher in one process; 0.76-0.92 over four such runs) and left 200 within noise
+(0.98; 0.90-1.13): the machine was shared and loaded. The rest is finding the
+matches, which this does not change.
 
 A :class:`Matcher` is immutable after construction and builds 200 watchlists in about
 0.1 s; it pickles as its watchlists and aliases and rebuilds on unpickling, so the

@@ -36,13 +36,11 @@ from contextlib import contextmanager
 
 from monitor.clustering.clusterer import Clusterer
 from monitor.ingest.decide import FeedIntent
+from monitor.storage.engine import INGEST_LOCK
 from monitor.storage.store import RecordReport, Store
 from monitor.storage.stories import ClusteredStory
 
 log = logging.getLogger("monitor.clusters")
-
-#: The advisory lock key of ingest decisions (PostgreSQL).
-INGEST_LOCK = 7361280416
 
 
 class ClusterKeeper:

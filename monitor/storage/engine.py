@@ -50,6 +50,13 @@ MIGRATION_TIMEOUT = "30min"
 #: libpq TCP keepalives: first probe after 30 s idle, then every 10 s, dead after 3 lost.
 KEEPALIVES: dict[str, int] = {"keepalives": 1, "keepalives_idle": 30, "keepalives_interval": 10, "keepalives_count": 3}
 
+#: PostgreSQL advisory lock keys, one per purpose, all here so that no two collide.
+MIGRATION_LOCK = 7361280415  # the migrations of daemons starting together
+INGEST_LOCK = 7361280416  # clustering: look-up, decision and write of a batch
+PRUNE_LOCK = 7361280417  # the daily retention prune
+ALERT_CLAIM_LOCK = 7361280418  # alert claims (one target per worker)
+FEED_CLAIM_LOCK = 7361280419  # feed claims (one host per worker)
+
 T = TypeVar("T")
 
 
@@ -230,7 +237,7 @@ def migrate(engine: Engine) -> None:
             conn.execute(text(f"SET LOCAL statement_timeout = '{MIGRATION_TIMEOUT}'"))
             conn.execute(text(f"SET LOCAL lock_timeout = '{MIGRATION_TIMEOUT}'"))
             # Two daemons starting together must not both create tables.
-            conn.execute(text("SELECT pg_advisory_xact_lock(7361280415)"))
+            conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": MIGRATION_LOCK})
         cfg.attributes["connection"] = conn
         command.upgrade(cfg, "heads")
 

@@ -25,7 +25,7 @@ from sqlalchemy import Connection, Table, and_, bindparam, func, or_, select, te
 from monitor.errors import ClaimLostError
 from monitor.ingest.fetch import host_key
 from monitor.ingest.schedule import KEEP, FeedSnapshot, FeedUpdate
-from monitor.storage.engine import chunks, utcnow
+from monitor.storage.engine import FEED_CLAIM_LOCK, chunks, utcnow
 from monitor.storage.schema import Feed
 from monitor.storage.workers import WorkerStore
 
@@ -205,10 +205,6 @@ def _schedule_changes(row: Any, cfg: FeedConfigRow, now: dt.datetime) -> dict[st
     return changes
 
 
-#: PostgreSQL advisory lock key that serialises the feed claims of all workers.
-CLAIM_LOCK = 7361280417
-
-
 class FeedStore(WorkerStore):
     """The feeds aggregate of :class:`~monitor.storage.store.Store`."""
 
@@ -271,7 +267,7 @@ class FeedStore(WorkerStore):
         """
         with self.transaction() as conn:
             if self.dialect == "postgresql":
-                conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": CLAIM_LOCK})
+                conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": FEED_CLAIM_LOCK})
             now = now or self.db_now(conn)
             cond = [
                 Feed.enabled.is_(True),

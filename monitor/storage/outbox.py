@@ -22,7 +22,7 @@ from sqlalchemy import Connection, and_, func, insert, or_, select, text, update
 from monitor.delivery.render import OtherReport
 from monitor.delivery.routing import HEALTH_WATCHLIST, STORY_KINDS, ClaimedAlert
 from monitor.ingest.decide import NewSurge, OutboxRow
-from monitor.storage.engine import chunks, utcnow
+from monitor.storage.engine import ALERT_CLAIM_LOCK, chunks, utcnow
 from monitor.storage.schema import Alert, Delivery, Feed, Match, Story
 from monitor.storage.stories import stored_hits, story_sources
 from monitor.storage.workers import WorkerStore
@@ -96,10 +96,6 @@ def _claimed(r: Any, others: Mapping[int, list[str]]) -> ClaimedAlert:
         source=r.health_feed or "?",
         claim=r.claim_version,
     )
-
-
-#: PostgreSQL advisory lock key that serialises the alert claims of all workers.
-ALERT_CLAIM_LOCK = 7361280418
 
 
 def _holding(alerts: Sequence[ClaimedAlert], worker: str) -> Any:

@@ -4,7 +4,7 @@ Without it nothing is ever deleted, and a daemon running for a year grows its da
 without bound. :func:`cutoffs` (pure) turns the settings and ``now`` into the instants
 before which rows go; :meth:`RetentionStore.prune` deletes them in chunks of
 :data:`CHUNK` stories (one transaction each, so a prune never holds the database for
-long, on SQLite or PostgreSQL), under the advisory lock :data:`PRUNE_LOCK` so that of
+long, on SQLite or PostgreSQL), under the advisory lock :data:`~monitor.storage.engine.PRUNE_LOCK` so that of
 several daemons on one PostgreSQL one prunes at a time.
 
 What a prune keeps, whatever the settings (each is tested in tests/test_retention.py):
@@ -55,13 +55,11 @@ from dataclasses import dataclass
 from sqlalchemy import Connection, Select, delete, func, select
 
 from monitor.ingest.decide import KnownStories
-from monitor.storage.engine import Database, chunks, utcnow
+from monitor.storage.engine import PRUNE_LOCK, Database, chunks, utcnow
 from monitor.storage.schema import Alert, Delivery, PrunedStory, Story
 
 #: Stories read, and clusters deleted, per transaction.
 CHUNK = 1000
-#: The advisory lock key of the prune (PostgreSQL).
-PRUNE_LOCK = 7361280417
 #: The story id a pruned identity is "known" under (no row has it): its sightings are not written.
 PRUNED = 0
 #: Outbox states that still have something to deliver.

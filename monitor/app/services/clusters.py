@@ -31,13 +31,13 @@ import datetime as dt
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from monitor.app.clusters import INGEST_LOCK
 from monitor.app.services.common import build_clusterer, build_matcher, checked_days
 from monitor.app.services.stories import story_detail, story_link
 from monitor.clustering.clusterer import Clusterer
 from monitor.clustering.features import Signature
 from monitor.config.model import Config
 from monitor.matching.backtest import days_ago
+from monitor.storage.engine import INGEST_LOCK
 from monitor.storage.store import Store
 from monitor.storage.stories import ClusterAssignment, ClusterMember, FiledStory, StoryDetail
 

@@ -54,11 +54,15 @@ def test_heartbeat_renews_live_claims_on_the_databases_clock(store: Store) -> No
 
 def test_a_silent_workers_claims_run_out_and_are_taken_over(store: Store) -> None:
     add_feeds(store, {"a": "h1", "b": "h2"})
-    register(store, "dead", "live")
+    register(store, "dead")
     held = store.claim_due_feeds(worker="dead", lease=0.5)
+    register(store, "live")
     assert sorted(f.name for f in held) == ["a", "b"]
     assert store.claim_due_feeds(worker="live", lease=60) == []  # held: not yet
     time.sleep(0.7)  # no heartbeat from "dead": its leases run out
+    with store.transaction() as conn:  # and it is not counted among the live workers
+        long_ago = dt.datetime(2020, 1, 1, tzinfo=dt.UTC)
+        conn.execute(update(Worker).where(Worker.id == "dead").values(heartbeat_at=long_ago))
     before = store.claim_stats()["takeovers"]
     taken = store.claim_due_feeds(worker="live", lease=60)
     assert sorted(f.name for f in taken) == ["a", "b"]
@@ -165,8 +169,9 @@ def test_a_send_after_losing_the_claim_is_refused_or_counted(store: Store) -> No
 
 def test_retire_gives_back_everything_and_workers_lists_who_holds_what(store: Store) -> None:
     add_feeds(store, {"a": "h1", "b": "h2"})
-    register(store, "w1", "w2")
+    register(store, "w1")
     store.claim_due_feeds(worker="w1", lease=60)
+    register(store, "w2")
     listed = {w.id: w for w in store.workers(lease=15)}
     assert listed["w1"].alive and listed["w1"].feeds == 2 and listed["w2"].feeds == 0
     assert store.retire_worker("w1") == (2, 0)
@@ -235,8 +240,8 @@ def test_workers_and_feeds_show_who_holds_what(tmp_path: Path) -> None:
             ]
         )
         store.register_worker("alpha:41:aa", host="alpha", pid=41)
-        store.register_worker("beta:42:bb", host="beta", pid=42)
         store.claim_due_feeds(worker="alpha:41:aa", lease=60, names=["desk"])
+        store.register_worker("beta:42:bb", host="beta", pid=42)
         with store.transaction() as conn:  # beta has been silent for a minute: dead
             conn.execute(
                 update(Worker)
@@ -255,3 +260,21 @@ def test_workers_and_feeds_show_who_holds_what(tmp_path: Path) -> None:
     feeds = {f["name"]: f for f in json.loads(run_monitor(config, "feeds", "--json").stdout)["feeds"]}
     assert feeds["desk"]["claimed_by"] == "alpha:41:aa" and feeds["desk"]["claim_until"]
     assert feeds["wire"]["claimed_by"] is None
+
+
+def test_live_workers_split_the_hosts_and_take_what_is_overdue(store: Store) -> None:
+    hosts = {f"f{i}": f"h{i}" for i in range(24)}
+    add_feeds(store, hosts)
+    register(store, "w1", "w2", "w3")
+    got = {w: {f.name for f in store.claim_due_feeds(worker=w, lease=15, limit=100)} for w in ("w1", "w2", "w3")}
+    assert set().union(*got.values()) == set(hosts)  # every due feed, each by one worker
+    assert sorted(len(g) for g in got.values()) == [8, 8, 8], got  # one feed a host: 8 hosts each
+    assert sum(len(g) for g in got.values()) == len(hosts)
+    # A feed overdue past steal_after is anyone's: its host's owner is slow or stuck.
+    add_feeds(store, {**hosts, "late": "h-late"})
+    with store.transaction() as conn:
+        conn.execute(
+            update(Feed).where(Feed.name == "late").values(next_poll_at=store.db_now(conn) - dt.timedelta(minutes=5))
+        )
+    takers = [w for w in ("w1", "w2", "w3") if store.claim_due_feeds(worker=w, lease=15, limit=100)]
+    assert len(takers) == 1  # the first to ask takes it, whoever owns its host

@@ -533,9 +533,7 @@ class ConfigEditor:
         if not items:
             return
         self._append("feeds", items)
-        self.changes.append(
-            f"added feed {specs[0].name!r}" if len(items) == 1 else f"added {len(items)} feeds"
-        )
+        self.changes.append(f"added feed {specs[0].name!r}" if len(items) == 1 else f"added {len(items)} feeds")
 
     def remove_feed(self, name: str) -> None:
         self._delete("feeds", self._require("feeds", name))

@@ -316,9 +316,7 @@ def _templates_of(flavour: Flavour) -> tuple[tuple[str, str], ...]:
 
 def _highlighted(flavour: Flavour, pieces: Sequence[tuple[str, bool]], *, highlight: bool = True) -> str:
     escape = flavour.escape or str  # no markup: the cleaned text is already what is shown
-    return _marked_up(
-        flavour, "".join(flavour.mark(escape(c)) if hl and highlight else escape(c) for c, hl in pieces)
-    )
+    return _marked_up(flavour, "".join(flavour.mark(escape(c)) if hl and highlight else escape(c) for c, hl in pieces))
 
 
 class Renderer:
@@ -388,9 +386,7 @@ class Renderer:
             first = view.watchlists[0] if view.watchlists else ""
             groups.setdefault(first, []).append(view)
         sections = tuple(_Group(watchlist=name, stories=tuple(views)) for name, views in groups.items())
-        body = self._templates[("digest", fl.name)].render(
-            title=_one_line(title), groups=sections, count=len(stories)
-        )
+        body = self._templates[("digest", fl.name)].render(title=_one_line(title), groups=sections, count=len(stories))
         return self._message(fl, _one_line(title), body)
 
     def sample(self, *, test: bool = False) -> AlertStory:
@@ -452,9 +448,7 @@ class Renderer:
                     else:
                         self.digest([sample], flavour.name, title="Sample digest")
                 except jinja2.TemplateError as exc:
-                    raise ConfigError(
-                        f"template {name!r} does not render: {exc}", field=f"templates.{name}"
-                    ) from exc
+                    raise ConfigError(f"template {name!r} does not render: {exc}", field=f"templates.{name}") from exc
 
     def _flavour(self, name: str) -> Flavour:
         try:

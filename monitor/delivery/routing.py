@@ -217,9 +217,7 @@ def validate_schedule(schedule: str) -> None:
         raise ValueError(f"{schedule!r} is not a crontab schedule (e.g. '0 8 * * *'): {exc}") from None
 
 
-def window_room(
-    policy: RateLimit | None, sent_at: Sequence[dt.datetime], now: dt.datetime
-) -> tuple[int, dt.datetime]:
+def window_room(policy: RateLimit | None, sent_at: Sequence[dt.datetime], now: dt.datetime) -> tuple[int, dt.datetime]:
     """Messages still allowed now, and when the oldest message leaves the window."""
     if policy is None:
         return 1 << 30, now
@@ -256,9 +254,7 @@ def plan(
         urgent = [r for r in ready if watchlists.get(r.watchlist, WatchlistPolicy()).urgent]
         held = [r for r in ready if r not in urgent]
         if held:
-            result.deferrals.append(
-                Deferral(tuple(held), quiet.ends_after(now), fold=True, reason="quiet hours")
-            )
+            result.deferrals.append(Deferral(tuple(held), quiet.ends_after(now), fold=True, reason="quiet hours"))
         ready = urgent
 
     singles: dict[tuple[str, int], list[ClaimedAlert]] = {}

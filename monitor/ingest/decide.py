@@ -295,9 +295,7 @@ class Decider:
             return NewStory(ident, feed.id, entry, cluster=ident, first_seen_at=now, clustered=True)
         return NewStory(ident, feed.id, entry, placed.cluster, now, round(placed.score, 4), placed.shared, True)
 
-    def _match(
-        self, story: NewStory, found: Sequence[MatchResult], alerting: bool, now: dt.datetime
-    ) -> _Decided:
+    def _match(self, story: NewStory, found: Sequence[MatchResult], alerting: bool, now: dt.datetime) -> _Decided:
         """The matches *found* of a new story; alert each watchlist its cluster has not
         alerted yet."""
         told = self.clusters.alerted(story.cluster) if self.clusters is not None else frozenset()

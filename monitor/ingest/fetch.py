@@ -800,9 +800,7 @@ class _Engine:
         ]
         unknown = [c for c in codings if c not in ("gzip", "x-gzip", "deflate")]
         if unknown:
-            raise self._error(
-                request, "decoding", f"{shown}: unsupported Content-Encoding {', '.join(unknown)}"
-            )
+            raise self._error(request, "decoding", f"{shown}: unsupported Content-Encoding {', '.join(unknown)}")
         declared = response.headers.get("content-length", "")
         if not codings and declared.isdigit() and int(declared) > limit:
             raise self._error(
@@ -827,9 +825,7 @@ class _Engine:
             for inflater in chain:
                 inflater.finish()
         except zlib.error as exc:
-            raise self._error(
-                request, "decoding", f"{shown}: corrupt {'+'.join(codings)} body ({exc})"
-            ) from exc
+            raise self._error(request, "decoding", f"{shown}: corrupt {'+'.join(codings)} body ({exc})") from exc
         return b"".join(parts)
 
     # -- helpers
@@ -848,8 +844,7 @@ class _Engine:
         raise self._error(
             request,
             "rate_limited",
-            f"{redact_url(str(url))}: host {url.host} asked us to wait; "
-            f"{remaining:.0f} s left (not contacted)",
+            f"{redact_url(str(url))}: host {url.host} asked us to wait; {remaining:.0f} s left (not contacted)",
             retry_after=remaining,
             deferred=True,
         )

@@ -110,7 +110,6 @@ class Term:
     column: int = field(default=0, compare=False)
 
 
-
 @dataclass(frozen=True, slots=True)
 class And:
     children: tuple[Node, ...]

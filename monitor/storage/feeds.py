@@ -20,13 +20,14 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, fields
 from typing import Any, cast
 
-from sqlalchemy import Connection, Table, and_, bindparam, func, or_, select, text, update
+from sqlalchemy import Connection, Table, and_, bindparam, false, func, or_, select, text, update
 
 from monitor.errors import ClaimLostError
 from monitor.ingest.fetch import host_key
 from monitor.ingest.schedule import KEEP, FeedSnapshot, FeedUpdate
+from monitor.ingest.share import hosts_of, steal_after
 from monitor.storage.engine import FEED_CLAIM_LOCK, chunks, utcnow
-from monitor.storage.schema import Feed
+from monitor.storage.schema import Feed, Worker
 from monitor.storage.workers import WorkerStore
 
 
@@ -258,12 +259,15 @@ class FeedStore(WorkerStore):
         (returned in the snapshot): with ``claimed_by`` it is the fencing token that
         :meth:`check_claims` verifies before any write.
 
-        Politeness holds for the whole fleet: a host whose feeds another live worker
-        holds is left to that worker, and one claim takes at most *per_host* feeds of a
-        host while other hosts have feeds due (None: no cap), so a claim spreads over hosts. On PostgreSQL the claims of
-        all workers are serialised by a transaction-level advisory lock (they are short),
-        so two workers never take one host at once. ``force`` (``poll --once``, ``--feed``)
-        ignores due times and hosts.
+        Work is shared: with other live workers, a worker takes the feeds of the hosts it
+        owns (a balanced split of the hosts, :mod:`monitor.ingest.share`) and feeds overdue by
+        ``steal_after(lease)`` (their owner is slow or stuck). Politeness holds for the
+        whole fleet: a host whose feeds another live worker holds is left to that worker,
+        and one claim takes at most *per_host* feeds of a host while other hosts have
+        feeds due (None: no cap), so a claim spreads over hosts. On PostgreSQL the claims
+        of all workers are serialised by a transaction-level advisory lock (they are
+        short), so two workers never take one host at once. ``force`` (``poll --once``,
+        ``--feed``) ignores due times and hosts.
         """
         with self.transaction() as conn:
             if self.dialect == "postgresql":
@@ -274,13 +278,15 @@ class FeedStore(WorkerStore):
                 Feed.state != "disabled",
                 or_(Feed.claim_until.is_(None), Feed.claim_until < now),
             ]
+            if names is not None:
+                cond.append(Feed.name.in_(list(names)))
             if not force:
                 cond.append(Feed.next_poll_at <= now)
                 held = _held_hosts(conn, worker, now)
                 if held:
                     cond.append(or_(Feed.host.is_(None), Feed.host.not_in(sorted(held))))
-            if names is not None:
-                cond.append(Feed.name.in_(list(names)))
+                if (share := self._share(conn, worker, now, lease)) is not None:
+                    cond.append(share)
             scan = limit if per_host is None or force else max(limit * 8, 256)
             stmt = select(Feed.id, Feed.host, Feed.claimed_by).where(and_(*cond)).order_by(Feed.next_poll_at)
             rows = conn.execute(self.locking(stmt.limit(scan))).all()
@@ -304,6 +310,20 @@ class FeedStore(WorkerStore):
             ]
         snaps.sort(key=lambda s: s.next_poll_at)
         return snaps
+
+    def _share(self, conn: Connection, worker: str, now: dt.datetime, lease: float) -> Any | None:
+        """The condition that keeps a claim to this worker's share of the hosts
+        (:mod:`monitor.ingest.share`) and to feeds overdue by ``steal_after``; None when
+        it is the only live worker."""
+        horizon = now - dt.timedelta(seconds=lease)
+        live = [w for (w,) in conn.execute(select(Worker.id).where(Worker.heartbeat_at >= horizon))]
+        if not set(live) - {worker}:
+            return None
+        stmt = select(Feed.host, func.count()).where(Feed.enabled.is_(True), Feed.host.is_not(None)).group_by(Feed.host)
+        hosts = {h: int(n) for h, n in conn.execute(stmt) if h is not None}
+        mine = sorted(hosts_of(worker, hosts, live))
+        overdue = now - dt.timedelta(seconds=steal_after(lease))
+        return or_(Feed.host.is_(None), Feed.host.in_(mine) if mine else false(), Feed.next_poll_at <= overdue)
 
     def release_feeds(self, feed_ids: Sequence[int] | None = None, *, worker: str | None = None) -> int:
         """Give back claims not worked on (a stop or a failed write in the middle of a

@@ -44,7 +44,7 @@ _WAVES = {
 STOPPED = "demo stopped; its temporary config and database are removed"
 _LATER = (
     "{stories} more stories in {feeds} feeds: other outlets report the same events in their own words;"
-    " they join the first reports (no second alert) and show under them on the web page as \"also reported by\""
+    ' they join the first reports (no second alert) and show under them on the web page as "also reported by"'
 )
 
 

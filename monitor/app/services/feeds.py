@@ -251,9 +251,7 @@ def _refuse_duplicate(editor: ConfigEditor, url: str) -> None:
         raise ConfigError(f"the feed {redact_url(url)} is already configured as {known!r}", file=editor.file)
 
 
-def _follow_page(
-    config: Config, url: str, reason: str, editor: ConfigEditor, progress: Progress
-) -> tuple[str, Any]:
+def _follow_page(config: Config, url: str, reason: str, editor: ConfigEditor, progress: Progress) -> tuple[str, Any]:
     """``url`` is not a feed: when it is a web page announcing feeds, the first that works.
 
     Returns the URL to add and its probe (a ParsedFeed, or why nothing worked, with a

@@ -42,6 +42,7 @@ characters, and then only at the few that do not fold one to one (``œ``, ``ß``
 
 from __future__ import annotations
 
+import codecs
 import functools
 import re
 import unicodedata
@@ -269,6 +270,69 @@ def token_starts(text: str) -> tuple[list[str], list[int]]:
     return parts[1::2], ends[0::2][: len(parts) // 2]
 
 
+# Fast path of fold_words() for text that is ASCII but for common Latin letters and
+# typographic punctuation (French, German, Portuguese, English with curly quotes...).
+# Each such character folds on its own to ASCII, whatever surrounds it (see
+# _latin_table), so fold(text) is the concatenation of the folds of its characters and
+# words(fold(text)) can be computed with whole-string C operations: an encoding through
+# a charmap (each accepted character -> one byte of its own), a bytes.translate that
+# maps every byte to its folded, lower-case ASCII letter or digit, "'" or a space, and
+# a split. A text with any other character makes the encoding fail at that character,
+# and takes the memo path.
+_LATIN_CANDIDATES = (
+    [chr(i) for i in range(0xA0, 0x100)]
+    + list("\u2019\u2018\u201c\u201d\u2013\u2014\u2026\u201a\u201e\u2039\u203a\u2032\u2033\u201b\u201f")
+    + list("\u2010\u2011\u2012\u2015\u2212\u202f\u2009\u200a\u2002\u2003\u2007\u2008\u2002\u2004\u2005\u2006")
+    + list("\u0161\u0160\u017e\u017d\u010d\u010c\u0107\u0106\u0142\u0141\u0119\u0105\u015b\u017c\u017a\u0144")
+    + list("\u0159\u011b\u016f\u0131\u0130\u011f\u015f\u015e\u0151\u0171\u0103\u0219\u021b\u0218\u021a")
+    + [chr(i) for i in range(0x100, 0x180)]
+)
+
+
+def _folds_alone(c: str) -> bool:
+    """True if *c* folds to ASCII whatever surrounds it: it is no combining mark and its
+    NFKD does not start with one (so nothing reorders or composes across it), and its
+    fold is ASCII (so no Greek or Cyrillic letter, whose presence changes how marks are
+    removed, comes out of it; and NFC has nothing left to compose)."""
+    decomposed = unicodedata.normalize("NFKD", c)
+    return (
+        not c.isascii()
+        and unicodedata.combining(c) == 0
+        and unicodedata.combining(decomposed[0]) == 0
+        and fold(c).isascii()
+    )
+
+
+def _latin_table() -> tuple[codecs.EncodingMap, bytes, tuple[tuple[bytes, bytes], ...]]:
+    """(charmap for codecs.charmap_encode, bytes.translate table, multi-character folds).
+
+    A charmap gives every character one byte of its own, so the 128 bytes above ASCII
+    go to the first 128 candidates that fold alone. The translate table maps ASCII as
+    the ASCII path of words() sees fold(text) (letters and digits lower-cased, ``_`` and
+    ``'`` kept, a backtick is an apostrophe, the rest a space) and each accepted
+    character's byte to its fold, mapped the same way; the few whose fold is not one
+    character (``ß``, ``æ``, ``…``, soft hyphen) keep their byte and are replaced
+    afterwards."""
+    accepted = list(dict.fromkeys(c for c in _LATIN_CANDIDATES if _folds_alone(c)))[:128]
+    if len(accepted) != 128:  # every byte must decode to a character no text can bring
+        raise AssertionError(f"only {len(accepted)} characters for the 128 bytes of the charmap")
+    charmap = codecs.charmap_build("".join(map(chr, range(128))) + "".join(accepted))
+    table = bytearray(ord(c) for c in fold("".join(map(chr, range(128)))).translate(_ASCII_WORDS))
+    multi: list[tuple[bytes, bytes]] = []
+    for i, c in enumerate(accepted, start=128):
+        f = fold(c).translate(_ASCII_WORDS)
+        if len(f) == 1:
+            table.append(ord(f))
+        else:
+            table.append(i)
+            multi.append((bytes([i]), f.encode("ascii")))
+    return charmap, bytes(table), tuple(multi)
+
+
+_LATIN_CHARMAP, _LATIN_WORDS, _LATIN_MULTI = _latin_table()
+_charmap_encode = codecs.charmap_encode
+
+
 def fold_words(text: str, memo: TokenWords) -> list[str]:
     """``words(fold(text))``, computed token by token through *memo* (the matcher's hot path).
 
@@ -280,11 +344,28 @@ def fold_words(text: str, memo: TokenWords) -> list[str]:
     text are the words of its ``str.split()`` tokens, in order, and each distinct token
     is folded once. ``tests/test_textnorm.py`` checks the equivalence on random text made
     of the awkward characters. Pure-ASCII text without apostrophes takes the direct path,
-    which is faster still.
+    which is faster still; so does text whose other characters are common Latin letters
+    and typographic punctuation (through a charmap, see ``_latin_table``).
     """
     if text.isascii() and "'" not in text and "`" not in text:
         return text.lower().translate(_ASCII_WORDS).split()
-    return list(chain.from_iterable(map(memo.__getitem__, text.split())))
+    try:
+        data = _charmap_encode(text, "strict", _LATIN_CHARMAP)[0].translate(_LATIN_WORDS)
+    except UnicodeEncodeError:  # a character outside the table: fold token by token
+        return list(chain.from_iterable(map(memo.__getitem__, text.split())))
+    if not data.isascii():
+        for byte, folded in _LATIN_MULTI:
+            data = data.replace(byte, folded)
+    chunks = data.decode("ascii").split()
+    if b"'" not in data:
+        return chunks
+    out: list[str] = []
+    for chunk in chunks:
+        if "'" in chunk:
+            out.extend(w for _, w in _split_apostrophes(chunk))
+        else:
+            out.append(chunk)
+    return out
 
 
 def next_word(folded: str, word: str, pos: int) -> int:

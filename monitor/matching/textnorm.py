@@ -273,7 +273,7 @@ def token_starts(text: str) -> tuple[list[str], list[int]]:
 # Fast path of fold_words() for text that is ASCII but for common Latin letters and
 # typographic punctuation (French, German, Portuguese, English with curly quotes...).
 # Each such character folds on its own to ASCII, whatever surrounds it (see
-# _latin_table), so fold(text) is the concatenation of the folds of its characters and
+# _folds_alone), so fold(text) is the concatenation of the folds of its characters and
 # words(fold(text)) can be computed with whole-string C operations: an encoding through
 # a charmap (each accepted character -> one byte of its own), a bytes.translate that
 # maps every byte to its folded, lower-case ASCII letter or digit, "'" or a space, and
@@ -303,20 +303,26 @@ def _folds_alone(c: str) -> bool:
     )
 
 
-def _latin_table() -> tuple[codecs.EncodingMap, bytes, tuple[tuple[bytes, bytes], ...]]:
-    """(charmap for codecs.charmap_encode, bytes.translate table, multi-character folds).
+def _latin_accepted() -> str:
+    """The characters of the Latin fast path: the first 128 candidates that fold alone.
 
-    A charmap gives every character one byte of its own, so the 128 bytes above ASCII
-    go to the first 128 candidates that fold alone. The translate table maps ASCII as
-    the ASCII path of words() sees fold(text) (letters and digits lower-cased, ``_`` and
-    ``'`` kept, a backtick is an apostrophe, the rest a space) and each accepted
-    character's byte to its fold, mapped the same way; the few whose fold is not one
-    character (``ß``, ``æ``, ``…``, soft hyphen) keep their byte and are replaced
-    afterwards."""
-    accepted = list(dict.fromkeys(c for c in _LATIN_CANDIDATES if _folds_alone(c)))[:128]
-    if len(accepted) != 128:  # every byte must decode to a character no text can bring
+    A charmap gives every character a byte of its own, and there are 128 bytes above
+    ASCII; each must be taken, since a byte left free would decode to some character
+    that a text could bring."""
+    accepted = "".join(dict.fromkeys(c for c in _LATIN_CANDIDATES if _folds_alone(c)))[:128]
+    if len(accepted) != 128:
         raise AssertionError(f"only {len(accepted)} characters for the 128 bytes of the charmap")
-    charmap = codecs.charmap_build("".join(map(chr, range(128))) + "".join(accepted))
+    return accepted
+
+
+def _latin_words(accepted: str) -> tuple[bytes, tuple[tuple[bytes, bytes], ...]]:
+    """(bytes.translate table, multi-character folds) of the Latin fast path.
+
+    The table maps ASCII as the ASCII path of words() sees fold(text) (letters and
+    digits lower-cased, ``_`` and ``'`` kept, a backtick is an apostrophe, the rest a
+    space) and each accepted character's byte to its fold, mapped the same way; the few
+    whose fold is not one character (``ß``, ``æ``, ``…``, soft hyphen) keep their byte
+    and are replaced afterwards."""
     table = bytearray(ord(c) for c in fold("".join(map(chr, range(128)))).translate(_ASCII_WORDS))
     multi: list[tuple[bytes, bytes]] = []
     for i, c in enumerate(accepted, start=128):
@@ -326,10 +332,12 @@ def _latin_table() -> tuple[codecs.EncodingMap, bytes, tuple[tuple[bytes, bytes]
         else:
             table.append(i)
             multi.append((bytes([i]), f.encode("ascii")))
-    return charmap, bytes(table), tuple(multi)
+    return bytes(table), tuple(multi)
 
 
-_LATIN_CHARMAP, _LATIN_WORDS, _LATIN_MULTI = _latin_table()
+_LATIN_ACCEPTED = _latin_accepted()
+_LATIN_CHARMAP = codecs.charmap_build("".join(map(chr, range(128))) + _LATIN_ACCEPTED)
+_LATIN_WORDS, _LATIN_MULTI = _latin_words(_LATIN_ACCEPTED)
 _charmap_encode = codecs.charmap_encode
 
 
@@ -345,7 +353,7 @@ def fold_words(text: str, memo: TokenWords) -> list[str]:
     is folded once. ``tests/test_textnorm.py`` checks the equivalence on random text made
     of the awkward characters. Pure-ASCII text without apostrophes takes the direct path,
     which is faster still; so does text whose other characters are common Latin letters
-    and typographic punctuation (through a charmap, see ``_latin_table``).
+    and typographic punctuation (through a charmap, see ``_latin_words``).
     """
     if text.isascii() and "'" not in text and "`" not in text:
         return text.lower().translate(_ASCII_WORDS).split()

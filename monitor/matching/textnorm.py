@@ -51,7 +51,9 @@ old and new interleaved in one process, a shared 2-core machine under load 4-7):
 half the texts were Latin text with a curly apostrophe or an accent and went token by
 token (split, a dict lookup per token, ``chain``): ~6-8 µs for 217 characters; the
 charmap path takes 0.58x that; the ASCII and memo paths are unchanged (1.00-1.07x: a
-failed encode costs ~0.5 µs); all texts 0.76x. A ``str.translate`` with a cached
+failed encode costs ~0.5 µs); all texts 0.76x. The whole matcher, old and new
+``fold_words`` in alternate rounds (``--matcher``): 0.93x a story at 200 watchlists
+(62 -> 55 µs) and at 2,000 (154 -> 142 µs). A ``str.translate`` with a cached
 per-character table was slower than the memo (7 µs: a dict lookup per character), a
 Python loop over the chunks to apply the apostrophe rules cost 3 µs a text, and the
 charmap leaves a byte for only 128 characters: Latin-1 first, then punctuation, then

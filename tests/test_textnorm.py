@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import codecs
 import html
+import json
 import random
 import re
+from itertools import chain
 from pathlib import Path
 
 import feedparser
 import pytest
 
+from monitor.matching import textnorm
 from monitor.matching.textnorm import (
     TokenOffsets,
     TokenWords,
@@ -255,3 +259,156 @@ def test_offsets_token_by_token_cover_their_words() -> None:
         assert len(spans) == len(found), text
         for (a, b), word in zip(spans, found, strict=True):
             assert word in fold(text[a:b]).replace("'", ""), (text, word, a, b)
+
+
+# fold_words before the Latin fast path, kept verbatim as the reference the fast path must
+# reproduce exactly: ASCII without apostrophes directly, everything else token by token.
+_OLD_ASCII_WORDS = str.maketrans({chr(i): (chr(i) if chr(i).isalnum() or chr(i) in "_'" else " ") for i in range(128)})
+
+
+def _old_fold_words(text: str, memo: TokenWords) -> list[str]:
+    if text.isascii() and "'" not in text and "`" not in text:
+        return text.lower().translate(_OLD_ASCII_WORDS).split()
+    return list(chain.from_iterable(map(memo.__getitem__, text.split())))
+
+
+def _every_fixture_text() -> list[str]:
+    """Every title and summary (and JSON Feed content) of every fixture feed, raw (HTML
+    and all) and as text, unlike _fixture_texts() which leaves out the synthetic ones."""
+    texts: list[str] = []
+    for path in sorted(FIXTURES.iterdir()):
+        if path.suffix in (".xml", ".rdf"):
+            for entry in feedparser.parse(path.read_bytes()).entries:
+                texts += [str(entry.get("title", "")), str(entry.get("summary", ""))]
+        elif path.suffix == ".json":
+            for item in json.loads(path.read_text(encoding="utf-8")).get("items", []):
+                texts += [str(item.get(k, "")) for k in ("title", "summary", "content_text", "content_html")]
+    return texts + [html.unescape(re.sub(r"<[^>]+>", " ", t)) for t in texts]
+
+
+def _latin(text: str) -> bool:
+    """Whether *text* takes the Latin fast path of fold_words."""
+    try:
+        codecs.charmap_encode(text, "strict", textnorm._LATIN_CHARMAP)
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def test_fold_words_is_the_old_fold_words_on_every_fixture_text() -> None:
+    texts = _every_fixture_text()
+    assert len(texts) > 5000
+    latin = [t for t in texts if not t.isascii() and _latin(t)]
+    assert len(latin) > 500  # the fast path is taken, and compared, on real text
+    assert len(texts) - len(latin) - sum(t.isascii() for t in texts) > 300  # the memo path too
+    new, old = TokenWords(), TokenWords()
+    for text in texts:
+        assert fold_words(text, new) == _old_fold_words(text, old) == words(fold(text)), text
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "Russia’s troops",
+        "l’OTAN d‘Europe",
+        "lʼOTAN",
+        "l`OTAN",
+        "Café`s",
+        "O’Brien’s",
+        "qu’",
+        "’s",
+        "x '' y",
+        "aujourd’hui",
+        "main-d’œuvre",
+        "Œuvre ÆRØ",
+        "ﬁnal ﬂow",
+        "ﬀ",
+        "Straße STRASSE ẞ",
+        "Ärger Öl Übel",
+        "Core\u0301e",
+        "Corée",
+        "e\u0301\u0301",
+        "ǖ",
+        "a\u0308\u0304",
+        "Ñandú",
+        "Ȩ",
+        "İstanbul ıi IİI",
+        "Łódź",
+        "Ελλάδα ΟΔΟΣ Σ σς",
+        "Ὀδυσσεύς",
+        "сло\u0301во Ёлка Йошкар-Ола Їжак",
+        "Müller в Москве",
+        "µm",
+        "Café µ\u0301",
+        "北朝鮮 ロシア",
+        "북한은 러시아와",
+        "\u1100\u1161\u11a8",
+        "ㄱㅏ",
+        "ﾡ",
+        "هندوستان کی خبریں",
+        "שלום עולם",
+        "हिन्दी भाषा",
+        "Ｋｕｒｓｋ",
+        "𝐊𝐮𝐫𝐬𝐤",
+        "🇰🇵 🚀 troops👍",
+        "👨‍👩‍👧",
+        "zero\u200bwidth",
+        "soft\u00adhyphen",
+        "word\u2060joiner",
+        "\ufeffbom",
+        "zwj\u200dzwnj\u200c",
+        "a\u00a0b",
+        "a\u202fb",
+        "a\u2009b\u3000c",
+        "a\x85b\u2028c\u2029d\x1cе",
+        "«\u00a0Kursk\u00a0»",
+        "“troops” ‚low‘ „low“ ‹x› ″",
+        "nord–coréen nord—coréen nord‑coréen −5 ―",
+        "… ...",
+        "3½ ¼ ² x³ ¹",
+        "ª º",
+        "¨´¸¯",
+        "× ÷ ± § ¶ · © ®",
+        "¿Qué? ¡Sí!",
+        "DŽ ǆ Ǆ",
+        "ŉ",
+        "ﬆ",
+        "ǅungla",
+        "Å Å Å",
+        "KOURSK",
+        "MiXeD CaSe",
+        "a_b __init__",
+        "1,234.56 -7 +8 ½",
+        "$5m 10% 3bn",
+        "",
+        " ",
+        "\t\n",
+        "l' 's ' '' ''' s'l'",
+    ],
+)
+def test_fold_words_is_the_old_fold_words_on_edge_cases(text: str) -> None:
+    assert fold_words(text, TokenWords()) == _old_fold_words(text, TokenWords()) == words(fold(text))
+
+
+def test_the_latin_table_characters_fold_alone() -> None:
+    """Each character of the fast path's table folds the same alone and beside any other
+    table character, an ASCII character, a combining mark or a Cyrillic letter (pairs and
+    triples: what would break if folding looked at a neighbour)."""
+    accepted = [chr(c) for c in range(0x80, 0x3000) if _latin(chr(c))]
+    assert len(accepted) == 128
+    assert {"é", "ü", "ß", "’", "“", "—", "\u00a0", "…"} <= set(accepted)
+    neighbours = accepted + list(" az'`_-0\t") + ["\u0301", "\u0308", "й", "Σ", "ب", "한", "ﬁ"]
+    new, old = TokenWords(), TokenWords()
+    for a in accepted:
+        for b in neighbours:
+            for text in (a + b, b + a, f"x{a}{b}y", f"{b}{a}'s"):
+                assert fold_words(text, new) == _old_fold_words(text, old), text
+
+
+def test_fold_words_is_the_old_fold_words_on_random_latin_text() -> None:
+    rng = random.Random(13)
+    alphabet = [*_AWKWARD, *"àâçéèêëîïôûùüÿæœÀÂÇÉÈÊËÎÏÔÛÙÜŸÆŒßäöÄÖÜñÑãõÃÕáíóúÁÍÓÚłŁšŠžŽčČ", *"’‘“”–—…«»\u00a0"]
+    new, old = TokenWords(), TokenWords()
+    for _ in range(20_000):
+        text = "".join(rng.choice(alphabet) for _ in range(rng.randint(0, 25)))
+        assert fold_words(text, new) == _old_fold_words(text, old), text

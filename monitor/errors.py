@@ -13,6 +13,7 @@ stays visible in debug logs, and with a message a user can act on::
     │   └── FeedFetchError        ... for one request of a batch     (ingest.fetch)
     ├── ParseError                fetched bytes are not a usable feed
     ├── StoreError                the database refused or is unreachable
+    │   └── ClaimLostError        a claim this worker held was taken over: its work is dropped
     ├── FeedCheckError            a feed fetched before it is added did not work  (app.services.feeds)
     └── NotifyError               an alert could not be delivered to a target
 
@@ -156,6 +157,15 @@ class ParseError(MonitorError):
 
 class StoreError(MonitorError):
     """The database refused an operation or cannot be reached."""
+
+
+class ClaimLostError(StoreError):
+    """Claims this worker held were taken by another (its lease ran out: a pause, a cut
+    connection): the work done under them is dropped, not written."""
+
+    def __init__(self, message: str, *, feed_ids: tuple[int, ...] = ()) -> None:
+        self.feed_ids = feed_ids
+        super().__init__(message)
 
 
 class NotifyError(MonitorError):

@@ -98,7 +98,7 @@ def test_alerts_filtered_paged_and_a_pending_error(site: Site, browser: Any) -> 
     (claimed,) = [a for a in site.store.claim_alerts(worker="w", lease=60) if a.watchlist == "dprk"]
     later = dt.datetime.now(dt.UTC) + dt.timedelta(minutes=5)
     site.store.mark_failed(
-        [claimed.id], worker="w", error="HTTP 502 from the relay", next_attempt_at=later, give_up=False
+        [claimed], worker="w", error="HTTP 502 from the relay", next_attempt_at=later, give_up=False
     )
     page = open_page(browser)
     page.goto(site.server.url + "/")

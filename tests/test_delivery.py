@@ -159,9 +159,7 @@ watchlists:
     assert w.titles()[1].startswith("news-monitor digest: 2 stories")
 
 
-def test_rate_limit_folds_overflow_into_digest(
-    store: Store, servers: tuple[SMTPTestServer, WebhookReceiver]
-) -> None:
+def test_rate_limit_folds_overflow_into_digest(store: Store, servers: tuple[SMTPTestServer, WebhookReceiver]) -> None:
     smtp, hook = servers
     w = make_world(store, smtp, hook)
     w.deliverer.policies = Policies.from_config(
@@ -217,9 +215,7 @@ def test_gives_up_loudly_after_give_up_age(
     assert w.smtp.messages == []
 
 
-def test_feed_health_alert_once_down_once_up(
-    store: Store, servers: tuple[SMTPTestServer, WebhookReceiver]
-) -> None:
+def test_feed_health_alert_once_down_once_up(store: Store, servers: tuple[SMTPTestServer, WebhookReceiver]) -> None:
     w = make_world(store, *servers)
     since = START - dt.timedelta(hours=7)
     poll_failed(store, w.feed_id, since=since, reason="http_500", message="boom")
@@ -342,3 +338,70 @@ def test_outbox_error_and_logs_show_webhook_secrets_masked(
     assert error.startswith(f"target 'hook' ({channels['hook'].display_url}): delivery failed (failure): ")
     assert channels["hook"].display_url.startswith(f"json://127.0.0.1:{w.hook.port}/****/****?+")
     assert "GAVE UP" in caplog.text and "/****/****" in caplog.text
+
+
+def _refuse_delivery_log(store: Store, refuse: bool) -> None:
+    """Make the database refuse (or accept again) the write that records a send, as a
+    database that went away between the send and its record would."""
+    from sqlalchemy import text
+
+    with store.transaction() as conn:
+        if store.dialect == "sqlite":
+            conn.execute(
+                text(
+                    "CREATE TRIGGER refuse BEFORE INSERT ON deliveries "
+                    "BEGIN SELECT RAISE(ABORT, 'connection lost'); END"
+                )
+                if refuse
+                else text("DROP TRIGGER refuse")
+            )
+        elif refuse:
+            conn.execute(
+                text(
+                    "CREATE FUNCTION refuse() RETURNS trigger AS $$ BEGIN RAISE EXCEPTION 'connection lost'; END $$"
+                    " LANGUAGE plpgsql"
+                )
+            )
+            conn.execute(text("CREATE TRIGGER refuse BEFORE INSERT ON deliveries EXECUTE FUNCTION refuse()"))
+        else:
+            conn.execute(text("DROP TRIGGER refuse ON deliveries"))
+            conn.execute(text("DROP FUNCTION refuse()"))
+
+
+def test_a_send_the_database_did_not_record_is_recorded_later_never_sent_again(
+    store: Store, servers: tuple[SMTPTestServer, WebhookReceiver]
+) -> None:
+    from monitor.errors import StoreError
+
+    w = make_world(store, *servers)
+    w.publish(1, "pact")
+    _refuse_delivery_log(store, True)
+    with pytest.raises(StoreError, match="connection lost"):
+        w.deliverer.deliver()
+    assert len(w.hook.hooks) == 1  # the target has it
+    _refuse_delivery_log(store, False)
+    w.clock.now += dt.timedelta(minutes=5)  # past any retry time
+    assert w.deliverer.deliver().messages == 0
+    w.clock.now += dt.timedelta(minutes=5)
+    assert w.deliverer.deliver().messages == 0
+    assert len(w.hook.hooks) == 1  # recorded, not sent again
+    with store.transaction() as conn:
+        assert conn.execute(select(Alert.status)).scalars().all() == ["sent"]
+
+
+def test_every_try_of_an_alert_carries_the_same_idempotency_key(
+    store: Store, servers: tuple[SMTPTestServer, WebhookReceiver]
+) -> None:
+    w = make_world(store, *servers)
+    w.publish(1, "pact")
+    w.hook.status = 500
+    assert w.deliverer.deliver().retrying == 1
+    w.hook.status = 200
+    w.clock.now += dt.timedelta(minutes=5)
+    assert w.deliverer.deliver().sent == 1
+    w.publish(2, "pact")
+    assert w.deliverer.deliver().sent == 1
+    first, retry, other = (h.headers.get("idempotency-key") for h in w.hook.hooks)
+    assert first and first.startswith("news-monitor-")
+    assert retry == first  # a receiver that honours the key drops a repeat
+    assert other and other != first

@@ -133,9 +133,9 @@ def test_a_first_cycle_stores_everything_in_batched_transactions(
     calls: list[int] = []
     apply_poll = rt.store.apply_poll
 
-    def counting(intents: list[FeedIntent]) -> Any:
+    def counting(intents: list[FeedIntent], **fence: Any) -> Any:
         calls.append(len(intents))
-        return apply_poll(intents)
+        return apply_poll(intents, **fence)
 
     monkeypatch.setattr(rt.store, "apply_poll", counting)
     report = rt.pipeline.run_cycle(force=True)

@@ -21,10 +21,13 @@ from monitor.storage.store import Store
 from tests.support.stories import NOW, entry, record, result
 
 
-def feeds_of(store: Store, *names: str) -> dict[str, int]:
+def feeds_of(store: Store, *names: str, spread: bool = False) -> dict[str, int]:
+    """Feeds on one host (127.0.0.1), or each on a host of its own with *spread*."""
     store.sync_feeds(
         [
-            FeedConfigRow(name=n, url=f"http://127.0.0.1/{n}.xml", interval_s=600, language="en")
+            FeedConfigRow(
+                name=n, url=f"http://{n + '.example' if spread else '127.0.0.1'}/{n}.xml", interval_s=600, language="en"
+            )
             for n in names
         ],
         now=NOW,
@@ -209,17 +212,17 @@ def test_outbox_lease_retry_and_give_up(store: Store) -> None:
     (again,) = store.claim_alerts(worker="d2", lease=60, now=NOW + dt.timedelta(seconds=61))
     assert again.id == a.id and again.attempts == 2
     # d1 wakes up late: its mark is refused, the row is d2's now.
-    assert store.mark_sent([a.id], worker="d1", now=NOW) == 0
+    assert store.mark_sent([a], worker="d1", now=NOW) == 0
     # d2 fails: back to pending with a retry time.
     retry_at = NOW + dt.timedelta(minutes=5)
     assert (
-        store.mark_failed([a.id], worker="d2", error="smtp down", next_attempt_at=retry_at, give_up=False)
+        store.mark_failed([again], worker="d2", error="smtp down", next_attempt_at=retry_at, give_up=False)
         == 1
     )
     assert store.claim_alerts(worker="d2", lease=60, now=NOW + dt.timedelta(minutes=4)) == []
     (third,) = store.claim_alerts(worker="d2", lease=60, now=retry_at)
     assert (
-        store.mark_failed([third.id], worker="d2", error="still down", next_attempt_at=retry_at, give_up=True)
+        store.mark_failed([third], worker="d2", error="still down", next_attempt_at=retry_at, give_up=True)
         == 1
     )
     assert store.alert_counts() == {"failed": 1}
@@ -239,7 +242,7 @@ def test_mark_sent(store: Store) -> None:
     )
     rows = store.claim_alerts(worker="d", lease=60, now=NOW)
     assert sorted(r.watchlist for r in rows) == ["kursk", "pact"]
-    assert store.mark_sent([r.id for r in rows], worker="d", now=NOW) == 2
+    assert store.mark_sent(rows, worker="d", now=NOW) == 2
     assert store.alert_counts() == {"sent": 2}
     assert store.claim_alerts(worker="d", lease=60, now=NOW + dt.timedelta(days=1)) == []
 
@@ -247,7 +250,7 @@ def test_mark_sent(store: Store) -> None:
 def test_concurrent_claims_never_overlap(store: Store) -> None:
     """Several daemons (threads here) claiming at once each get disjoint feeds."""
     names = [f"f{i}" for i in range(40)]
-    feeds_of(store, *names)
+    feeds_of(store, *names, spread=True)
     got: dict[str, list[str]] = {}
     barrier = threading.Barrier(4)
 

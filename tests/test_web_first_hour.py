@@ -233,7 +233,7 @@ def test_a_bad_page_number_is_a_clear_400(site: Site, page: str) -> None:
 def test_a_pending_alert_shows_its_last_error_with_secrets_masked(site: Site) -> None:
     (claimed,) = [a for a in site.store.claim_alerts(worker="w", lease=60) if a.watchlist == "dprk"]
     site.store.mark_failed(
-        [claimed.id],
+        [claimed],
         worker="w",
         error="connection refused by https://bot:hunter2secret@hooks.example/notify",
         next_attempt_at=dt.datetime.now(dt.UTC) + dt.timedelta(minutes=5),

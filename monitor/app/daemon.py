@@ -36,6 +36,7 @@ from monitor.app.metrics import Metrics
 from monitor.app.poll import Pipeline, Watch
 from monitor.app.reload import ConfigWatcher
 from monitor.app.services.common import build_clusterer, build_matcher
+from monitor.app.workers import Heartbeat
 from monitor.config.model import Config, LoadedConfig, load_config
 from monitor.delivery.notify import AppriseChannel, load_channels
 from monitor.delivery.render import Renderer
@@ -106,6 +107,7 @@ class Runtime:
     renderer: Renderer
     deliverer: Deliverer
     worker: str
+    heartbeat: Heartbeat
 
     @classmethod
     def build(cls, loaded: LoadedConfig, *, worker: str | None = None) -> Runtime:
@@ -114,13 +116,13 @@ class Runtime:
         renderer = Renderer(timezone=config.timezone, overrides=config.templates)
         channels = load_channels(config.target_urls, timeout=config.delivery.timeout)
         store = Store(loaded.database_url)
+        heartbeat = Heartbeat(store, worker, config.workers)
         try:
-            freed = store.release_dead_claims(host=socket.gethostname(), alive=_pid_alive)
-            if any(freed):
-                log.warning("released %d feed claim(s) and %d alert lease(s) left by a process that died", *freed)
+            heartbeat.start()
             store.sync_feeds(feed_rows(config))
             fetcher = Fetcher(fetch_settings(config))
         except BaseException:
+            heartbeat.stop()
             store.close()
             raise
         pipeline = Pipeline(
@@ -128,15 +130,23 @@ class Runtime:
             fetcher,
             build_watch(config),
             policy=config.poll_policy(),
-            lease=config.poll.deadline * 3 + 60,
+            lease=config.workers.lease,
             worker=worker,
             parse_workers=config.poll.parse_workers,
             clusterer=build_clusterer(config),
+            claim=config.poll.claim_size(),
+            per_host=config.poll.per_host,
         )
         deliverer = Deliverer(
-            store, channels, renderer, config.delivery, worker=worker, policies=Policies.from_config(config)
+            store,
+            channels,
+            renderer,
+            config.delivery,
+            worker=worker,
+            lease=config.workers.lease,
+            policies=Policies.from_config(config),
         )
-        return cls(loaded, store, fetcher, pipeline, channels, renderer, deliverer, worker)
+        return cls(loaded, store, fetcher, pipeline, channels, renderer, deliverer, worker, heartbeat)
 
     def reload(self, loaded: LoadedConfig) -> None:
         """Swap in a new, already validated config without restarting anything."""
@@ -147,12 +157,17 @@ class Runtime:
         channels = load_channels(config.target_urls, timeout=config.delivery.timeout)
         watch = build_watch(config)
         report = self.store.sync_feeds(feed_rows(config))
-        self.pipeline.reconfigure(watch, policy=config.poll_policy())
+        self.pipeline.reconfigure(
+            watch, policy=config.poll_policy(), claim=config.poll.claim_size(), per_host=config.poll.per_host
+        )
+        self.pipeline.lease = config.workers.lease
+        self.heartbeat.reconfigure(config.workers)
         old = self.loaded.config
         if (old.cluster, old.aliases) != (config.cluster, config.aliases):
             self.pipeline.recluster(build_clusterer(config))
             log.info("story clustering settings changed: open clusters are rebuilt at the next poll")
         self.deliverer.reconfigure(channels, renderer, config.delivery, Policies.from_config(config))
+        self.deliverer.lease = config.workers.lease
         self.channels, self.renderer, self.loaded = channels, renderer, loaded
         log.info(
             "config reloaded: %d feeds (%d added, %d changed, %d removed), %d watchlists, %d targets",
@@ -178,6 +193,7 @@ class Runtime:
     def close(self) -> None:
         self.pipeline.close()
         self.fetcher.close()
+        self.heartbeat.stop()
         self.store.close()
 
 
@@ -379,18 +395,6 @@ class Daemon:
             self.runtime.close()
             log.info("stopped cleanly in %.1fs", time.monotonic() - t0)
         return 0
-
-
-def _pid_alive(pid: int) -> bool:
-    if pid == os.getpid():
-        return True
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # exists, owned by someone else
-        return True
-    return True
 
 
 def _span(seconds: float) -> str:

@@ -21,10 +21,11 @@ again. E-mail and webhooks have no idempotency key, so this is the honest best.
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 import logging
 import random
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from monitor.backoff import backoff_delay
 from monitor.config.model import Config, DeliverySettings, parse_quiet_hours, parse_rate
@@ -40,12 +41,14 @@ from monitor.delivery.routing import (
     WatchlistPolicy,
     plan,
 )
+from monitor.errors import StoreError
 from monitor.storage.engine import utcnow
 from monitor.storage.store import Store
 
 log = logging.getLogger("monitor.deliver")
 
 MAX_ROUNDS = 50  # claims per deliver() call, so one call cannot run for ever under a flood
+ROUND_RETRY = 30.0  # seconds before alerts of a round that failed are tried again
 HEALTH_LABEL = "feed health"
 
 
@@ -96,6 +99,14 @@ class Policies:
 
 #: The other stories of each claimed alert's event cluster, by cluster id ("also reported by").
 Members = Mapping[int, Sequence[OtherReport]]
+
+
+def idempotency_key(rows: Sequence[ClaimedAlert]) -> str:
+    """The same key for every try of the same alerts: their outbox ids and when they were
+    queued (so two databases' alerts of the same ids differ)."""
+    ids = ",".join(str(i) for i in sorted(r.id for r in rows))
+    first = min(r.created_at for r in rows).isoformat()
+    return "news-monitor-" + hashlib.sha256(f"{ids}@{first}".encode()).hexdigest()[:32]
 
 
 def story_for(rows: Sequence[ClaimedAlert], members: Members | None = None) -> AlertStory:
@@ -194,6 +205,7 @@ class Deliverer:
         settings: DeliverySettings,
         *,
         worker: str,
+        lease: float = 15.0,
         policies: Policies | None = None,
         clock: Callable[[], dt.datetime] = utcnow,
         rand: Callable[[], float] = random.random,
@@ -204,7 +216,10 @@ class Deliverer:
         self.settings = settings
         self.policies = policies or Policies()
         self.worker = worker
+        self.lease = lease
         self.clock = clock
+        # (rows, delivery) sent but not recorded: the database failed right after the send.
+        self._unmarked: list[tuple[list[ClaimedAlert], tuple[str, str, str]]] = []
         self.rand = rand
 
     def reconfigure(
@@ -214,10 +229,39 @@ class Deliverer:
 
     def deliver(self) -> DeliveryReport:
         """Send everything that is due now; returns what happened."""
+        # Sends the targets accepted but the database did not record (its connection
+        # dropped): recorded first, so they are not sent again.
+        self._record_unmarked()
+        # Rows a crashed earlier round left claimed (the heartbeat would renew them for
+        # ever): one round runs at a time, so none is in use.
+        self._give_back()
+        try:
+            return self._rounds()
+        except BaseException:
+            try:  # give the claims back at once, for another worker or the next round
+                self._give_back()
+            except Exception as exc:
+                log.error("could not give back the alerts of a failed round (their leases run out): %s", exc)
+            raise
+
+    def _give_back(self) -> None:
+        """Give back what this worker holds, except sends waiting to be recorded."""
+        keep = {r.id for rows, _ in self._unmarked for r in rows}
+        retry_at = self.clock() + dt.timedelta(seconds=ROUND_RETRY)
+        self.store.release_alerts(worker=self.worker, retry_at=retry_at, keep=keep)
+
+    def _record_unmarked(self) -> None:
+        while self._unmarked:
+            rows, delivery = self._unmarked[0]
+            marked = self.store.mark_sent(rows, worker=self.worker, delivery=delivery)
+            self._unmarked.pop(0)
+            log.info("recorded %d alert(s) sent to %s before the database went away", marked, delivery[0])
+
+    def _rounds(self) -> DeliveryReport:
         total = DeliveryReport()
         for _ in range(MAX_ROUNDS):
             claimed = self.store.claim_alerts(
-                worker=self.worker, lease=self.settings.lease, limit=self.settings.batch, now=self.clock()
+                worker=self.worker, lease=self.lease, limit=self.settings.batch, now=self._claim_time()
             )
             if not claimed:
                 break
@@ -230,6 +274,10 @@ class Deliverer:
             if len(claimed) < self.settings.batch:
                 break
         return total
+
+    def _claim_time(self) -> dt.datetime | None:
+        """None: the database's clock (the default clock); a test's own clock otherwise."""
+        return None if self.clock is utcnow else self.clock()
 
     def _members(self, claimed: Sequence[ClaimedAlert]) -> Members:
         """The stories of the claimed alerts' clusters as they are now: one read per batch."""
@@ -250,7 +298,7 @@ class Deliverer:
         result = plan(policy, rows, now=now, watchlists=self.policies.watchlists, sent_at=sent_at)
         report = DeliveryReport()
         for d in result.deferrals:
-            self.store.defer([r.id for r in d.rows], worker=self.worker, until=d.until, fold=d.fold)
+            self.store.defer(d.rows, worker=self.worker, until=d.until, fold=d.fold)
             log.info(
                 "alerts held target=%s count=%d reason=%s until=%s",
                 target,
@@ -277,15 +325,44 @@ class Deliverer:
         rows = list(planned.rows)
         target = planned.target
         message, delivery_kind = self._render(planned, channel.flavour, members)
+        message = replace(message, idempotency_key=idempotency_key(rows))
+        held = self.store.confirm(rows, worker=self.worker, lease=self.lease)
+        if len(held) < len(rows):
+            # Taken over while this worker was away (paused, cut off): the new holder sends it.
+            log.warning(
+                "alert not sent target=%s story=%s: %d of its %d claim(s) were taken over by another worker",
+                target,
+                rows[0].story_id,
+                len(rows) - len(held),
+                len(rows),
+            )
+            self.store.release_alerts(worker=self.worker, alerts=[r for r in rows if r.id in held])
+            return DeliveryReport()
         sent = channel.send(message)
         if not sent.delivered:
             return self._failed(target, rows, failure_message(channel, sent), permanent=sent.permanent)
-        self.store.mark_sent(
-            [r.id for r in rows],
-            worker=self.worker,
-            now=self.clock(),
-            delivery=(target, delivery_kind, message.title),
-        )
+        delivery = (target, delivery_kind, message.title)
+        try:
+            marked = self.store.mark_sent(rows, worker=self.worker, now=self._claim_time(), delivery=delivery)
+        except StoreError:
+            # Sent, not recorded: kept claimed (the heartbeat renews the claims once the
+            # database answers) and recorded before anything else, never sent again.
+            self._unmarked.append((rows, delivery))
+            log.error(
+                "alert sent target=%s story=%s but not recorded: recorded when the database answers",
+                target,
+                rows[0].story_id,
+            )
+            raise
+
+        if marked < len(rows):
+            log.error(
+                "POSSIBLE DUPLICATE target=%s story=%s: %d alert(s) were taken over by another worker during the"
+                " send (counted in the delivery log and /metrics)",
+                target,
+                rows[0].story_id,
+                len(rows) - marked,
+            )
         first = rows[0]
         log.info(
             "%s sent target=%s story=%s watchlists=%s feed=%s title=%r",
@@ -298,19 +375,14 @@ class Deliverer:
         )
         return DeliveryReport(sent=len(rows), messages=1)
 
-    def _failed(
-        self, target: str, rows: list[ClaimedAlert], error: str, *, permanent: bool
-    ) -> DeliveryReport:
+    def _failed(self, target: str, rows: list[ClaimedAlert], error: str, *, permanent: bool) -> DeliveryReport:
         now = self.clock()
-        ids = [r.id for r in rows]
         attempts = max(r.attempts for r in rows)
         oldest = min(r.created_at for r in rows)
         give_up = permanent or (now - oldest).total_seconds() >= self.settings.give_up_after
-        delay = backoff_delay(
-            attempts, base=self.settings.retry_base, cap=self.settings.retry_max, rand=self.rand
-        )
+        delay = backoff_delay(attempts, base=self.settings.retry_base, cap=self.settings.retry_max, rand=self.rand)
         self.store.mark_failed(
-            ids,
+            rows,
             worker=self.worker,
             error=error,
             next_attempt_at=now + dt.timedelta(seconds=delay),

@@ -33,7 +33,7 @@ from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
-from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
 if TYPE_CHECKING:
@@ -99,9 +99,7 @@ class StoreCollector(Collector):
         matches = GaugeMetricFamily("news_monitor_matches", "Story x watchlist matches stored")
         matches.add_metric([], counts.get("matches", 0))
         yield matches
-        by_status = GaugeMetricFamily(
-            "news_monitor_alerts", "Alerts in the outbox by status", labels=["status"]
-        )
+        by_status = GaugeMetricFamily("news_monitor_alerts", "Alerts in the outbox by status", labels=["status"])
         for status in ("pending", "sending", "sent", "failed"):
             by_status.add_metric([status], alerts.get(status, 0))
         yield by_status
@@ -109,6 +107,25 @@ class StoreCollector(Collector):
         for state in ("new", "ok", "backoff", "disabled"):
             by_state.add_metric([state], feeds.get(state, 0))
         yield by_state
+        duplicates = GaugeMetricFamily(
+            "news_monitor_possible_duplicates",
+            "Alerts sent whose claim another worker had taken meanwhile (all workers, from the delivery log)",
+        )
+        duplicates.add_metric([], counts.get("duplicates", 0))
+        yield duplicates
+        workers = GaugeMetricFamily("news_monitor_workers", "Workers registered on the database", labels=["state"])
+        for state in ("live", "dead"):
+            workers.add_metric([state], counts.get(f"workers_{state}", 0))
+        yield workers
+        claims = CounterMetricFamily(
+            "news_monitor_worker_claims",
+            "What this process did with claims: feed_claims, alert_claims, renewals, takeovers (claims taken"
+            " from a dead or stalled worker), leases_lost (work dropped), duplicates (sent after losing the claim)",
+            labels=["event"],
+        )
+        for event, n in store.claim_stats().items():
+            claims.add_metric([event], n)
+        yield claims
 
 
 class Metrics:
@@ -120,13 +137,9 @@ class Metrics:
         self.polls = Counter(
             "news_monitor_polls", "Feed polls by outcome (new, unchanged, error)", ["outcome"], registry=r
         )
-        self.poll_errors = Counter(
-            "news_monitor_poll_errors", "Failed feed polls by reason", ["reason"], registry=r
-        )
+        self.poll_errors = Counter("news_monitor_poll_errors", "Failed feed polls by reason", ["reason"], registry=r)
         self.new_stories = Counter("news_monitor_new_stories", "New stories stored", registry=r)
-        self.matched = Counter(
-            "news_monitor_matched_stories", "New stories that matched a watchlist", registry=r
-        )
+        self.matched = Counter("news_monitor_matched_stories", "New stories that matched a watchlist", registry=r)
         self.alerts_queued = Counter("news_monitor_alerts_queued", "Alerts queued in the outbox", registry=r)
         self.cycles = Counter("news_monitor_cycles", "Poll cycles run", registry=r)
         self.cycle_failures = Counter(
@@ -154,9 +167,7 @@ class Metrics:
         self.last_cycle = Gauge(
             "news_monitor_last_cycle_timestamp_seconds", "Unix time of the last poll cycle", registry=r
         )
-        self.reloads = Counter(
-            "news_monitor_config_reloads", "Config reloads by result", ["result"], registry=r
-        )
+        self.reloads = Counter("news_monitor_config_reloads", "Config reloads by result", ["result"], registry=r)
         for outcome in ("new", "unchanged", "error"):
             self.polls.labels(outcome)
         for result in ("sent", "retrying", "given_up"):

@@ -42,7 +42,7 @@ from typing import Any
 
 from monitor.app.clusters import ClusterKeeper
 from monitor.clustering.clusterer import Clusterer
-from monitor.errors import MonitorError, ParseError
+from monitor.errors import ClaimLostError, MonitorError, ParseError
 from monitor.ingest.decide import Decider, FeedIntent, FeedPoll
 from monitor.ingest.fetch import FeedFetchError, Fetcher, FetchRequest, FetchResult, host_key, redact_url
 from monitor.ingest.formats import ParsedFeed
@@ -69,6 +69,8 @@ BATCH_STATES = 500
 """Most state-only changes (unchanged, failed, deferred feeds) written in one transaction."""
 BATCH_AGE = 0.5
 """Longest a finished feed waits for its batch, in seconds (and 50 ms when idle)."""
+CYCLE_FEEDS = 10_000
+"""Most feeds one cycle claims (in claims of ``poll.claim``); the next tick goes on."""
 IN_FLIGHT = BATCH_FEEDS + 16
 """Most bodies and parsed feeds between the fetch stage and the store stage: the fetch
 stage waits when the store stage lags behind (a parsed feed is ~130 KB in memory)."""
@@ -197,8 +199,12 @@ class Pipeline:
         parse_workers: int = 0,
         rand: Callable[[], float] = random.random,
         clusterer: Clusterer | None = None,
+        claim: int = 64,
+        per_host: int | None = None,
     ) -> None:
         self.store = store
+        self.claim = claim
+        self.per_host = per_host
         self.clusters = ClusterKeeper(store, clusterer) if clusterer is not None else None
         self.fetcher = fetcher
         self._watch = watch
@@ -218,9 +224,18 @@ class Pipeline:
         with self._lock:
             return self._watch
 
-    def reconfigure(self, watch: Watch, *, policy: PollPolicy | None = None) -> None:
+    def reconfigure(
+        self,
+        watch: Watch,
+        *,
+        policy: PollPolicy | None = None,
+        claim: int | None = None,
+        per_host: int | None = None,
+    ) -> None:
         with self._lock:
             self._watch = watch
+            self.claim = claim or self.claim
+            self.per_host = per_host or self.per_host
             if policy is not None:
                 self.policy = policy
                 if self._pool is not None:
@@ -264,18 +279,62 @@ class Pipeline:
         """
         start = time.monotonic()
         report = CycleReport(started_at=now or utcnow())
-        feeds = self.store.claim_due_feeds(
-            worker=self.worker, lease=self.lease, force=force, names=names, now=now
-        )
+        # Claims a failed write of an earlier cycle could not give back (the heartbeat
+        # would renew them for ever): one cycle runs at a time, so none is in use.
+        self.store.release_feeds(worker=self.worker)
+        claims = _Claims(self, now=now, force=force, names=names)
+        feeds = claims.first()
         if not feeds:
             return report
-        cycle = _Cycle(self, feeds, self.watch, self.policy, catchup, report)
+        cycle = _Cycle(self, feeds, claims, self.watch, self.policy, catchup, report)
         try:
             cycle.run()
         finally:
             cycle.finish()
         report.duration = time.monotonic() - start
         return report
+
+
+class _Claims:
+    """Where a cycle's feeds come from: claimed from the database a few at a time (the
+    pipeline's ``claim`` feeds, at most ``per_host`` of one host), the next claim taken
+    when the feeds in hand are all being fetched, so daemons sharing the database share
+    the work; with ``force`` or ``names`` (``poll --once``, ``--feed``), all at once."""
+
+    def __init__(
+        self, pipeline: Pipeline, *, now: dt.datetime | None, force: bool, names: Sequence[str] | None
+    ) -> None:
+        self.p = pipeline
+        self.now = now
+        self.force = force
+        self.names = names
+        self.taken = 0
+
+    def first(self) -> list[FeedSnapshot]:
+        if self.force or self.names is not None:
+            self.taken = CYCLE_FEEDS
+            return self._claim(CYCLE_FEEDS, per_host=None)
+        return self.next()
+
+    def next(self) -> list[FeedSnapshot]:
+        """The next claim ([] once the cycle has taken its share, or is stopping)."""
+        if self.taken >= CYCLE_FEEDS or self.p.stopping.is_set():
+            return []
+        feeds = self._claim(min(self.p.claim, CYCLE_FEEDS - self.taken), per_host=self.p.per_host)
+        self.taken += len(feeds)
+        return feeds
+
+    def _claim(self, limit: int, *, per_host: int | None) -> list[FeedSnapshot]:
+        p = self.p
+        return p.store.claim_due_feeds(
+            worker=p.worker,
+            lease=p.lease,
+            limit=limit,
+            force=self.force,
+            names=self.names,
+            now=self.now,
+            per_host=per_host,
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -305,6 +364,7 @@ class _Cycle:
         self,
         pipeline: Pipeline,
         feeds: list[FeedSnapshot],
+        claims: _Claims,
         watch: Watch,
         policy: PollPolicy,
         catchup: bool,
@@ -317,6 +377,8 @@ class _Cycle:
         self.catchup = catchup
         self.report = report
         self.by_id = {f.id: f for f in feeds}
+        self.claims = claims
+        self.first: list[FeedSnapshot] | None = feeds  # handed to the fetch stage first
         self.t0 = time.monotonic()
         self.done: set[int] = set()
         self.events: queue.SimpleQueue[tuple[str, Any]] = queue.SimpleQueue()
@@ -361,7 +423,7 @@ class _Cycle:
             leftover = [fid for fid in self.by_id if fid not in self.done]
             if leftover:
                 try:
-                    self.store.release_feeds(leftover)
+                    self.store.release_feeds(leftover, worker=self.p.worker)
                 except MonitorError as exc:
                     log.error("could not release %d feed claims: %s", len(leftover), exc)
 
@@ -370,14 +432,8 @@ class _Cycle:
         submitted = 0
         try:
             pool = self.p.parser()
-            requests = [
-                FetchRequest(
-                    key=f.id, url=f.fetch_url, etag=f.etag, last_modified=f.last_modified, body_hash=f.body_hash
-                )
-                for f in self.by_id.values()
-            ]
             window = max(8, 2 * self.p.fetcher.settings.concurrency)
-            for outcome in self.p.fetcher.fetch_many(requests, window=window):
+            for outcome in self.p.fetcher.fetch_stream(self._requests, window=window):
                 if isinstance(outcome, FetchResult) and outcome.status == "ok":
                     if not self._reserve():
                         break  # stopping: this body and the rest are left for the next cycle
@@ -395,6 +451,18 @@ class _Cycle:
             self.events.put(("crashed", exc))
         finally:
             self.events.put(("end", submitted))
+
+    def _requests(self) -> list[FetchRequest]:
+        """The fetch stage's source: the first claim, then the next ones as room frees
+        (called from the fetcher's executor; the feeds join ``by_id`` before any of their
+        outcomes can arrive)."""
+        feeds, self.first = (self.first, None) if self.first is not None else (self.claims.next(), None)
+        for f in feeds:
+            self.by_id[f.id] = f
+        return [
+            FetchRequest(key=f.id, url=f.fetch_url, etag=f.etag, last_modified=f.last_modified, body_hash=f.body_hash)
+            for f in feeds
+        ]
 
     def _reserve(self) -> bool:
         """Wait for room between the fetch and store stages; False if stopping meanwhile."""
@@ -507,9 +575,7 @@ class _Cycle:
             feed.name,
             _human(wait),
         )
-        outcome = FeedOutcome(
-            feed.name, "deferred", reason="rate_limited", error=str(error), elapsed=self._elapsed()
-        )
+        outcome = FeedOutcome(feed.name, "deferred", reason="rate_limited", error=str(error), elapsed=self._elapsed())
         self._queue(_Write(feed, outcome, update))
 
     def _defer_host(self, feed: FeedSnapshot, wait: float) -> None:
@@ -521,11 +587,7 @@ class _Cycle:
             return
         self.deferred_hosts.add(key)
         try:
-            others = [
-                f.id
-                for f in self.store.feeds()
-                if f.id not in self.by_id and host_key(f.fetch_url) == key
-            ]
+            others = [f.id for f in self.store.feeds() if f.id not in self.by_id and host_key(f.fetch_url) == key]
             if others:
                 until = utcnow() + dt.timedelta(seconds=wait)
                 moved = self.store.defer_feeds(others, until)
@@ -568,7 +630,7 @@ class _Cycle:
             escalate=watch.escalate,
         )
         try:
-            intents, reports = self._decide_and_write(decider, writes, polls)
+            writes, polls, intents, reports = self._write_held(decider, writes, polls)
         except MonitorError as exc:
             log.error("%d feed(s) could not be stored: %s", len(writes), exc)
             for w in writes:
@@ -576,20 +638,15 @@ class _Cycle:
                 self.report.outcomes.append(
                     FeedOutcome(w.feed.name, "error", reason="store", error=str(exc), elapsed=self._elapsed())
                 )
-            return  # the claims stay until their lease ends; the next cycle retries
-        finally:
-            self.done.update(w.feed.id for w in writes)
+            return  # not done: finish() gives the claims back, or the next cycle does
+        self.done.update(w.feed.id for w in writes)
         for w, intent, rec in zip(writes, intents, reports, strict=True):
             if w.poll is None:
                 self.report.outcomes.append(w.outcome)
                 continue
             elapsed = self._elapsed()
             note = (
-                " (catch-up)"
-                if self.catchup
-                else ""
-                if intent.alerting
-                else " (first poll: recorded without alerting)"
+                " (catch-up)" if self.catchup else "" if intent.alerting else " (first poll: recorded without alerting)"
             )
             learned = intent.update.learned_interval_s
             log.info(
@@ -618,6 +675,29 @@ class _Cycle:
                 )
             )
 
+    def _write_held(
+        self, decider: Decider, writes: list[_Write], polls: list[FeedPoll]
+    ) -> tuple[list[_Write], list[FeedPoll], list[FeedIntent], list[RecordReport]]:
+        """Decide and write a batch; if some of its feeds were taken over meanwhile (this
+        worker paused past its lease, or lost its database for that long), their work is
+        dropped, not written (the new holder polls them), and the rest is decided and
+        written again. Returns what was written."""
+        for attempt in range(3):
+            try:
+                intents, reports = self._decide_and_write(decider, writes, polls)
+                return writes, polls, intents, reports
+            except ClaimLostError as exc:
+                lost = set(exc.feed_ids)
+                self.store.count("leases_lost", len(lost))
+                for w in writes:
+                    if w.feed.id in lost:
+                        log.warning("feed=%s was taken over by another worker: this poll of it is dropped", w.feed.name)
+                writes = [w for w in writes if w.feed.id not in lost]
+                polls = [w.poll for w in writes if w.poll is not None]
+                if not writes or attempt == 2:
+                    return [], [], [], []
+        raise AssertionError("unreachable")
+
     def _decide_and_write(
         self, decider: Decider, writes: list[_Write], polls: list[FeedPoll]
     ) -> tuple[list[FeedIntent], list[RecordReport]]:
@@ -635,7 +715,8 @@ class _Cycle:
                     self._log_moved(w.feed, intent.update)
             reports: list[RecordReport] | None = None
             try:
-                reports = self.store.apply_poll(intents)
+                claims = {w.feed.id: w.feed.claim_version for w in writes}
+                reports = self.store.apply_poll(intents, worker=self.p.worker, claims=claims)
             finally:
                 if keeper is not None:
                     keeper.settle(intents, reports)

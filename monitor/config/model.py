@@ -165,6 +165,12 @@ class PollSettings(_Model):
     # but at least every `max_interval`; `learn_cadence: false` (here or per feed) turns it off.
     learn_cadence: bool = _POLICY.learn_cadence
     max_interval: Duration = _POLICY.max_interval
+    # Feeds taken in one claim (0: twice `concurrency`, at least 16). Small claims share
+    # the work between daemons; more are claimed as the ones in hand are fetched.
+    claim: int = Field(default=0, ge=0, le=10_000)
+
+    def claim_size(self) -> int:
+        return self.claim or max(16, 2 * self.concurrency)
 
     @field_validator("interval")
     @classmethod
@@ -227,10 +233,29 @@ class DeliverySettings(_Model):
     retry_base: Duration = 30.0
     retry_max: Duration = 3600.0
     give_up_after: Duration = 172800.0
-    lease: Duration = 120.0
+    lease: Duration | None = None  # no longer used: leases are `workers.lease`, renewed
     timeout: Duration = 30.0
     interval: Duration = 5.0
-    batch: int = Field(default=100, ge=1, le=10_000)
+    # Alerts taken in one claim: what can be sent well within a lease.
+    batch: int = Field(default=20, ge=1, le=10_000)
+
+
+class WorkerSettings(_Model):
+    """How the processes sharing a database prove they are alive (see storage/workers.py)."""
+
+    # How often a daemon stamps its heartbeat and renews the leases of what it holds.
+    heartbeat: Duration = 2.0
+    # A claim runs out this long after its holder's last heartbeat: then another daemon,
+    # on any host, takes the work over.
+    lease: Duration = 15.0
+
+    @model_validator(mode="after")
+    def _sane(self) -> WorkerSettings:
+        if self.heartbeat < 0.1:
+            raise ValueError("workers.heartbeat must be at least 0.1s")
+        if self.lease < 3 * self.heartbeat:
+            raise ValueError("workers.lease must be at least 3 times workers.heartbeat")
+        return self
 
 
 class FeedConfig(_Model):
@@ -356,7 +381,7 @@ class WatchlistConfig(_Model):
     query: str
     notify: list[str] = Field(default_factory=list)
     enabled: bool = True
-    stem: list[Literal["en", "fr"]] = Field(default_factory=list)
+    stem: list[Literal["en", "fr", "ru", "uk"]] = Field(default_factory=list)
     description: str | None = None
     mode: Literal["instant", "digest"] = "instant"
     schedule: str = "0 8 * * *"  # digest time, crontab (minute hour day month weekday)
@@ -429,6 +454,7 @@ class Config(_Model):
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     poll: PollSettings = PollSettings()
     delivery: DeliverySettings = DeliverySettings()
+    workers: WorkerSettings = WorkerSettings()
     feeds: list[FeedConfig] = Field(default_factory=list)
     targets: dict[Name, Annotated[TargetConfig, BeforeValidator(_target)]] = Field(default_factory=dict)
     health: HealthSettings = HealthSettings()
@@ -466,6 +492,8 @@ class Config(_Model):
             out.append("no enabled watchlist: nothing will match (news-monitor watchlist add NAME ...)")
         if not self.targets:
             out.append("no target: nothing will be sent (add an e-mail or Slack URL under targets:)")
+        if self.delivery.lease is not None:
+            out.append("delivery.lease is no longer used: leases last workers.lease past each heartbeat")
         return out
 
     def poll_policy(self) -> PollPolicy:

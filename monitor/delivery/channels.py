@@ -96,6 +96,9 @@ class Message:
     title: str
     body: str
     body_format: BodyFormat
+    # The same for every try of the same alerts: a target that honours an
+    # ``Idempotency-Key`` header (a webhook receiver) can drop a repeat.
+    idempotency_key: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

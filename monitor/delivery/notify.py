@@ -275,7 +275,7 @@ class AppriseChannel:
     Sends are serialised: Apprise plugins keep per-instance state (SMTP session).
     """
 
-    __slots__ = ("_apobj", "_display_url", "_flavour", "_lock", "_name", "_timeout")
+    __slots__ = ("_apobj", "_display_url", "_flavour", "_headers", "_lock", "_name", "_timeout")
 
     def __init__(self, name: str, apobj: apprise.Apprise, *, flavour: str, display_url: str, timeout: float) -> None:
         self._name = name
@@ -284,6 +284,9 @@ class AppriseChannel:
         self._display_url = display_url
         self._timeout = timeout
         self._lock = threading.Lock()
+        # The custom webhooks (json://, form://, xml://) send these headers with each post.
+        headers = getattr(apobj[0], "headers", None) if len(apobj) else None
+        self._headers: dict[str, str] | None = headers if isinstance(headers, dict) else None
 
     @property
     def name(self) -> str:
@@ -302,6 +305,11 @@ class AppriseChannel:
     def send(self, message: Message) -> SendResult:
         """Deliver ``message``; a failure's reason is what Apprise logged, secrets scrubbed."""
         with self._lock:
+            if self._headers is not None:
+                if message.idempotency_key:
+                    self._headers["Idempotency-Key"] = message.idempotency_key
+                else:
+                    self._headers.pop("Idempotency-Key", None)
             try:
                 result = self._apobj.notify(
                     body=message.body,

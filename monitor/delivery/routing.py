@@ -64,6 +64,7 @@ class ClaimedAlert:
     also_reported_by: tuple[OtherReport, ...] = ()  # the same story in other feeds
     outlets: tuple[str, ...] = ()  # surge: the outlets counted, in the order they told it
     within: float = 0.0  # surge: seconds after the cluster's first story they were counted in
+    claim: int = 0  # the claim's fencing token (with the worker's id): every mark checks it
 
     @property
     def group_key(self) -> tuple[str, int]:

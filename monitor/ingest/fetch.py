@@ -50,6 +50,7 @@ Messages name the URL without user-info and without secret-looking query values.
 from __future__ import annotations
 
 import asyncio
+import collections
 import concurrent.futures
 import contextvars
 import hashlib
@@ -63,7 +64,7 @@ import threading
 import time
 import weakref
 import zlib
-from collections.abc import Callable, Coroutine, Iterable, Iterator
+from collections.abc import Callable, Coroutine, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC
 from email.utils import parsedate_to_datetime
@@ -573,26 +574,67 @@ class _Engine:
         """
 
         async def one(request: FetchRequest) -> None:
-            outcome: FetchResult | FeedFetchError
-            try:
-                if gate is not None:
+            if gate is not None:
+                try:
                     await gate.acquire()
-                outcome = await self.fetch(request)
-            except FeedFetchError as exc:
-                outcome = exc
-            except asyncio.CancelledError:
-                put(_cancelled(request))
-                raise
-            except Exception as exc:  # a bug must not lose an outcome nor stop the batch
-                log.exception("unexpected error fetching %s", redact_url(request.url))
-                outcome = FeedFetchError(
-                    f"{redact_url(request.url)}: internal error ({type(exc).__name__})",
-                    request=request,
-                    reason="internal",
-                )
-            put(outcome)
+                except asyncio.CancelledError:
+                    put(_cancelled(request))
+                    raise
+            await self._settle(request, put)
 
         await asyncio.gather(*(one(r) for r in requests))
+
+    async def _settle(self, request: FetchRequest, put: Callable[[FetchResult | FeedFetchError], None]) -> None:
+        """Fetch one request and put exactly one outcome for it, whatever happens."""
+        outcome: FetchResult | FeedFetchError
+        try:
+            outcome = await self.fetch(request)
+        except FeedFetchError as exc:
+            outcome = exc
+        except asyncio.CancelledError:
+            put(_cancelled(request))
+            raise
+        except Exception as exc:  # a bug must not lose an outcome nor stop the batch
+            log.exception("unexpected error fetching %s", redact_url(request.url))
+            outcome = FeedFetchError(
+                f"{redact_url(request.url)}: internal error ({type(exc).__name__})",
+                request=request,
+                reason="internal",
+            )
+        put(outcome)
+
+    async def run_stream(
+        self,
+        source: Callable[[], Sequence[FetchRequest]],
+        put: Callable[[FetchResult | FeedFetchError], None],
+        gate: asyncio.Semaphore,
+    ) -> None:
+        """Fetch what ``source`` hands out, group after group, until it hands out nothing.
+
+        ``source`` (called in a thread of the loop's executor: it may block, e.g. on a
+        database claim) is asked for the next group only once every request of the groups
+        before has taken a ``gate`` slot, i.e. is running or done: what is handed out is
+        in flight soon, and no more is taken than the window can start.
+        """
+        loop = asyncio.get_running_loop()
+        waiting: collections.deque[FetchRequest] = collections.deque()
+        tasks: set[asyncio.Task[None]] = set()
+
+        try:
+            while True:
+                if not waiting:
+                    waiting.extend(await loop.run_in_executor(None, source))
+                    if not waiting:
+                        break
+                await gate.acquire()
+                task = asyncio.create_task(self._settle(waiting.popleft(), put))
+                tasks.add(task)
+                task.add_done_callback(tasks.discard)
+            if tasks:
+                await asyncio.gather(*tasks)
+        finally:
+            for task in tasks:
+                task.cancel()
 
     async def fetch(self, request: FetchRequest) -> FetchResult:
         settings = self.settings
@@ -1101,6 +1143,35 @@ class Fetcher:
                 if not future.cancelled() and future.exception() is not None:
                     log.error("fetch batch failed", exc_info=future.exception())
                 return None
+
+    def fetch_stream(
+        self, source: Callable[[], Sequence[FetchRequest]], *, window: int
+    ) -> Iterator[FetchResult | FeedFetchError]:
+        """Fetch the requests that ``source`` hands out, group after group, until it
+        hands out an empty group; yield one outcome per request as each completes.
+
+        Like :meth:`fetch_many` with ``window``, at most ``window`` requests are running
+        or done but not yet taken from this iterator; ``source`` is asked for more only
+        when all it gave before are started (see :meth:`_Engine.run_stream`), so the
+        poll cycle claims feeds from the database as it has room for them. Closing the
+        generator early cancels what is running (the requests ``source`` gave that never
+        started get no outcome: their caller knows them).
+        """
+        if window < 1:
+            raise ValueError(f"window must be at least 1, got {window!r}")
+        runner, engine = self._start()
+        outcomes: queue.SimpleQueue[FetchResult | FeedFetchError] = queue.SimpleQueue()
+        gate = asyncio.Semaphore(window)
+        future = runner.submit(engine.run_stream(source, outcomes.put, gate))
+        try:
+            while (outcome := self._next_outcome(outcomes, future, runner)) is not None:
+                try:
+                    runner.loop.call_soon_threadsafe(gate.release)
+                except RuntimeError:  # the loop was closed meanwhile (close())
+                    pass
+                yield outcome
+        finally:
+            future.cancel()
 
     def fetch(self, request: FetchRequest) -> FetchResult:
         """Fetch one feed; raises :class:`FeedFetchError` on failure."""

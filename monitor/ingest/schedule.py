@@ -78,6 +78,10 @@ class FeedSnapshot:
     learned_interval_s: float | None
     next_poll_at: dt.datetime
     health_alerted_at: dt.datetime | None
+    #: The claim's fencing token (with the worker's id): a write checks it still holds.
+    claim_version: int = 0
+    claimed_by: str | None = None  # the worker holding the feed (while claim_until is ahead)
+    claim_until: dt.datetime | None = None
 
     @property
     def effective_interval(self) -> float:

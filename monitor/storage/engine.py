@@ -53,8 +53,21 @@ KEEPALIVES: dict[str, int] = {"keepalives": 1, "keepalives_idle": 30, "keepalive
 T = TypeVar("T")
 
 
+#: Seconds from this host's clock to the database's (set by the workers' heartbeat,
+#: :class:`monitor.app.workers.Heartbeat`): schedules and leases are in the database's
+#: time, so hosts whose clocks disagree still agree on what is due and who holds what.
+_clock_offset = 0.0
+
+
+def set_clock_offset(seconds: float) -> None:
+    global _clock_offset
+    _clock_offset = seconds
+
+
 def utcnow() -> dt.datetime:
-    return dt.datetime.now(dt.UTC)
+    """Now, on the database's clock (this host's clock corrected by the measured offset)."""
+    now = dt.datetime.now(dt.UTC)
+    return now + dt.timedelta(seconds=_clock_offset) if _clock_offset else now
 
 
 def normalise_url(url: str) -> str:

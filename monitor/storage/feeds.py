@@ -16,15 +16,18 @@ on a fresh PostgreSQL database both see it missing), and a changed ``interval`` 
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, fields
 from typing import Any, cast
 
-from sqlalchemy import Connection, Table, and_, bindparam, func, or_, select, update
+from sqlalchemy import Connection, Table, and_, bindparam, func, or_, select, text, update
 
+from monitor.errors import ClaimLostError
+from monitor.ingest.fetch import host_key
 from monitor.ingest.schedule import KEEP, FeedSnapshot, FeedUpdate
-from monitor.storage.engine import Database, chunks, utcnow
+from monitor.storage.engine import chunks, utcnow
 from monitor.storage.schema import Feed
+from monitor.storage.workers import WorkerStore
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,6 +60,8 @@ def _snapshot(row: Any) -> FeedSnapshot:
 def feed_columns(change: FeedUpdate) -> dict[str, Any]:
     """The columns an update sets (its fields not left at KEEP), and the end of the claim."""
     values = {name: value for name in _UPDATE_FIELDS if (value := getattr(change, name)) is not KEEP}
+    if "fetch_url" in values:
+        values["host"] = host_key(values["fetch_url"])
     values.update(claimed_by=None, claim_until=None)
     return values
 
@@ -80,11 +85,59 @@ def apply_updates(conn: Connection, changes: Iterable[tuple[int, FeedUpdate]]) -
         conn.execute(stmt, params_list)
 
 
+def check_claims(conn: Connection, worker: str, claims: Mapping[int, int], *, locking: bool) -> None:
+    """Raise :class:`ClaimLostError` unless *worker* still holds every feed of *claims*
+    (feed id -> claim version), locking those rows on PostgreSQL until the transaction
+    ends, so that no other worker can take them between this check and the write."""
+    if not claims:
+        return
+    lost: list[int] = []
+    for chunk in chunks(sorted(claims)):
+        stmt = select(Feed.id, Feed.claimed_by, Feed.claim_version).where(Feed.id.in_(chunk))
+        found = {r.id: r for r in conn.execute(stmt.with_for_update() if locking else stmt)}
+        for fid in chunk:
+            r = found.get(fid)
+            if r is None or r.claimed_by != worker or r.claim_version != claims[fid]:
+                lost.append(fid)
+    if lost:
+        raise ClaimLostError(
+            f"{len(lost)} feed claim(s) of worker {worker} were taken over meanwhile", feed_ids=tuple(lost)
+        )
+
+
+def _held_hosts(conn: Connection, worker: str, now: dt.datetime) -> set[str]:
+    """Hosts whose feeds another worker holds right now (live claims)."""
+    stmt = (
+        select(Feed.host)
+        .where(Feed.claimed_by.is_not(None), Feed.claimed_by != worker, Feed.claim_until >= now)
+        .where(Feed.host.is_not(None))
+        .distinct()
+    )
+    return {h for (h,) in conn.execute(stmt) if h is not None}
+
+
+def _spread(rows: Sequence[Any], limit: int, per_host: int | None) -> list[Any]:
+    """The first *limit* rows (due order) taking at most *per_host* of one host."""
+    if per_host is None:
+        return list(rows[:limit])
+    taken: dict[str | None, int] = {}
+    picked: list[Any] = []
+    for r in rows:
+        if r.host is not None and taken.get(r.host, 0) >= per_host:
+            continue
+        taken[r.host] = taken.get(r.host, 0) + 1
+        picked.append(r)
+        if len(picked) >= limit:
+            break
+    return picked
+
+
 def _new_feed(cfg: FeedConfigRow, now: dt.datetime) -> dict[str, Any]:
     return {
         "name": cfg.name,
         "url": cfg.url,
         "fetch_url": cfg.url,
+        "host": host_key(cfg.url),
         "language": cfg.language,
         "interval_s": cfg.interval_s,
         "enabled": cfg.enabled,
@@ -107,6 +160,7 @@ def _config_changes(row: Any, cfg: FeedConfigRow, now: dt.datetime) -> dict[str,
         changes.update(
             url=cfg.url,
             fetch_url=cfg.url,
+            host=host_key(cfg.url),
             etag=None,
             last_modified=None,
             body_hash=None,
@@ -147,7 +201,11 @@ def _schedule_changes(row: Any, cfg: FeedConfigRow, now: dt.datetime) -> dict[st
     return changes
 
 
-class FeedStore(Database):
+#: PostgreSQL advisory lock key that serialises the feed claims of all workers.
+CLAIM_LOCK = 7361280417
+
+
+class FeedStore(WorkerStore):
     """The feeds aggregate of :class:`~monitor.storage.store.Store`."""
 
     def sync_feeds(self, feeds: Sequence[FeedConfigRow], *, now: dt.datetime | None = None) -> SyncReport:
@@ -190,14 +248,27 @@ class FeedStore(Database):
         now: dt.datetime | None = None,
         force: bool = False,
         names: Sequence[str] | None = None,
+        per_host: int | None = None,
     ) -> list[FeedSnapshot]:
-        """Claim enabled feeds whose next poll is due (all of them with ``force``).
+        """Claim up to *limit* enabled feeds whose next poll is due (all of them with ``force``).
 
-        The claim is a lease: a daemon that dies mid-poll leaves ``claim_until`` in the
-        past soon, and another (or the restarted) daemon takes the feed again.
+        The claim is a lease on the database's clock, renewed by the worker's heartbeat
+        (:mod:`monitor.storage.workers`): a worker that dies or pauses leaves it to run
+        out, and another takes the feed. Each claim bumps the feed's ``claim_version``
+        (returned in the snapshot): with ``claimed_by`` it is the fencing token that
+        :meth:`check_claims` verifies before any write.
+
+        Politeness holds for the whole fleet: a host whose feeds another live worker
+        holds is left to that worker, and one claim takes at most *per_host* feeds of a
+        host (None: no cap), so a claim spreads over hosts. On PostgreSQL the claims of
+        all workers are serialised by a transaction-level advisory lock (they are short),
+        so two workers never take one host at once. ``force`` (``poll --once``, ``--feed``)
+        ignores due times and hosts.
         """
-        now = now or utcnow()
         with self.transaction() as conn:
+            if self.dialect == "postgresql":
+                conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": CLAIM_LOCK})
+            now = now or self.db_now(conn)
             cond = [
                 Feed.enabled.is_(True),
                 Feed.state != "disabled",
@@ -205,15 +276,27 @@ class FeedStore(Database):
             ]
             if not force:
                 cond.append(Feed.next_poll_at <= now)
+                held = _held_hosts(conn, worker, now)
+                if held:
+                    cond.append(or_(Feed.host.is_(None), Feed.host.not_in(sorted(held))))
             if names is not None:
                 cond.append(Feed.name.in_(list(names)))
-            stmt = self.locking(select(Feed.id).where(and_(*cond)).order_by(Feed.next_poll_at).limit(limit))
-            ids = [r[0] for r in conn.execute(stmt)]
-            if not ids:
+            scan = limit if per_host is None or force else max(limit * 8, 256)
+            stmt = select(Feed.id, Feed.host, Feed.claimed_by).where(and_(*cond)).order_by(Feed.next_poll_at)
+            rows = conn.execute(self.locking(stmt.limit(scan))).all()
+            picked = _spread(rows, limit, None if force else per_host)
+            if not picked:
                 return []
+            self.count("takeovers", sum(1 for r in picked if r.claimed_by not in (None, worker)))
+            self.count("feed_claims", len(picked))
+            ids = [r.id for r in picked]
             until = now + dt.timedelta(seconds=lease)
             for chunk in chunks(ids):
-                conn.execute(update(Feed).where(Feed.id.in_(chunk)).values(claimed_by=worker, claim_until=until))
+                conn.execute(
+                    update(Feed)
+                    .where(Feed.id.in_(chunk))
+                    .values(claimed_by=worker, claim_until=until, claim_version=Feed.claim_version + 1)
+                )
             snaps = [
                 _snapshot(r)
                 for chunk in chunks(ids)
@@ -222,13 +305,21 @@ class FeedStore(Database):
         snaps.sort(key=lambda s: s.next_poll_at)
         return snaps
 
-    def release_feeds(self, feed_ids: Sequence[int]) -> None:
-        """Give back claims not worked on (shutdown in the middle of a cycle)."""
-        if not feed_ids:
-            return
+    def release_feeds(self, feed_ids: Sequence[int] | None = None, *, worker: str | None = None) -> int:
+        """Give back claims not worked on (a stop or a failed write in the middle of a
+        cycle); with *worker*, only the ones it holds (all of them without *feed_ids*)."""
+        if feed_ids is not None and not feed_ids:
+            return 0
+        if feed_ids is None and worker is None:
+            raise ValueError("release_feeds needs feed ids or a worker")
+        n = 0
         with self.transaction() as conn:
-            for chunk in chunks(list(feed_ids)):
-                conn.execute(update(Feed).where(Feed.id.in_(chunk)).values(claimed_by=None, claim_until=None))
+            for chunk in [None] if feed_ids is None else chunks(list(feed_ids)):
+                stmt = update(Feed) if chunk is None else update(Feed).where(Feed.id.in_(chunk))
+                if worker is not None:
+                    stmt = stmt.where(Feed.claimed_by == worker)
+                n += int(conn.execute(stmt.values(claimed_by=None, claim_until=None)).rowcount or 0)
+        return n
 
     def feeds(self, *, include_removed: bool = False) -> list[FeedSnapshot]:
         with self.transaction() as conn:

@@ -14,17 +14,18 @@ New rows take their defaults from :class:`~monitor.ingest.decide.OutboxRow` thro
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from typing import Any
 
-from sqlalchemy import Connection, and_, func, insert, or_, select, update
+from sqlalchemy import Connection, and_, func, insert, or_, select, text, update
 
 from monitor.delivery.render import OtherReport
 from monitor.delivery.routing import HEALTH_WATCHLIST, STORY_KINDS, ClaimedAlert
 from monitor.ingest.decide import NewSurge, OutboxRow
-from monitor.storage.engine import Database, chunks, utcnow
+from monitor.storage.engine import chunks, utcnow
 from monitor.storage.schema import Alert, Delivery, Feed, Match, Story
 from monitor.storage.stories import stored_hits, story_sources
+from monitor.storage.workers import WorkerStore
 
 
 def alert_columns(alert: OutboxRow) -> dict[str, Any]:
@@ -69,6 +70,7 @@ def _claimed(r: Any, others: Mapping[int, list[str]]) -> ClaimedAlert:
             ),
             outlets=tuple(str(o) for o in payload.get("outlets", ())) if surge else (),
             within=float(payload.get("within", 0.0)) if surge else 0.0,
+            claim=r.claim_version,
         )
     payload = r.payload or {}
     if r.kind == "feed_down":
@@ -92,10 +94,27 @@ def _claimed(r: Any, others: Mapping[int, list[str]]) -> ClaimedAlert:
         summary=summary,
         published_at=r.created_at,
         source=r.health_feed or "?",
+        claim=r.claim_version,
     )
 
 
-class OutboxStore(Database):
+#: PostgreSQL advisory lock key that serialises the alert claims of all workers.
+ALERT_CLAIM_LOCK = 7361280418
+
+
+def _holding(alerts: Sequence[ClaimedAlert], worker: str) -> Any:
+    """The rows of *alerts* that *worker* still holds under the claims it made."""
+    by_claim: dict[int, list[int]] = {}
+    for a in alerts:
+        by_claim.setdefault(a.claim, []).append(a.id)
+    return and_(
+        Alert.status == "sending",
+        Alert.claimed_by == worker,
+        or_(*(and_(Alert.claim_version == v, Alert.id.in_(ids)) for v, ids in by_claim.items())),
+    )
+
+
+class OutboxStore(WorkerStore):
     """The outbox aggregate of :class:`~monitor.storage.store.Store`."""
 
     def _queue_story_alerts(self, conn: Connection, alerts: Sequence[tuple[OutboxRow, int, int]]) -> None:
@@ -133,17 +152,32 @@ class OutboxStore(Database):
     def claim_alerts(
         self, *, worker: str, lease: float, limit: int = 100, now: dt.datetime | None = None
     ) -> list[ClaimedAlert]:
-        """Claim due outbox rows (pending and due, or sending with an expired lease)."""
-        now = now or utcnow()
+        """Claim due outbox rows (pending and due, or sending with a lease run out).
+
+        A target is planned by one worker at a time (its rate window, its digests): rows
+        of a target another worker holds live claims on are left to that worker. On
+        PostgreSQL the claims of all workers are serialised by a transaction-level
+        advisory lock, so two workers never take one target at once. Each claimed row's
+        ``claim_version`` is bumped: it comes back as :attr:`ClaimedAlert.claim`, the
+        fencing token every later mark checks."""
         with self.transaction() as conn:
+            if self.dialect == "postgresql":
+                conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": ALERT_CLAIM_LOCK})
+            now = now or self.db_now(conn)
             due = or_(
                 and_(Alert.status == "pending", Alert.next_attempt_at <= now),
                 and_(Alert.status == "sending", Alert.lease_until < now),
             )
-            stmt = self.locking(select(Alert.id).where(due).order_by(Alert.id).limit(limit))
-            ids = [r[0] for r in conn.execute(stmt)]
-            if not ids:
+            held = select(Alert.target).where(
+                Alert.status == "sending", Alert.claimed_by != worker, Alert.lease_until >= now
+            )
+            stmt = select(Alert.id, Alert.claimed_by).where(due, Alert.target.not_in(held.scalar_subquery()))
+            picked = conn.execute(self.locking(stmt.order_by(Alert.id).limit(limit))).all()
+            if not picked:
                 return []
+            ids = [r.id for r in picked]
+            self.count("alert_claims", len(ids))
+            self.count("takeovers", sum(1 for r in picked if r.claimed_by not in (None, worker)))
             conn.execute(
                 update(Alert)
                 .where(Alert.id.in_(ids))
@@ -152,6 +186,7 @@ class OutboxStore(Database):
                     claimed_by=worker,
                     lease_until=now + dt.timedelta(seconds=lease),
                     attempts=Alert.attempts + 1,
+                    claim_version=Alert.claim_version + 1,
                 )
             )
             story_feed = Feed.__table__.alias("story_feed")
@@ -167,6 +202,7 @@ class OutboxStore(Database):
                     Alert.fold,
                     Alert.created_at,
                     Alert.payload,
+                    Alert.claim_version,
                     Story.title,
                     Story.link,
                     Story.summary,
@@ -188,37 +224,67 @@ class OutboxStore(Database):
             others = story_sources(conn, {r.story_id for r in rows if r.story_id is not None})
         return [_claimed(r, others) for r in rows]
 
+    def confirm(self, alerts: Sequence[ClaimedAlert], *, worker: str, lease: float) -> set[int]:
+        """Just before a send: the ids of *alerts* this worker still holds (same claim),
+        their leases renewed for the send. A row missing from the answer was taken over:
+        it must not be sent."""
+        if not alerts:
+            return set()
+        with self.transaction() as conn:
+            now = self.db_now(conn)
+            held = _holding(alerts, worker)
+            found = {i for (i,) in conn.execute(select(Alert.id).where(held))}
+            if found:
+                conn.execute(
+                    update(Alert).where(Alert.id.in_(found)).values(lease_until=now + dt.timedelta(seconds=lease))
+                )
+        self.count("leases_lost", len(alerts) - len(found))
+        return found
+
     def mark_sent(
         self,
-        alert_ids: Sequence[int],
+        alerts: Sequence[ClaimedAlert],
         *,
         worker: str,
         now: dt.datetime | None = None,
         delivery: tuple[str, str, str] | None = None,
     ) -> int:
-        """Mark delivered; only rows this worker still holds (a lease lost to another is not ours).
+        """Mark delivered; only rows this worker still holds under the same claim.
 
         ``delivery`` = (target, kind, title) is logged in the same transaction: the
         rate limit counts those rows, so a message is counted exactly when it is marked.
-        """
-        now = now or utcnow()
+        Rows whose claim was lost meanwhile (another worker may have sent them too) are
+        counted as possible duplicates, in the delivery log and the worker's counters.
+        Returns the rows marked."""
         with self.transaction() as conn:
+            now = now or self.db_now(conn)
             res = conn.execute(
                 update(Alert)
-                .where(Alert.id.in_(list(alert_ids)), Alert.status == "sending", Alert.claimed_by == worker)
+                .where(_holding(alerts, worker))
                 .values(status="sent", sent_at=now, lease_until=None, last_error=None)
             )
             count = int(res.rowcount or 0)
-            if delivery is not None and count:
+            duplicates = len(alerts) - count
+            if delivery is not None:
                 target, kind, title = delivery
                 conn.execute(
-                    insert(Delivery).values(target=target, sent_at=now, kind=kind, alerts=count, title=title[:500])
+                    insert(Delivery).values(
+                        target=target,
+                        sent_at=now,
+                        kind=kind,
+                        alerts=count,
+                        title=title[:500],
+                        duplicates=duplicates,
+                        worker=worker,
+                    )
                 )
-            return count
+        self.count("duplicates", duplicates)
+        self.count("leases_lost", duplicates)
+        return count
 
     def mark_failed(
         self,
-        alert_ids: Sequence[int],
+        alerts: Sequence[ClaimedAlert],
         *,
         worker: str,
         error: str,
@@ -228,7 +294,7 @@ class OutboxStore(Database):
         with self.transaction() as conn:
             res = conn.execute(
                 update(Alert)
-                .where(Alert.id.in_(list(alert_ids)), Alert.status == "sending", Alert.claimed_by == worker)
+                .where(_holding(alerts, worker))
                 .values(
                     status="failed" if give_up else "pending",
                     next_attempt_at=next_attempt_at,
@@ -238,7 +304,7 @@ class OutboxStore(Database):
             )
             return int(res.rowcount or 0)
 
-    def defer(self, alert_ids: Sequence[int], *, worker: str, until: dt.datetime, fold: bool) -> int:
+    def defer(self, alerts: Sequence[ClaimedAlert], *, worker: str, until: dt.datetime, fold: bool) -> int:
         """Hold claimed rows until ``until`` (digest time, end of quiet hours, rate window).
 
         Not a failed attempt: the claim's ``attempts`` bump is taken back.
@@ -246,7 +312,7 @@ class OutboxStore(Database):
         with self.transaction() as conn:
             res = conn.execute(
                 update(Alert)
-                .where(Alert.id.in_(list(alert_ids)), Alert.status == "sending", Alert.claimed_by == worker)
+                .where(_holding(alerts, worker))
                 .values(
                     status="pending",
                     next_attempt_at=until,
@@ -256,6 +322,34 @@ class OutboxStore(Database):
                 )
             )
             return int(res.rowcount or 0)
+
+    def release_alerts(
+        self,
+        *,
+        worker: str,
+        alerts: Sequence[ClaimedAlert] | None = None,
+        retry_at: dt.datetime | None = None,
+        keep: Collection[int] = (),
+    ) -> int:
+        """Give back claimed rows that were not sent: *alerts* (those still held under
+        their claims) or everything *worker* holds. Without *retry_at* they were not
+        tried (the claim's attempt is taken back) and are due at once; with it (a round
+        that failed), the attempt counts and they wait until then. Rows in *keep* stay
+        claimed."""
+        held = (
+            _holding(alerts, worker)
+            if alerts is not None
+            else and_(Alert.status == "sending", Alert.claimed_by == worker)
+        )
+        if keep:
+            held = and_(held, Alert.id.not_in(list(keep)))
+        values: dict[str, Any] = {"status": "pending", "claimed_by": None, "lease_until": None}
+        if retry_at is None:
+            values["attempts"] = Alert.attempts - 1
+        else:
+            values["next_attempt_at"] = retry_at
+        with self.transaction() as conn:
+            return int(conn.execute(update(Alert).where(held).values(**values)).rowcount or 0)
 
     def sent_times(self, target: str, since: dt.datetime) -> list[dt.datetime]:
         """When messages were sent to ``target`` since ``since`` (for its rate limit)."""

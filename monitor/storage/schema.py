@@ -242,6 +242,8 @@ class Worker(Base):
     id: Mapped[str] = mapped_column(String(80), primary_key=True)
     host: Mapped[str] = mapped_column(String(255))
     pid: Mapped[int] = mapped_column(Integer)
+    # boot id / PID namespace / PID / start time: exact on its machine (None: not Linux)
+    process: Mapped[str | None] = mapped_column(String(160))
     started_at: Mapped[dt.datetime] = mapped_column(UTCDateTime)
     heartbeat_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, index=True)
     stats: Mapped[dict[str, Any] | None] = mapped_column(JSON)

@@ -22,7 +22,7 @@ executemany UPDATE per shape of feed changes.
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from sqlalchemy import func, select, update
@@ -30,9 +30,9 @@ from sqlalchemy import func, select, update
 from monitor.ingest.decide import FeedIntent, OutboxRow
 from monitor.matching.matcher import MatchResult
 from monitor.storage.engine import chunks, utcnow
-from monitor.storage.feeds import FeedStore, apply_updates
+from monitor.storage.feeds import FeedStore, apply_updates, check_claims
 from monitor.storage.outbox import OutboxStore, alert_columns
-from monitor.storage.schema import Alert, Feed, Match, Story
+from monitor.storage.schema import Alert, Delivery, Match, Story, Worker
 from monitor.storage.stories import StoryStore, match_row
 
 
@@ -51,10 +51,18 @@ class RecordReport:
 class Store(FeedStore, StoryStore, OutboxStore):
     """All database access of news-monitor."""
 
-    def apply_poll(self, intents: Sequence[FeedIntent]) -> list[RecordReport]:
-        """Apply a batch of poll intents (one per feed) in ONE transaction."""
+    def apply_poll(
+        self, intents: Sequence[FeedIntent], *, worker: str | None = None, claims: Mapping[int, int] | None = None
+    ) -> list[RecordReport]:
+        """Apply a batch of poll intents (one per feed) in ONE transaction.
+
+        With *worker* and *claims* (feed id -> claim version) the transaction first checks
+        that the worker still holds every one of those feeds, and raises
+        :class:`~monitor.errors.ClaimLostError` (writing nothing) if not."""
         stories = [s for fi in intents for s in fi.stories]
         with self.transaction() as conn:
+            if worker is not None and claims:
+                check_claims(conn, worker, claims, locking=self.dialect == "postgresql")
             ids, new = self._write_stories(conn, stories, (s for fi in intents for s in fi.sightings))
             self._write_matches(conn, (m for fi in intents for m in fi.matches if m.story in new), ids)
             alerts = [
@@ -130,49 +138,17 @@ class Store(FeedStore, StoryStore, OutboxStore):
                         n_alerts += 1
         return n_matches, n_alerts
 
-    def release_dead_claims(self, *, host: str, alive: Callable[[int], bool]) -> tuple[int, int]:
-        """Free claims held by processes of this host that no longer run (after kill -9).
-
-        Without this a restarted daemon would wait for the leases to expire before
-        polling those feeds or retrying those alerts. Claims of other hosts are left to
-        their leases. Returns (feeds, alerts) released.
-        """
-
-        def dead(worker: str | None) -> bool:
-            if not worker:
-                return False
-            parts = worker.split(":")
-            if len(parts) < 3 or parts[0] != host or not parts[1].isdigit():
-                return False
-            return not alive(int(parts[1]))
-
+    def counts(self, *, lease: float = 15.0) -> dict[str, int]:
+        """Stories, matches and outbox rows stored, possible duplicate sends, and workers
+        live (heartbeat within *lease*) or dead (for /metrics and ``status``)."""
         with self.transaction() as conn:
-            feed_owners = {w for (w,) in conn.execute(select(Feed.claimed_by).where(Feed.claimed_by.is_not(None)))}
-            alert_owners = {
-                w for (w,) in conn.execute(select(Alert.claimed_by).where(Alert.status == "sending").distinct())
-            }
-            dead_feeds = [w for w in feed_owners if dead(w)]
-            dead_alerts = [w for w in alert_owners if dead(w)]
-            n_feeds = n_alerts = 0
-            if dead_feeds:
-                res = conn.execute(
-                    update(Feed).where(Feed.claimed_by.in_(dead_feeds)).values(claimed_by=None, claim_until=None)
-                )
-                n_feeds = int(res.rowcount or 0)
-            if dead_alerts:
-                res = conn.execute(
-                    update(Alert)
-                    .where(Alert.status == "sending", Alert.claimed_by.in_(dead_alerts))
-                    .values(lease_until=utcnow() - dt.timedelta(seconds=1))
-                )
-                n_alerts = int(res.rowcount or 0)
-        return n_feeds, n_alerts
-
-    def counts(self) -> dict[str, int]:
-        """Stories, matches and outbox rows stored (for /metrics and ``status``)."""
-        with self.transaction() as conn:
+            horizon = self.db_now(conn) - dt.timedelta(seconds=lease)
+            live = int(conn.execute(select(func.count()).where(Worker.heartbeat_at >= horizon)).scalar_one())
             return {
                 "stories": int(conn.execute(select(func.count()).select_from(Story)).scalar_one()),
                 "matches": int(conn.execute(select(func.count()).select_from(Match)).scalar_one()),
                 "alerts": int(conn.execute(select(func.count()).select_from(Alert)).scalar_one()),
+                "duplicates": int(conn.execute(select(func.coalesce(func.sum(Delivery.duplicates), 0))).scalar_one()),
+                "workers_live": live,
+                "workers_dead": int(conn.execute(select(func.count()).select_from(Worker)).scalar_one()) - live,
             }

@@ -47,9 +47,7 @@ def entry(n: int, *, link: str | None = "auto", guid: str | None = "auto", title
 
 def result(watchlist: str, term: str = "Kursk") -> MatchResult:
     """A match of ``watchlist`` on ``term`` at the start of the title."""
-    return MatchResult(
-        watchlist=watchlist, hits=(Hit(term=term, field="title", start=0, end=len(term), text=term),)
-    )
+    return MatchResult(watchlist=watchlist, hits=(Hit(term=term, field="title", start=0, end=len(term), text=term),))
 
 
 def record(
@@ -62,6 +60,7 @@ def record(
     alert: bool = True,
     now: dt.datetime = NOW,
     clusters: Clusterer | None = None,
+    worker: str | None = None,
 ) -> RecordReport:
     """Record ``entries`` of ``feed`` as the poll cycle does (lookup, decide, apply).
 
@@ -70,6 +69,7 @@ def record(
     health and schedule stay as they were (only its claim ends): tests that need a
     feed state set it up with :func:`poll_failed` or :func:`poll_ok`. ``clusters``: the
     clusterer that places each new story in an event cluster (None: each its own).
+    ``worker``: write as that worker, checking it still holds the feed's claim.
     """
     found = {entries[i]: results for i, results in (matches or {}).items()}
     decider = Decider(
@@ -83,7 +83,10 @@ def record(
     )
     known = store.known_stories([(feed.id, entries)])
     (intent,) = decider.decide([FeedPoll(feed, entries, http_status=200)], known, now)
-    (report,) = store.apply_poll([dataclasses.replace(intent, update=FeedUpdate(next_poll_at=feed.next_poll_at))])
+    fence = {"worker": worker, "claims": {feed.id: feed.claim_version}} if worker else {}
+    (report,) = store.apply_poll(
+        [dataclasses.replace(intent, update=FeedUpdate(next_poll_at=feed.next_poll_at))], **fence
+    )
     return report
 
 

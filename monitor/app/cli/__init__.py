@@ -22,6 +22,7 @@ from monitor.app.cli.setup import demo, init
 from monitor.app.cli.stories import stories
 from monitor.app.cli.watchlist import watchlist
 from monitor.app.cli.web import web
+from monitor.app.cli.workers import workers
 from monitor.config.model import DEFAULT_CONFIG
 from monitor.errors import ConfigError
 
@@ -57,7 +58,7 @@ def cli(ctx: click.Context, config_path: str, log_level: str | None) -> None:
     setup_logging(ctx.obj.log_level or "INFO")
 
 
-for command in (run, poll, check_config, test_notify, match, feeds, watchlist, stories, web):
+for command in (run, poll, check_config, test_notify, match, feeds, watchlist, stories, web, workers):
     cli.add_command(command)
 cli.add_command(init)
 cli.add_command(demo)

@@ -29,6 +29,7 @@ from monitor.app.services.feeds import (
     remove_feed,
 )
 from monitor.ingest.fetch import redact_url
+from monitor.storage.engine import utcnow
 
 
 @click.group(invoke_without_command=True)
@@ -75,6 +76,9 @@ def _feed_json(f: Any) -> dict[str, Any]:
         "interval": f.interval_s,
         "learned_interval": f.learned_interval_s,
         "effective_interval": f.effective_interval,
+        # Held by a worker now (news-monitor workers lists them); null when free.
+        "claimed_by": f.claimed_by if f.claim_until and f.claim_until >= utcnow() else None,
+        "claim_until": iso(f.claim_until) if f.claim_until and f.claim_until >= utcnow() else None,
     }
 
 

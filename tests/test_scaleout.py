@@ -203,11 +203,11 @@ def fleet3(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Fleet3]:
         try:
             fleet.start(3, [{}, faketime_env("+5m"), faketime_env("-5m")] if skewed else [])
             # The first round: every feed polled once (or the daemons stopped answering) ...
-            wait_until(lambda: sum(d.polled() for d in fleet.daemons) >= len(feeds), 40)
+            wait_until(lambda: sum(d.polled() for d in fleet.daemons) >= len(feeds), 30)
             state.polled_first_round = [d.polled() for d in fleet.daemons]
             # ... and the second, an interval later, when every daemon is up and every feed due
             # within the first round's few seconds: the one whose spread is measured.
-            wait_until(lambda: sum(d.polled() for d in fleet.daemons) >= 2 * len(feeds), INTERVAL + 30)
+            wait_until(lambda: sum(d.polled() for d in fleet.daemons) >= 2 * len(feeds), INTERVAL + 20)
             state.polled_second_round = [
                 d.polled() - n for d, n in zip(fleet.daemons, state.polled_first_round, strict=True)
             ]

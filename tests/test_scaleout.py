@@ -230,9 +230,10 @@ class TestFleet:
     def test_feeds_due_at_once_are_spread_over_the_daemons(self, fleet3: Fleet3) -> None:
         first, second = fleet3.polled_first_round, fleet3.polled_second_round
         total = len(fleet3.sites.names())
-        assert sum(second) >= total, f"second round incomplete: {second} of {total} (first round: {first})"
-        # Over both rounds: the first starts as the daemons come up, the second finds them all running.
+        # Over both rounds (on a busy machine they overlap): the first starts as the daemons
+        # come up, the second finds them all running.
         both = [a + b for a, b in zip(first, second, strict=True)]
+        assert sum(both) >= 2 * total, f"two rounds incomplete: {both} of {2 * total}"
         assert all(n >= 0.2 * sum(both) for n in both), f"feeds polled per daemon, rounds 1 and 2: {first}, {second}"
         # per_host holds for the fleet: no host:port ever answered more requests at once.
         assert fleet3.sites.most_in_flight() <= SETTINGS["poll"]["per_host"]

@@ -208,9 +208,7 @@ def test_retry_after_holds_for_the_whole_host_across_cycles_and_restarts(
     assert harness.http.requests() == []
 
 
-def test_quiet_feeds_learn_a_longer_interval_busy_feeds_keep_theirs(
-    harness: Harness, runtimes: list[Runtime]
-) -> None:
+def test_quiet_feeds_learn_a_longer_interval_busy_feeds_keep_theirs(harness: Harness, runtimes: list[Runtime]) -> None:
     now = time.time()
     twice_a_day = [Item(f"q{i}", f"https://quiet.example/{i}", published=now - i * 43200) for i in range(20)]
     every_minute = [Item(f"b{i}", f"https://busy.example/{i}", published=now - i * 60) for i in range(20)]
@@ -268,9 +266,7 @@ def feeds_of(store: Store, *names: str) -> dict[str, Any]:
 
 
 def decider(found: dict[Entry, list[MatchResult]], targets: dict[str, list[str]]) -> Decider:
-    return Decider(
-        match=lambda e: found.get(e, []), targets=targets, policy=PollPolicy(), catchup_new_feeds=False
-    )
+    return Decider(match=lambda e: found.get(e, []), targets=targets, policy=PollPolicy(), catchup_new_feeds=False)
 
 
 def test_a_batch_stores_a_story_two_feeds_carry_once(store: Store) -> None:
@@ -294,7 +290,11 @@ def test_a_batch_stores_a_story_two_feeds_carry_once(store: Store) -> None:
     # Again (a retry after a crash, or another daemon): nothing new, nothing doubled.
     again = store.apply_poll(intents)
     assert [r.new_stories for r in again] == [0, 0]
-    assert store.counts() == {"stories": 3, "matches": 2, "alerts": 2}
+    assert {k: v for k, v in store.counts().items() if k in ("stories", "matches", "alerts")} == {
+        "stories": 3,
+        "matches": 2,
+        "alerts": 2,
+    }
 
 
 def test_a_batch_finds_the_same_new_stories_as_feed_by_feed(store: Store) -> None:
@@ -348,8 +348,9 @@ def test_defer_feeds_only_ever_postpones(store: Store) -> None:
 
 def test_feeds_command_shows_state_reason_and_learned_interval(harness: Harness, runtimes: list[Runtime]) -> None:
     now = time.time()
-    harness.feed("quiet", Static(rss([Item(f"q{i}", f"https://q.example/{i}", published=now - i * 86400)
-                                      for i in range(10)])))
+    harness.feed(
+        "quiet", Static(rss([Item(f"q{i}", f"https://q.example/{i}", published=now - i * 86400) for i in range(10)]))
+    )
     harness.feed("broken", Status(500))
     harness.feed("gone", Status(410))
     rt = harness.runtime()

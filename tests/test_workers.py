@@ -101,6 +101,8 @@ def test_a_lost_claim_writes_nothing(store: Store) -> None:
         ({"a1": "h1", "a2": "h1", "a3": "h1", "b1": "h2"}, None, 1, ["a1"], ["b1"]),
         # One claim takes at most per_host feeds of a host, then spreads over the others.
         ({"a1": "h1", "a2": "h1", "a3": "h1", "b1": "h2", "c1": "h3"}, 2, 3, ["a1", "a2", "b1"], ["c1"]),
+        # ... and fills up with that host's others when no other host has feeds due.
+        ({"a1": "h1", "a2": "h1", "a3": "h1", "b1": "h2"}, 2, 4, ["a1", "a2", "a3", "b1"], []),
         # Feeds of one host all in one claim when nobody else holds it.
         ({"a1": "h1", "a2": "h1"}, None, 10, ["a1", "a2"], []),
     ],

@@ -3,7 +3,8 @@
 Per the field notes, the scheduler holds no per-feed jobs: one *tick* job asks the
 store for the feeds whose ``next_poll_at`` is due (the same query several daemons can
 share on PostgreSQL, each claiming with ``FOR UPDATE SKIP LOCKED``), and one *deliver*
-job drains the outbox. Both jobs use ``coalesce=True, max_instances=1`` and a generous
+job drains the outbox; a *prune* job applies retention once a day, the first time
+five minutes after start. The jobs use ``coalesce=True, max_instances=1`` and a generous
 ``misfire_grace_time``, so a slow cycle delays the next one instead of silently dropping
 or overlapping it.
 
@@ -36,6 +37,8 @@ from monitor.app.metrics import Metrics
 from monitor.app.poll import Pipeline, Watch
 from monitor.app.reload import ConfigWatcher
 from monitor.app.services.common import build_clusterer, build_matcher
+from monitor.app.services.retention import describe as describe_prune
+from monitor.app.services.retention import prune
 from monitor.app.workers import Heartbeat
 from monitor.config.model import Config, LoadedConfig, load_config
 from monitor.delivery.notify import AppriseChannel, load_channels
@@ -49,6 +52,9 @@ if TYPE_CHECKING:
     from monitor.app.web import WebServer
 
 log = logging.getLogger("monitor.app.daemon")
+
+#: The first retention prune runs this long after start (once the first poll cycle is done).
+PRUNE_DELAY = dt.timedelta(minutes=5)
 
 
 def worker_id() -> str:
@@ -268,6 +274,13 @@ class Daemon:
         if report.total("alerts"):
             self._deliver_soon()
 
+    def _prune(self) -> None:
+        """The daily retention prune (monitor/storage/retention.py); a failure waits a day."""
+        try:
+            log.info("retention: %s", describe_prune(prune(self.runtime.store, self.runtime.loaded.config)))
+        except MonitorError as exc:
+            log.error("retention prune failed: %s", exc)
+
     def _warn_common_failure(self, sentence: str | None) -> None:
         """Say once (not every tick) when every feed fails the same way, and when it ends."""
         if sentence and not self._all_failing:
@@ -358,6 +371,7 @@ class Daemon:
         self.scheduler.add_job(
             self._deliver, "interval", seconds=config.delivery.interval, id="deliver", next_run_time=now
         )
+        self.scheduler.add_job(self._prune, "interval", days=1, id="prune", next_run_time=now + PRUNE_DELAY)
         log.info(
             "news-monitor %s started (worker %s): %d feeds, %d watchlists, %d targets, database %s",
             __version__,

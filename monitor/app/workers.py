@@ -150,7 +150,8 @@ class Heartbeat:
             if process_gone(identity):
                 feeds, alerts = self.store.free_worker(worker)
                 self.store.count("takeovers", feeds + alerts)
-                log.warning(
+                log.log(
+                    logging.WARNING if feeds or alerts else logging.DEBUG,
                     "worker %s of this machine is gone: took back its %d feed claim(s) and %d alert claim(s)",
                     worker,
                     feeds,

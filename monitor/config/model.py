@@ -405,6 +405,32 @@ class HealthSettings(_Model):
     after: Duration = 21600.0
 
 
+def parse_retention(value: Any) -> float:
+    """A retention duration: ``never`` (or ``0``) keeps for ever, stored as 0."""
+    if isinstance(value, str) and value.strip().lower() in ("never", "off"):
+        return 0.0
+    return parse_duration(value)
+
+
+Retention = Annotated[float, BeforeValidator(parse_retention)]
+
+
+class RetentionSettings(_Model):
+    """How long stored rows are kept by the daily prune (``never`` or ``0``: for ever).
+
+    Whatever these say, a prune keeps the stories of clusters still open (first seen
+    within twice ``cluster.window``), of alerts still to deliver, and delivery rows within
+    the longest rate limit; see monitor/storage/retention.py.
+    """
+
+    stories: Retention = 90 * 86400.0
+    deliveries: Retention = 30 * 86400.0
+    # sent or given-up alerts of no story (feed health); a story's go with it
+    outbox: Retention = 30 * 86400.0
+    # the dedupe keys of pruned stories, so that a feed still listing one does not alert it again
+    keys: Retention = 366 * 86400.0
+
+
 _LOOPBACK_HOSTS = frozenset({"127.0.0.1", "localhost", "::1"})
 
 
@@ -463,6 +489,7 @@ class Config(_Model):
     aliases: dict[Name, str] = Field(default_factory=dict)
     watchlists: list[WatchlistConfig] = Field(default_factory=list)
     web: WebSettings = WebSettings()
+    retention: RetentionSettings = RetentionSettings()
 
     @field_validator("database")
     @classmethod

@@ -42,11 +42,40 @@ Explanations: every :class:`Hit` gives the term as written in the query, the fie
 (``sanctions`` for ``sanction*``); for a Hangul word it covers the query word only
 (``북한`` inside ``북한은``). Only terms that made the query true are reported: nothing
 under a NOT, and for NEAR only the occurrences that were near each other. Explaining is
-lookups, not a rescan: a key's occurrences come from the words that brought it (found
-in C among the story's words), each occurrence becomes a Hit once per story whichever
-watchlists share it, and the offsets come from the per-token memo of where each folded
-character came from plus the token's start (the running sum of the token lengths, for
-stories that match only).
+lookups, not a rescan, and runs for the stories that match only: a key's occurrences
+come from the words that brought it (found in C among the story's keyed words) and,
+for each such word, from a per-word memo of key -> end offsets in its window (built
+the first time a matching story needs the word); each atom's occurrences become Hits
+once per story whichever watchlists share them, and a match's hits are those lists
+merged. The offsets come from the per-token memo of where each folded character came
+from plus the token's start (running sums of the token lengths, in C).
+
+Memory: every memo is capped at 200,000 entries and cleared when full (a clear midway
+through a story is detected, see above): the token memos of
+:mod:`monitor.matching.textnorm`, the word memo (keys, offsets, phrase leads, and the
+explanations' key -> offsets, all cleared together) and the stem maps (one per
+language, shared by all matchers). Not an LRU: an LRU's bookkeeping on every hit
+would take the per-word lookups out of C ``map`` calls, which are the hot path (a clear costs
+one recomputation of each word seen again, about 5 µs a word).
+Measured (tracemalloc, 2,000 watchlists, 15,000 stories with six never-seen tokens
+each): 33.9 MB for 88,843 distinct words, 381 bytes a word over all the memos, so
+about 75 MB at the cap. Per-story work (occurrences, hits) lives on the story and is
+freed with it.
+
+Measured cost behind the decision (cProfile and timed parts on ``bench/match.py``'s
+stories, 20,000 a round, warm memos, a shared 2-core machine): at 200 watchlists
+(0.17 matches a story) explaining is 10-20 % of the matcher's time, and most of it
+is finding the matches: folding and splitting the text (``fold_words``, about a third),
+the word-memo lookups and the phrase checks of ``_Story``, the candidate filter. At
+2,000 watchlists (1.54 matches a story) explaining was about 40 %, and half of that
+was filing the occurrences of *every* key of every keyed word of the story once three
+keys had been asked for (a Python loop over dozens of keys a word), where a match
+needs two or three. Asking the per-word memo for the one key needed, and building each
+atom's hits once a story, cut the matcher's time at 2,000 watchlists by about 18 %
+(new/old 0.82, median of 15 interleaved rounds of 2,000 stories, the old and new
+matcher in one process; 0.76-0.92 over four such runs) and left 200 within noise
+(0.98; 0.90-1.13): the machine was shared and loaded. The rest is finding the
+matches, which this does not change.
 
 A :class:`Matcher` is immutable after construction and builds 200 watchlists in about
 0.1 s; it pickles as its watchlists and aliases and rebuilds on unpickling, so the
@@ -408,7 +437,6 @@ class _Story:
         "_multi",
         "present",
         "_by_kid",
-        "_all_ends",
         "_occ",
         "_starts",
         "_maps",
@@ -445,9 +473,8 @@ class _Story:
         self._stems: dict[int, list[str]] = {}
         self._near: dict[int, list[tuple[int, int, int]]] = {}
         self._made: dict[tuple[int, int, int], Hit] = {}
-        self._tagged: dict[int, list[tuple[int, int, int]]] = {}
+        self._tagged: dict[int, list[tuple[tuple[int, int, int], Hit]]] = {}
         self._by_kid: dict[int, list[tuple[int, int]]] | None = None
-        self._all_ends = False
         self._keyed_words: tuple[list[int], list[tuple[int, ...]]] | None = None
         self._occ: dict[int, list[tuple[int, int]]] = {}
         self._starts: list[int] | None = None
@@ -469,10 +496,10 @@ class _Story:
         it, rebuilt from the per-word memo (the window ``" w "`` of word *i* starts at
         ``starts[i] - 1``).
 
-        The first few keys asked for (evaluating candidates needs one or two) are looked
-        for alone: the words that bring the key are found in C (``compress``). After
-        that (explaining matches needs many), one pass over the words that bring keys
-        files every occurrence of every key.
+        The words that bring the key are found in C (``compress`` over the story's keyed
+        words), and each one's offsets of the key come from the word's memo
+        (:meth:`Matcher._ends_of`): the cost is that of the key's occurrences, not of all
+        the keys the story's words bring (thousands of watchlists bring dozens a word).
         """
         by_kid = self._by_kid
         if by_kid is None:
@@ -481,52 +508,27 @@ class _Story:
             got = by_kid.get(kid)
             if got is not None:
                 return got
-            if not self._all_ends and len(by_kid) >= 3:
-                self._file_all_ends(by_kid)
-            if self._all_ends:
-                return by_kid.get(kid, [])
         out: list[tuple[int, int]] = []
         ws = self.ws
-        word_hits = self.m._word_hits
         keyed = self._keyed_words
         if keyed is None:  # (numbers of the words that bring keys, and their keys)
             keyed = self._keyed_words = (list(compress(range(len(ws)), self._keyed)), [k for k in self._keyed if k])
-        for i in compress(keyed[0], map(contains, keyed[1], repeat(kid))):
-            found = word_hits.get(ws[i])
-            if found is None:  # the memo was cleared since this story's words were seen
-                found = self.m._word_info(ws[i])[1]
-            base = self._word_starts()[i] - 1
-            for off, k in found:
-                if k == kid:
+        where = list(compress(keyed[0], map(contains, keyed[1], repeat(kid))))
+        if where:
+            starts = self._starts or self._word_starts()
+            word_ends = self.m._word_ends
+            ends_of = self.m._ends_of
+            for i in where:
+                w = ws[i]
+                offsets = word_ends.get(w) or ends_of(w)
+                base = starts[i] - 1
+                for off in offsets.get(kid, ()):
                     out.append((i, base + off))
         for _, j, tail, k in self._multi:
             if k == kid:
                 out.append((j, self._multi_end(j, tail)))
         by_kid[kid] = out
         return out
-
-    def _file_all_ends(self, by_kid: dict[int, list[tuple[int, int]]]) -> None:
-        """File the occurrences of every key not filed yet (see :meth:`ends`)."""
-        done = set(by_kid)
-        ws = self.ws
-        starts = self._word_starts()
-        word_hits = self.m._word_hits
-        for i in compress(range(len(ws)), self._keyed):
-            found = word_hits.get(ws[i])
-            if found is None:  # the memo was cleared since this story's words were seen
-                found = self.m._word_info(ws[i])[1]
-            base = starts[i] - 1
-            for off, k in found:
-                if k not in done:
-                    got = by_kid.get(k)
-                    if got is None:
-                        by_kid[k] = [(i, base + off)]
-                    else:
-                        got.append((i, base + off))
-        for _, j, tail, k in self._multi:
-            if k not in done:
-                by_kid.setdefault(k, []).append((j, self._multi_end(j, tail)))
-        self._all_ends = True
 
     def _multi_end(self, j: int, tail: int) -> int:
         """End of a key spanning words that ends in word *j*, taking *tail* of its
@@ -574,19 +576,15 @@ class _Story:
 
     def _word_starts(self) -> list[int]:
         """Stream position of every word: title words from 1, summary words from past the
-        title's closing space, its newline and the summary's opening space."""
+        title's closing space, its newline and the summary's opening space (running sums
+        of the word lengths plus one space each, in C)."""
         starts = self._starts
         if starts is None:
-            starts = self._starts = []
-            append = starts.append
-            p = 1
-            for w in self.tt:
-                append(p)
-                p += len(w) + 1
-            p = self.tlen + 2
-            for w in self.st:
-                append(p)
-                p += len(w) + 1
+            tt, st = self.tt, self.st
+            # (map stops at the shorter: the last running sum is past the last word)
+            starts = list(map(add, accumulate(map(len, tt), initial=1), range(len(tt))))
+            starts += map(add, accumulate(map(len, st), initial=self.tlen + 2), range(len(st)))
+            self._starts = starts
         return starts
 
     def _stemmed(self, atom: _Atom) -> list[tuple[int, int]]:
@@ -710,34 +708,43 @@ class _Story:
         word = self.m._token_offsets[tokens[k]][i - counts[k - 1] if k else i]
         return starts[k], word[0], word[1]
 
-    def result(self, wl: _Watchlist) -> MatchResult:
+    def result(self, wl: _Watchlist, *, walk: bool = False) -> MatchResult:
         """The explanation: map every contributing occurrence back to the original text.
 
         Each distinct occurrence becomes a :class:`Hit` once per story (see :meth:`_hit`),
-        whichever watchlists share it.
+        whichever watchlists share it. *walk*: explain by walking the query tree even
+        when a direct lookup could (the tests compare the two).
         """
-        occs: list[tuple[int, int, int]] = []  # (start, end, atom): sorts by position
-        if wl.flat is not None:
+        # ((start, end, atom), Hit): sorts by position; each atom's list is made once a story
+        made: list[tuple[tuple[int, int, int], Hit]] = []
+        if wl.flat is not None and not walk:
             keys, by_key = wl.flat
             tagged = self._tagged
             for kid in self.present.intersection(keys):
                 for aid in by_key[kid]:
                     got = tagged.get(aid)
                     if got is None:
-                        got = tagged[aid] = [(s, e, aid) for s, e in self.occ(aid)]
-                    occs.extend(got)
+                        got = tagged[aid] = [
+                            (one, self._made_hit(one)) for one in ((s, e, aid) for s, e in self.occ(aid))
+                        ]
+                    made += got
         else:
             found: list[tuple[int, int, int]] = []
             self.collect(wl.root, found)
-            occs = [(s, e, aid) for aid, s, e in found]
-        made = self._made  # watchlists share terms: build each Hit once per story
-        hits: dict[Hit, None] = {}
-        for one in sorted(set(occs)):
-            hit = made.get(one)
-            if hit is None:
-                hit = made[one] = self._hit(*one)
-            hits[hit] = None
-        return MatchResult(wl.name, tuple(hits))
+            made = [(one, self._made_hit(one)) for one in ((s, e, aid) for aid, s, e in found)]
+        if len(made) == 1:
+            return MatchResult(wl.name, (made[0][1],))
+        made.sort()
+        # Equal hits (the same words for the same term as written) are reported once.
+        return MatchResult(wl.name, tuple(dict.fromkeys([hit for _, hit in made])))
+
+    def _made_hit(self, one: tuple[int, int, int]) -> Hit:
+        """The Hit of an occurrence ``(start, end, atom)``, built once per story whichever
+        watchlists share it."""
+        hit = self._made.get(one)
+        if hit is None:
+            hit = self._made[one] = self._hit(*one)
+        return hit
 
     def _hit(self, s: int, e: int, aid: int) -> Hit:
         """Stream span -> words (bisect) -> characters of those words -> original offsets."""
@@ -786,9 +793,7 @@ def _check_watchlists(watchlists: Sequence[WatchlistQuery]) -> None:
                 )
 
 
-def _compile_watchlists(
-    watchlists: Sequence[WatchlistQuery], compiler: _Compiler, resolver: Any
-) -> list[_Watchlist]:
+def _compile_watchlists(watchlists: Sequence[WatchlistQuery], compiler: _Compiler, resolver: Any) -> list[_Watchlist]:
     """Parse and compile every query with one alias resolver (each alias parsed once)."""
     compiled: list[_Watchlist] = []
     for wl in watchlists:
@@ -871,6 +876,7 @@ class Matcher:
         # Leads not starting with a space end a word: try those lengths of suffix only.
         self._lead_cuts = tuple(sorted({len(lead) for lead in self._leads if lead[0] != " "}))
         self._word_hits: dict[str, tuple[tuple[int, int], ...]] = {}
+        self._word_ends: dict[str, dict[int, tuple[int, ...]]] = {}
         self._word_leads: dict[str, _Leads] = {}
 
     def _index_candidates(self, compiled: Sequence[_Watchlist], rank: Sequence[float]) -> None:
@@ -939,6 +945,7 @@ class Matcher:
             memo.clear()
             memo.clears += 1
             self._word_hits.clear()
+            self._word_ends.clear()
             self._word_leads.clear()
         self._word_hits[word] = found
         if starts:
@@ -953,6 +960,19 @@ class Matcher:
             self._word_leads[word] = ({w: tuple(v) for w, v in by_next.items()}, tuple(prefixes))
         got = memo[word] = tuple(keys)
         return got, found
+
+    def _ends_of(self, word: str) -> dict[int, tuple[int, ...]]:
+        """Key -> end offsets in the window ``" w "`` of the keys a word brings (for
+        explanations; built from :meth:`_word_info`'s memo the first time a story that
+        matches needs it, and cleared with it)."""
+        found = self._word_hits.get(word)
+        if found is None:  # the memo was cleared since the story's words were seen
+            found = self._word_info(word)[1]
+        got: dict[int, tuple[int, ...]] = {}
+        for off, kid in found:
+            got[kid] = (*got[kid], off) if kid in got else (off,)
+        self._word_ends[word] = got
+        return got
 
     def _spanning(self, ws: list[str], offset: int, clears: int) -> list[tuple[int, int, int, int]]:
         """Keys spanning words of one field: ``(first word, last word, tail, key)`` with

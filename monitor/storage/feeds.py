@@ -117,19 +117,23 @@ def _held_hosts(conn: Connection, worker: str, now: dt.datetime) -> set[str]:
 
 
 def _spread(rows: Sequence[Any], limit: int, per_host: int | None) -> list[Any]:
-    """The first *limit* rows (due order) taking at most *per_host* of one host."""
+    """The first *limit* rows (due order), taking at most *per_host* of one host while
+    other hosts' rows are there to take, then the rest in due order (feeds of a few hosts
+    only: the claim is not cut short for nothing)."""
     if per_host is None:
         return list(rows[:limit])
     taken: dict[str | None, int] = {}
     picked: list[Any] = []
+    later: list[Any] = []
     for r in rows:
         if r.host is not None and taken.get(r.host, 0) >= per_host:
+            later.append(r)
             continue
         taken[r.host] = taken.get(r.host, 0) + 1
         picked.append(r)
         if len(picked) >= limit:
-            break
-    return picked
+            return picked
+    return picked + later[: limit - len(picked)]
 
 
 def _new_feed(cfg: FeedConfigRow, now: dt.datetime) -> dict[str, Any]:
@@ -260,7 +264,7 @@ class FeedStore(WorkerStore):
 
         Politeness holds for the whole fleet: a host whose feeds another live worker
         holds is left to that worker, and one claim takes at most *per_host* feeds of a
-        host (None: no cap), so a claim spreads over hosts. On PostgreSQL the claims of
+        host while other hosts have feeds due (None: no cap), so a claim spreads over hosts. On PostgreSQL the claims of
         all workers are serialised by a transaction-level advisory lock (they are short),
         so two workers never take one host at once. ``force`` (``poll --once``, ``--feed``)
         ignores due times and hosts.

@@ -8,6 +8,7 @@ Tables, in the order data flows into them::
     matches      story x watchlist, with the terms and positions that matched
     outbox       story-cluster x watchlist x target x kind: one alert to deliver, with its lease
     deliveries   messages sent per target (rate limits, history)
+    pruned_stories  the dedupe keys of stories retention deleted
 
 Designed for the roadmap now:
 
@@ -247,3 +248,16 @@ class Worker(Base):
     started_at: Mapped[dt.datetime] = mapped_column(UTCDateTime)
     heartbeat_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, index=True)
     stats: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+
+
+class PrunedStory(Base):
+    """The dedupe keys of a story that retention deleted: a feed still listing the entry
+    must not make it new again (``Store.known_stories`` reads these as stored)."""
+
+    __tablename__ = "pruned_stories"
+    __table_args__ = (Index("ix_pruned_stories_feed_guid", "feed_id", "guid_key"),)
+
+    ident: Mapped[str] = mapped_column(String(96), primary_key=True)  # as ``stories.ident``
+    feed_id: Mapped[int] = mapped_column(ForeignKey("feeds.id", ondelete="CASCADE"))
+    guid_key: Mapped[str | None] = mapped_column(String(64))
+    pruned_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, index=True)

@@ -3,9 +3,11 @@
 :class:`Store` is composed of one mixin per aggregate (as lemon24/reader composes its
 storage): :class:`~monitor.storage.feeds.FeedStore` (sync, claims, schedule, health),
 :class:`~monitor.storage.stories.StoryStore` (lookup, sightings, matches, read models)
-and :class:`~monitor.storage.outbox.OutboxStore` (leases, marks, health alerts, the
-delivery log), all on :class:`~monitor.storage.engine.Database` (the engine and its one
-transaction helper). The writes that span aggregates are composed here.
+:class:`~monitor.storage.outbox.OutboxStore` (leases, marks, health alerts, the
+delivery log) and :class:`~monitor.storage.retention.RetentionStore` (the prune and the
+pruned stories' dedupe keys, which :meth:`Store.known_stories` adds to the look-up), all
+on :class:`~monitor.storage.engine.Database` (the engine and its one transaction helper).
+The writes that span aggregates are composed here.
 
 Storage decides nothing: the poll's intents come from :mod:`monitor.ingest.decide` and
 :meth:`Store.apply_poll` applies a batch of them in ONE transaction, so a story, its
@@ -25,13 +27,15 @@ import datetime as dt
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
-from sqlalchemy import func, select, update
+from sqlalchemy import Connection, func, select, update
 
-from monitor.ingest.decide import FeedIntent, OutboxRow
+from monitor.ingest.decide import FeedIntent, KnownStories, OutboxRow, Sighting, story_ident
+from monitor.ingest.entries import Entry
 from monitor.matching.matcher import MatchResult
 from monitor.storage.engine import chunks, utcnow
 from monitor.storage.feeds import FeedStore, apply_updates, check_claims
 from monitor.storage.outbox import OutboxStore, alert_columns
+from monitor.storage.retention import PRUNED, RetentionStore
 from monitor.storage.schema import Alert, Delivery, Match, Story, Worker
 from monitor.storage.stories import StoryStore, match_row
 
@@ -48,8 +52,24 @@ class RecordReport:
     new_idents: tuple[str, ...] = ()
 
 
-class Store(FeedStore, StoryStore, OutboxStore):
+class Store(RetentionStore, FeedStore, StoryStore, OutboxStore):
     """All database access of news-monitor."""
+
+    def known_stories(self, batches: Sequence[tuple[int, Sequence[Entry]]]) -> KnownStories:
+        """What is stored of these feeds' entries (:meth:`StoryStore.known_stories`), and
+        what retention pruned of them: a pruned identity is known under the story id
+        :data:`~monitor.storage.retention.PRUNED`, a pruned GUID key as stored. Only the
+        entries not stored are looked up again (the new ones: few, in steady state)."""
+        known = super().known_stories(batches)
+        idents = {story_ident(feed_id, e) for feed_id, entries in batches for e in entries} - set(known.ids)
+        guid_keys = [
+            (feed_id, [e.guid_key for e in entries if e.guid_key and (feed_id, e.guid_key) not in known.guids])
+            for feed_id, entries in batches
+        ]
+        if not idents and not any(keys for _, keys in guid_keys):
+            return known
+        pruned = self.pruned_known(guid_keys, sorted(idents))
+        return KnownStories({**known.ids, **pruned.ids}, known.guids | pruned.guids)
 
     def apply_poll(
         self, intents: Sequence[FeedIntent], *, worker: str | None = None, claims: Mapping[int, int] | None = None
@@ -63,7 +83,8 @@ class Store(FeedStore, StoryStore, OutboxStore):
         with self.transaction() as conn:
             if worker is not None and claims:
                 check_claims(conn, worker, claims, locking=self.dialect == "postgresql")
-            ids, new = self._write_stories(conn, stories, (s for fi in intents for s in fi.sightings))
+            sightings = self._live_sightings(conn, [s for fi in intents for s in fi.sightings])
+            ids, new = self._write_stories(conn, stories, sightings)
             self._write_matches(conn, (m for fi in intents for m in fi.matches if m.story in new), ids)
             alerts = [
                 (a.row, ids[a.story], ids.get(a.cluster, ids[a.story]))
@@ -85,6 +106,22 @@ class Store(FeedStore, StoryStore, OutboxStore):
             )
             for fi in intents
         ]
+
+    def _live_sightings(self, conn: Connection, sightings: Sequence[Sighting]) -> list[Sighting]:
+        """The sightings whose story is still stored. A pruned story is gone: known under
+        :data:`~monitor.storage.retention.PRUNED`, or pruned since the look-up by a prune
+        running meanwhile (its sighting would fail the batch on the foreign key). On
+        PostgreSQL the stories sighted are locked ``FOR KEY SHARE`` until the batch
+        commits, so a prune cannot delete them in between; SQLite's writers are serialised.
+        Costs one primary-key read per 500 known stories sighted."""
+        ids = sorted({s.story_id for s in sightings if s.story_id is not None and s.story_id != PRUNED})
+        live: set[int] = set()
+        for chunk in chunks(ids):
+            stmt = select(Story.id).where(Story.id.in_(chunk))
+            if self.dialect == "postgresql":
+                stmt = stmt.with_for_update(key_share=True)
+            live.update(conn.scalars(stmt))
+        return [s for s in sightings if s.story_id is None or s.story_id in live]
 
     def record_backfill(
         self,

@@ -130,7 +130,7 @@ class WorkerStore(Database):
             Worker.host == host[:255], Worker.id != besides, Worker.process.is_not(None)
         )
         with self.transaction() as conn:
-            return {i: p for i, p in conn.execute(stmt).tuples() if p is not None}
+            return {i: p for i, p in conn.execute(stmt) if p is not None}
 
     def free_worker(self, worker: str) -> tuple[int, int]:
         """Take over everything a worker known to be dead holds (another process saw it

@@ -1,7 +1,7 @@
 """The command line: a thin click layer over the library and :mod:`monitor.app.services`.
 
 One module per command group (``daemon``: run, poll, check-config; ``notify``:
-test-notify; ``match``; ``feeds``; ``watchlist``; ``stories``; ``web``; ``setup``: init, demo), each command
+test-notify; ``match``; ``feeds``; ``watchlist``; ``stories``; ``web``; ``prune``; ``setup``: init, demo), each command
 a thin wrapper over one library or service call whose docstring is its ``--help``
 text, with an example. This module holds the root group, its options and ``main``.
 """
@@ -18,6 +18,7 @@ from monitor.app.cli.daemon import check_config, poll, run
 from monitor.app.cli.feeds import feeds
 from monitor.app.cli.match import match
 from monitor.app.cli.notify import test_notify
+from monitor.app.cli.prune import prune_command
 from monitor.app.cli.setup import demo, init
 from monitor.app.cli.stories import stories
 from monitor.app.cli.watchlist import watchlist
@@ -58,7 +59,7 @@ def cli(ctx: click.Context, config_path: str, log_level: str | None) -> None:
     setup_logging(ctx.obj.log_level or "INFO")
 
 
-for command in (run, poll, check_config, test_notify, match, feeds, watchlist, stories, web, workers):
+for command in (run, poll, check_config, test_notify, match, feeds, watchlist, stories, web, workers, prune_command):
     cli.add_command(command)
 cli.add_command(init)
 cli.add_command(demo)

@@ -41,6 +41,7 @@ from tests.support.httpserver import HTTPTestServer, LoggedRequest, Static
 
 FAKETIME_LIB = Path("/usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1")
 # "cycle: 12 feeds polled in 0.41s: 3 changed, 8 unchanged, 1 failed, 2 deferred; ..." (deferred: not contacted)
+_FEED = re.compile(r"feed=(\S+) (?:fetched status=|failed \()")
 _CYCLE = re.compile(r"cycle: \d+ feeds polled in [\d.]+s: (\d+) changed, (\d+) unchanged, (\d+) failed")
 
 
@@ -229,6 +230,12 @@ class FleetDaemon(DaemonProcess):
         ones), from its ``cycle:`` log lines."""
         with self._cond:
             return sum(sum(map(int, m.groups())) for line in self.lines if (m := _CYCLE.search(line)))
+
+    def fetched(self) -> set[str]:
+        """Feeds this daemon read with a 200 or failed on so far, from its per-feed log lines
+        (``feed=NAME fetched status=...``, ``feed=NAME failed (...)``; a 304 is logged only at DEBUG)."""
+        with self._cond:
+            return {m.group(1) for line in self.lines if (m := _FEED.search(line))}
 
     def pause(self) -> None:
         self.signal(signal.SIGSTOP)

@@ -31,11 +31,12 @@ How it measures, so the figures can be trusted:
   machine's load average before and after (other work on the machine slows every
   figure; on 2 cores, 3 daemons compete for them).
 
-Measured on main at 5ab76a3 (2 CPUs, load average 3 to 11 from other work), one run:
-steady round 26.85 s with 1 daemon, 14.00 s with 2 (1.92x, shares 1508/1492), 10.66 s
-with 3 (2.52x, 989/1077/934); first round 57.7 / 59.3 / 55.0 s (no speed-up: the first
-daemon up took 3000, 3000 and 2979 of the feeds, the others none: it holds a claim on
-every host, and a host held by a live worker is left to it).
+Measured on main at 5ab76a3 and again with 15135ec (2 CPUs, load average 3 to 11 from
+other work), one run each: steady round 26.85 / 26.23 s with 1 daemon, 14.00 / 14.32 s
+with 2 (1.92x / 1.83x, shares about half each), 10.66 / 14.23 s with 3 (2.52x / 1.84x;
+shares 989/1077/934, then 1285/493/1222); first round 55-62 s whatever the number of
+daemons (no speed-up: the first daemon up took 2979 to 3000 of the feeds, the others
+none: it holds a claim on every host, and a host held by a live worker is left to it).
 """
 
 from __future__ import annotations

@@ -268,15 +268,22 @@ def _runtime(config: Path) -> Any:
 
 
 def measure_monitor(
-    port: int, n: int, steady_runs: int, database: str | None, parse_workers: int, extra: dict[str, Any] | None = None
+    port: int,
+    n: int,
+    steady_runs: int,
+    database: str | None,
+    parse_workers: int,
+    extra: dict[str, Any] | None = None,
+    keep: str | None = None,
 ) -> dict[str, Any]:
     """ONE first cycle (and ``steady_runs`` steady ones) in this fresh process, as a
-    daemon or ``news-monitor poll`` would run it; :func:`monitor_runs` repeats it."""
+    daemon or ``news-monitor poll`` would run it; :func:`monitor_runs` repeats it.
+    ``keep``: a directory to leave the config and database in (for :func:`cli_steady`)."""
     paths = farm_paths(n)  # not build_farm: 40 MB of bodies would inflate this process's peak
     steadies: list[float] = []
     report_steady = ""
     with tempfile.TemporaryDirectory() as tmpdir:
-        tmp = Path(tmpdir)
+        tmp = Path(keep or tmpdir)
         db = _fresh_database(tmp, database, 0)
         rt = _runtime(_config(tmp, port, paths, db, parse_workers=parse_workers, extra=extra))
         try:
@@ -305,15 +312,47 @@ def measure_monitor(
     }
 
 
+def cli_steady(config: Path, runs: int) -> dict[str, Any]:
+    """``news-monitor poll --once --no-deliver`` on a store the first cycle filled (every
+    feed answers 304), ``runs`` times, each a fresh process timed from its start to its
+    exit (interpreter start, imports, ``Runtime.build``, the parse workers, the cycle,
+    the close) with its tree's memory sampled; the median and the highest peak."""
+    times, peaks, psses = [], [], []
+    for _ in range(runs):
+        t0 = time.perf_counter()
+        proc = subprocess.Popen(
+            [PY, "-m", "monitor", "--config", str(config), "poll", "--once", "--no-deliver"],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        sampler = TreeSampler(proc.pid)
+        _, err = proc.communicate(timeout=300)
+        times.append(time.perf_counter() - t0)
+        sampler.stop()
+        if proc.returncode != 0:
+            return {"error": f"poll --once exit {proc.returncode}: {err[-300:]}"}
+        peaks.append(sampler.peak_rss)
+        psses.append(sampler.peak_pss)
+    return {"cli_steady": statistics.median(times), "cli_steadies": times, "cli_rss": max(peaks), "cli_pss": max(psses)}
+
+
 def monitor_runs(args: list[str], runs: int, steady_runs: int) -> dict[str, Any]:
-    """``runs`` fresh processes, each one first cycle; steady cycles in the last one.
-    Peak memory is the highest of the runs."""
+    """``runs`` fresh processes, each one first cycle; steady cycles in the last one, and
+    then as many ``poll --once`` processes timed from their start (:func:`cli_steady`).
+    Peak memory is the highest of the first-cycle runs."""
     results = []
-    for run in range(runs):
-        r = run_measured([*args, "--steady-runs", str(steady_runs if run == runs - 1 else 0)], 900)
-        if "error" in r:
-            return r
-        results.append(r)
+    with tempfile.TemporaryDirectory() as keep:
+        for run in range(runs):
+            last_run = run == runs - 1
+            more = ["--steady-runs", str(steady_runs if last_run else 0)] + (["--keep", keep] if last_run else [])
+            r = run_measured([*args, *more], 900)
+            if "error" in r:
+                return r
+            results.append(r)
+        cli = cli_steady(Path(keep) / "config.yaml", steady_runs) if steady_runs else {}
+    if "error" in cli:
+        return cli
     last = results[-1]
     return {
         "first": statistics.median(r["first"] for r in results),
@@ -324,6 +363,7 @@ def monitor_runs(args: list[str], runs: int, steady_runs: int) -> dict[str, Any]
         "stories": last["stories"],
         "report_first": last["report_first"],
         "report_steady": last["report_steady"],
+        **cli,
         **{k: max(r[k] for r in results) for k in ("peak_rss", "peak_pss", "procs", "peak_main", "peak_child")},
     }
 
@@ -449,10 +489,11 @@ def _measure(argv: list[str]) -> None:
     p.add_argument("--hostile-urls", default="{}", help="JSON: url -> expected reason")
     p.add_argument("--parse-workers", type=int, default=0)
     p.add_argument("--config-extra", default="{}", help="JSON: config sections added or replaced")
+    p.add_argument("--keep", default=None, help="leave the config and database in this directory")
     a = p.parse_args(argv)
     if a.what == "monitor":
         extra = json.loads(a.config_extra)
-        out = measure_monitor(a.port, a.feeds, a.steady_runs, a.database, a.parse_workers, extra)
+        out = measure_monitor(a.port, a.feeds, a.steady_runs, a.database, a.parse_workers, extra, a.keep)
     elif a.what == "feedparser":
         out = measure_feedparser(a.feeds, a.runs)
     elif a.what == "reader":
@@ -490,12 +531,17 @@ def main() -> None:
     parser.add_argument("--hostile", action="store_true", help="one cycle over the robustness matrix")
     parser.add_argument("--parse-workers", type=int, default=0, help="poll.parse_workers (0: one per CPU)")
     parser.add_argument("--skip-feedparser", action="store_true")
+    parser.add_argument("--idle", type=float, default=0, metavar="SECONDS",
+                        help="only an idle daemon's memory, this many seconds after its start (20)")
     parser.add_argument(
         "--config-extra",
         default="{}",
         help='JSON config sections for news-monitor, e.g. \'{"cluster": {"enabled": false}}\'',
     )
     args = parser.parse_args()
+    if args.idle:
+        _idle(args.idle)
+        return
 
     server, port, hostile = _server(args.feeds if not args.hostile else 50, args.hostile)
     common = ["--port", str(port), "--runs", str(args.runs), "--steady-runs", str(args.steady_runs)]
@@ -535,6 +581,10 @@ def main() -> None:
                   f"{r['procs'] - 1} children of up to {_mb(r['peak_child'])}); "
                   f"runs: {', '.join(f'{x:.2f}' for x in r['firsts'])}",
                   flush=True)
+            if "cli_steady" in r:
+                print(f"  {name}: steady cycle from process start (poll --once --no-deliver) "
+                      f"{r['cli_steady']:.2f} s (runs: {', '.join(f'{x:.2f}' for x in r['cli_steadies'])}), "
+                      f"peak RSS {_mb(r['cli_rss'])}, PSS {_mb(r['cli_pss'])}", flush=True)
         _table(results)
     finally:
         assert server.stdin is not None
@@ -566,6 +616,52 @@ def _table(results: dict[str, dict[str, Any]]) -> None:
             print(f"first cycle / reader: {nm['first'] / rd['first']:.2f}; "
                   f"steady state / reader: {nm['steady'] / rd['steady']:.2f}; "
                   f"peak RSS / reader: {nm['peak_rss'] / rd['peak_rss']:.2f}")
+
+
+def measure_idle(seconds: float) -> dict[str, Any]:
+    """``news-monitor run`` on the bundled config.yaml (copied to a temporary directory,
+    so its SQLite file is a fresh one there), its tree's memory sampled from outside; the
+    figures ``seconds`` after the process started (on a machine without network every
+    feed fails at once, so the daemon is idle by then), then SIGTERM."""
+    import shutil
+    import signal
+
+    with tempfile.TemporaryDirectory() as tmpdir:
+        config = Path(tmpdir) / "config.yaml"
+        shutil.copy(ROOT / "config.yaml", config)
+        proc = subprocess.Popen(
+            [PY, "-m", "monitor", "--config", str(config), "run"],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            cwd=tmpdir,
+        )
+        sampler = TreeSampler(proc.pid)
+        time.sleep(seconds)
+        pids = _tree(proc.pid)
+        now = [_rss_pss(p) for p in pids]
+        main_rss = now[0][0]
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+        sampler.stop()
+    return {
+        "rss": sum(r for r, _ in now),
+        "pss": sum(s for _, s in now),
+        "main_rss": main_rss,
+        "procs": len(pids),
+        "peak_rss": sampler.peak_rss,
+        "peak_pss": sampler.peak_pss,
+    }
+
+
+def _idle(seconds: float) -> None:
+    r = measure_idle(seconds)
+    print(f"idle daemon (news-monitor run, bundled config), {seconds:g} s after start: RSS (tree) {_mb(r['rss'])}, "
+          f"PSS {_mb(r['pss'])}, main process {_mb(r['main_rss'])}, {r['procs'] - 1} children; "
+          f"peak until then RSS {_mb(r['peak_rss'])}, PSS {_mb(r['peak_pss'])}")
 
 
 def _hostile(port: int, db: list[str], hostile: dict[str, str]) -> None:

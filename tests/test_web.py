@@ -357,7 +357,7 @@ def test_inside_the_daemon_health_and_metrics_follow_the_scheduler(tmp_path: Pat
         try:
             line = daemon.wait_for_log(r"web interface on http://127\.0\.0\.1:\d+")
             base = line[line.index("http://") :].strip()
-            daemon.wait_for_log(r"feed=f fetched status=200")
+            daemon.wait_for_log(r"cycle: 1 feeds polled")  # the cycle is over: its metrics are in
             health = httpx.get(base + "/healthz", timeout=10)
             assert health.status_code == 200 and health.json()["scheduler"] == "running"
             text = httpx.get(base + "/metrics", timeout=10).text

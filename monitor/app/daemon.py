@@ -28,12 +28,8 @@ from dataclasses import dataclass
 from types import FrameType
 from typing import TYPE_CHECKING
 
-from apscheduler.executors.pool import ThreadPoolExecutor
-from apscheduler.schedulers.background import BackgroundScheduler
-
 from monitor import __version__
 from monitor.app.deliver import Deliverer, DeliveryReport, Policies
-from monitor.app.metrics import Metrics
 from monitor.app.poll import Pipeline, Watch
 from monitor.app.reload import ConfigWatcher
 from monitor.app.services.common import build_clusterer, build_matcher
@@ -205,6 +201,13 @@ class Runtime:
 
 class Daemon:
     def __init__(self, config_path: str) -> None:
+        # Here, not at the top: `poll --once` and the CLI import this module too, and need
+        # neither the scheduler nor the metrics (prometheus_client: about 5 MB).
+        from apscheduler.executors.pool import ThreadPoolExecutor
+        from apscheduler.schedulers.background import BackgroundScheduler
+
+        from monitor.app.metrics import Metrics
+
         self.config_path = config_path
         self.runtime = Runtime.build(load_config(config_path))
         self.stop_event = threading.Event()

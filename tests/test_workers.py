@@ -278,3 +278,12 @@ def test_live_workers_split_the_hosts_and_take_what_is_overdue(store: Store) -> 
         )
     takers = [w for w in ("w1", "w2", "w3") if store.claim_due_feeds(worker=w, lease=15, limit=100)]
     assert len(takers) == 1  # the first to ask takes it, whoever owns its host
+
+
+def test_a_command_gets_no_share_of_the_hosts(store: Store) -> None:
+    """A `poll` command running beside a daemon must not keep hosts from it."""
+    hosts = {f"f{i}": f"h{i}" for i in range(6)}
+    add_feeds(store, hosts)
+    register(store, "daemon")
+    store.register_worker("poll-command", host="test", pid=2, role="command")
+    assert {f.name for f in store.claim_due_feeds(worker="daemon", lease=15, limit=100)} == set(hosts)

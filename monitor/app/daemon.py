@@ -112,13 +112,15 @@ class Runtime:
     heartbeat: Heartbeat
 
     @classmethod
-    def build(cls, loaded: LoadedConfig, *, worker: str | None = None) -> Runtime:
+    def build(cls, loaded: LoadedConfig, *, worker: str | None = None, role: str = "command") -> Runtime:
         config = loaded.config
         worker = worker or worker_id()
         renderer = Renderer(timezone=config.timezone, overrides=config.templates)
         channels = load_channels(config.target_urls, timeout=config.delivery.timeout)
         store = Store(loaded.database_url)
-        heartbeat = Heartbeat(store, worker, config.workers)
+        # role: "daemon" polls on its own and gets a share of the hosts; a "command"
+        # (poll, notify) claims what it is asked for.
+        heartbeat = Heartbeat(store, worker, config.workers, role=role)
         try:
             heartbeat.start()
             store.sync_feeds(feed_rows(config))
@@ -209,7 +211,7 @@ class Daemon:
         from monitor.app.metrics import Metrics
 
         self.config_path = config_path
-        self.runtime = Runtime.build(load_config(config_path))
+        self.runtime = Runtime.build(load_config(config_path), role="daemon")
         self.stop_event = threading.Event()
         self.reload_event = threading.Event()
         self.scheduler = BackgroundScheduler(

@@ -89,8 +89,9 @@ def process_gone(identity: str) -> bool:
 class Heartbeat:
     """Keeps one worker registered and its leases renewed, from a thread of its own."""
 
-    def __init__(self, store: Store, worker: str, settings: WorkerSettings) -> None:
+    def __init__(self, store: Store, worker: str, settings: WorkerSettings, *, role: str = "daemon") -> None:
         self.store = store
+        self.role = role
         self.worker = worker
         self.settings = settings
         self.host = socket.gethostname()
@@ -106,7 +107,7 @@ class Heartbeat:
         """Register (the first beat, in the caller's thread: a database that refuses it
         fails the start) and beat from a daemon thread until :meth:`stop`."""
         self._measure_clock()
-        self.store.register_worker(self.worker, host=self.host, pid=self.pid, process=self.process)
+        self.store.register_worker(self.worker, host=self.host, pid=self.pid, process=self.process, role=self.role)
         self._free_the_dead()
         self._thread = threading.Thread(target=self._run, name="news-monitor-heartbeat", daemon=True)
         self._thread.start()
@@ -129,6 +130,7 @@ class Heartbeat:
                 host=self.host,
                 pid=self.pid,
                 process=self.process,
+                role=self.role,
                 stats=self.store.claim_stats(),
             )
             self._free_the_dead()

@@ -314,9 +314,11 @@ class FeedStore(WorkerStore):
     def _share(self, conn: Connection, worker: str, now: dt.datetime, lease: float) -> Any | None:
         """The condition that keeps a claim to this worker's share of the hosts
         (:mod:`monitor.ingest.share`) and to feeds overdue by ``steal_after``; None when
-        it is the only live worker."""
+        no other live daemon shares them (commands such as ``poll`` get no share of their
+        own: they claim what they are asked for, and the daemons leave them nothing)."""
         horizon = now - dt.timedelta(seconds=lease)
-        live = [w for (w,) in conn.execute(select(Worker.id).where(Worker.heartbeat_at >= horizon))]
+        daemons = select(Worker.id).where(Worker.heartbeat_at >= horizon, Worker.role == "daemon")
+        live = [w for (w,) in conn.execute(daemons)]
         if not set(live) - {worker}:
             return None
         stmt = select(Feed.host, func.count()).where(Feed.enabled.is_(True), Feed.host.is_not(None)).group_by(Feed.host)

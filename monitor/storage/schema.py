@@ -245,6 +245,8 @@ class Worker(Base):
     pid: Mapped[int] = mapped_column(Integer)
     # boot id / PID namespace / PID / start time: exact on its machine (None: not Linux)
     process: Mapped[str | None] = mapped_column(String(160))
+    # daemon: polls on its own and gets a share of the hosts; command: poll, notify
+    role: Mapped[str] = mapped_column(String(16), default="daemon", server_default="daemon")
     started_at: Mapped[dt.datetime] = mapped_column(UTCDateTime)
     heartbeat_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, index=True)
     stats: Mapped[dict[str, Any] | None] = mapped_column(JSON)

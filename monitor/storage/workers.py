@@ -59,6 +59,7 @@ class WorkerInfo:
     started_at: dt.datetime
     heartbeat_at: dt.datetime
     alive: bool  # heartbeat within the lease
+    role: str  # daemon (polls on its own) or command (poll, notify)
     feeds: int  # feed claims held (live)
     alerts: int  # alert claims held (live)
     stats: Mapping[str, Any] = field(default_factory=dict)
@@ -109,18 +110,27 @@ class WorkerStore(Database):
             after = time.time()
         return float(value) - (before + after) / 2
 
-    def register_worker(self, worker: str, *, host: str, pid: int, process: str | None = None) -> dt.datetime:
+    def register_worker(
+        self, worker: str, *, host: str, pid: int, process: str | None = None, role: str = "daemon"
+    ) -> dt.datetime:
         """Register *worker* (again, if its row was retired); returns the database's time."""
         with self.transaction() as conn:
             now = self.db_now(conn)
-            self._register(conn, worker, host, pid, process, now)
+            self._register(conn, worker, host, pid, process, role, now)
             return now
 
     def _register(
-        self, conn: Connection, worker: str, host: str, pid: int, process: str | None, now: dt.datetime
+        self, conn: Connection, worker: str, host: str, pid: int, process: str | None, role: str, now: dt.datetime
     ) -> None:
         stmt = self.insert(Worker.__table__).values(
-            id=worker, host=host[:255], pid=pid, process=process, started_at=now, heartbeat_at=now, stats={}
+            id=worker,
+            host=host[:255],
+            pid=pid,
+            process=process,
+            role=role,
+            started_at=now,
+            heartbeat_at=now,
+            stats={},
         )
         conn.execute(stmt.on_conflict_do_nothing(index_elements=["id"]))
 
@@ -157,6 +167,7 @@ class WorkerStore(Database):
         host: str,
         pid: int,
         process: str | None = None,
+        role: str = "daemon",
         stats: Mapping[str, Any] | None = None,
     ) -> Beat:
         """Stamp *worker*'s heartbeat, renew its live claims to now + *lease*, and forget
@@ -169,7 +180,7 @@ class WorkerStore(Database):
                 values["stats"] = dict(stats)
             found = conn.execute(update(Worker).where(Worker.id == worker).values(**values)).rowcount
             if not found:
-                self._register(conn, worker, host, pid, process, now)
+                self._register(conn, worker, host, pid, process, role, now)
             feeds = conn.execute(
                 update(Feed).where(Feed.claimed_by == worker, Feed.claim_until >= now).values(claim_until=until)
             ).rowcount
@@ -225,6 +236,7 @@ class WorkerStore(Database):
                 started_at=r.started_at,
                 heartbeat_at=r.heartbeat_at,
                 alive=r.heartbeat_at >= horizon,
+                role=r.role,
                 feeds=int(feeds.get(r.id, 0)),
                 alerts=int(alerts.get(r.id, 0)),
                 stats=dict(r.stats or {}),

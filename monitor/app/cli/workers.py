@@ -38,10 +38,11 @@ def workers(ctx: Context, as_json: bool) -> None:
     from rich.table import Table
 
     now = utcnow()
-    table = Table("worker", "state", "pid", "started", "heartbeat", "feeds held", "alerts held", "take-overs")
+    table = Table("worker", "role", "state", "pid", "started", "heartbeat", "feeds held", "alerts held", "take-overs")
     for w in found:
         table.add_row(
             escape(w.id),
+            w.role,
             "live" if w.alive else "dead",
             str(w.pid),
             w.started_at.isoformat(timespec="seconds"),
@@ -64,6 +65,7 @@ def _worker_json(w: WorkerInfo) -> dict[str, object]:
         "host": w.host,
         "pid": w.pid,
         "alive": w.alive,
+        "role": w.role,
         "started_at": w.started_at.isoformat(timespec="seconds"),
         "heartbeat_at": w.heartbeat_at.isoformat(timespec="milliseconds"),
         "feeds_claimed": w.feeds,

@@ -3,7 +3,9 @@
 - ``workers``: one row per running daemon or ``poll`` command (id, host, pid, started,
   heartbeat from the database's clock, and its counters). ``process`` identifies the
   process exactly on its machine (boot, PID namespace, PID, start time), so a daemon
-  restarted after ``kill -9`` on the same machine takes its predecessor's work at once. A claim whose worker's
+  restarted after ``kill -9`` on the same machine takes its predecessor's work at once.
+  ``role`` is ``daemon`` (polls on its own schedule: it gets a share of the hosts) or
+  ``command`` (``poll``, ``notify``: it claims what it is asked for and no more). A claim whose worker's
   heartbeat is older than the dead-after time is free for any other worker, on any host.
 - ``feeds.claim_version`` and ``outbox.claim_version``: bumped by every claim; a state
   write or a send checks ``claimed_by`` and ``claim_version`` both (a fencing token), so a
@@ -43,6 +45,7 @@ def upgrade() -> None:
         sa.Column("host", sa.String(255), nullable=False),
         sa.Column("pid", sa.Integer(), nullable=False),
         sa.Column("process", sa.String(160), nullable=True),
+        sa.Column("role", sa.String(16), nullable=False, server_default="daemon"),
         sa.Column("started_at", UTCDateTime(), nullable=False),
         sa.Column("heartbeat_at", UTCDateTime(), nullable=False),
         sa.Column("stats", sa.JSON(), nullable=True),

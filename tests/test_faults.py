@@ -27,7 +27,7 @@ from tests.support.feeds import Item, rss
 from tests.support.httpserver import HTTPTestServer, Static
 from tests.support.smtpserver import SMTPTestServer
 
-KILL_CYCLES = 22
+KILL_CYCLES = 12
 DUPLICATE_WINDOW = 0.75  # seconds between an SMTP acceptance and the daemon's commit, generously
 
 

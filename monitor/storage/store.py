@@ -2,11 +2,13 @@
 
 :class:`Store` is composed of one mixin per aggregate (as lemon24/reader composes its
 storage): :class:`~monitor.storage.feeds.FeedStore` (sync, claims, schedule, health),
-:class:`~monitor.storage.stories.StoryStore` (lookup, sightings, matches, read models)
+:class:`~monitor.storage.stories.StoryStore` (lookup, sightings, matches, read models),
 :class:`~monitor.storage.outbox.OutboxStore` (leases, marks, health alerts, the
 delivery log) and :class:`~monitor.storage.retention.RetentionStore` (the prune and the
-pruned stories' dedupe keys, which :meth:`Store.known_stories` adds to the look-up), all
-on :class:`~monitor.storage.engine.Database` (the engine and its one transaction helper).
+pruned stories' dedupe keys, which :meth:`Store.known_stories` adds to the look-up), on
+:class:`~monitor.storage.workers.WorkerStore` (the workers, their heartbeats, the
+database's clock) and :class:`~monitor.storage.engine.Database` (the engine and its one
+transaction helper).
 The writes that span aggregates are composed here.
 
 Storage decides nothing: the poll's intents come from :mod:`monitor.ingest.decide` and

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -21,11 +22,10 @@ NO_POSTGRES = (
 )
 
 
-@pytest.fixture
-def pg_schema() -> Iterator[tuple[str, str]]:
-    """A fresh PostgreSQL schema per test: (url, schema), dropped afterwards."""
-    if not POSTGRES_URL:
-        pytest.skip(NO_POSTGRES)
+@contextmanager
+def fresh_schema() -> Iterator[tuple[str, str]]:
+    """A fresh PostgreSQL schema: (url, schema), dropped afterwards."""
+    assert POSTGRES_URL is not None
     url = normalise_url(POSTGRES_URL)
     schema = f"t_{uuid.uuid4().hex[:12]}"
     engine = create_engine(url)
@@ -37,6 +37,15 @@ def pg_schema() -> Iterator[tuple[str, str]]:
         with engine.begin() as conn:
             conn.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
         engine.dispose()
+
+
+@pytest.fixture
+def pg_schema() -> Iterator[tuple[str, str]]:
+    """A fresh PostgreSQL schema per test: (url, schema), dropped afterwards."""
+    if not POSTGRES_URL:
+        pytest.skip(NO_POSTGRES)
+    with fresh_schema() as made:
+        yield made
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])

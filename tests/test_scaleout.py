@@ -31,18 +31,14 @@ from __future__ import annotations
 
 import datetime as dt
 import time
-import uuid
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
 from typing import Any
 
 import pytest
-from sqlalchemy import create_engine, text
 
 from monitor.app.daemon import Runtime
 from monitor.config.model import load_config
-from monitor.storage.engine import normalise_url
-from tests.conftest import NO_POSTGRES, POSTGRES_URL
+from tests.conftest import NO_POSTGRES, POSTGRES_URL, fresh_schema
 from tests.support.feeds import Item
 from tests.support.fleet import (
     FAKETIME_LIB,
@@ -116,23 +112,6 @@ def slow(i: int) -> float:
 
 def filler(i: int) -> Item:
     return Item(f"Local notice number {i}", f"https://filler.example/{i}", "Nothing of note.")
-
-
-@contextmanager
-def fresh_schema() -> Iterator[tuple[str, str]]:
-    """A fresh PostgreSQL schema for one fleet: (url, schema), dropped afterwards."""
-    assert POSTGRES_URL is not None
-    url = normalise_url(POSTGRES_URL)
-    schema = f"t_{uuid.uuid4().hex[:12]}"
-    engine = create_engine(url)
-    with engine.begin() as conn:
-        conn.execute(text(f'CREATE SCHEMA "{schema}"'))
-    try:
-        yield url, schema
-    finally:
-        with engine.begin() as conn:
-            conn.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
-        engine.dispose()
 
 
 def per_event(received: list[Received]) -> dict[tuple[str, str], int]:

@@ -30,7 +30,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import Connection, delete, func, select, text, update
+from sqlalchemy import Connection, and_, delete, func, select, text, update
 
 from monitor.storage.engine import Database, utcnow
 from monitor.storage.schema import Alert, Feed, Worker
@@ -67,6 +67,18 @@ class WorkerInfo:
 
 #: The per-process claim counters (``news-monitor workers`` and /metrics show them).
 CLAIM_STATS = ("feed_claims", "alert_claims", "takeovers", "renewals", "leases_lost", "duplicates")
+
+
+def _drop_worker(conn: Connection, worker: str, alert_values: Mapping[str, Any]) -> tuple[int, int]:
+    """Free the feeds *worker* holds, set *alert_values* on the alerts it is sending, and
+    remove its row. Returns (feeds, alerts)."""
+    feeds = conn.execute(
+        update(Feed).where(Feed.claimed_by == worker).values(claimed_by=None, claim_until=None)
+    ).rowcount
+    sending = and_(Alert.status == "sending", Alert.claimed_by == worker)
+    alerts = conn.execute(update(Alert).where(sending).values(**alert_values)).rowcount
+    conn.execute(delete(Worker).where(Worker.id == worker))
+    return int(feeds or 0), int(alerts or 0)
 
 
 def _by_worker(conn: Connection, stmt: Any) -> dict[str, int]:
@@ -148,16 +160,7 @@ class WorkerStore(Database):
         send may have happened), its row removed. Returns (feeds, alerts)."""
         with self.transaction() as conn:
             now = self.db_now(conn)
-            feeds = conn.execute(
-                update(Feed).where(Feed.claimed_by == worker).values(claimed_by=None, claim_until=None)
-            ).rowcount
-            alerts = conn.execute(
-                update(Alert)
-                .where(Alert.status == "sending", Alert.claimed_by == worker)
-                .values(lease_until=now - dt.timedelta(seconds=1))
-            ).rowcount
-            conn.execute(delete(Worker).where(Worker.id == worker))
-        return int(feeds or 0), int(alerts or 0)
+            return _drop_worker(conn, worker, {"lease_until": now - dt.timedelta(seconds=1)})
 
     def heartbeat(
         self,
@@ -198,17 +201,9 @@ class WorkerStore(Database):
 
         Alerts go back to ``pending`` with their claim's attempt taken back: they were
         not tried. Returns (feeds, alerts) given back."""
+        untried = {"status": "pending", "claimed_by": None, "lease_until": None, "attempts": Alert.attempts - 1}
         with self.transaction() as conn:
-            feeds = conn.execute(
-                update(Feed).where(Feed.claimed_by == worker).values(claimed_by=None, claim_until=None)
-            ).rowcount
-            alerts = conn.execute(
-                update(Alert)
-                .where(Alert.status == "sending", Alert.claimed_by == worker)
-                .values(status="pending", claimed_by=None, lease_until=None, attempts=Alert.attempts - 1)
-            ).rowcount
-            conn.execute(delete(Worker).where(Worker.id == worker))
-        return int(feeds or 0), int(alerts or 0)
+            return _drop_worker(conn, worker, untried)
 
     def workers(self, *, lease: float) -> list[WorkerInfo]:
         """Registered workers, live ones first, with the claims each holds now."""

@@ -316,9 +316,11 @@ class Daemon:
             )
 
     def _deliver_soon(self) -> None:
-        job = self.scheduler.get_job("deliver")
-        if job is not None:
-            job.modify(next_run_time=_utcnow())
+        """A cycle queued alerts: deliver them now, in this job's thread. Not through the
+        scheduler (``get_job``/``modify``): its shutdown holds the job-store lock while it
+        waits for the running jobs, so a job asking it anything then never returns."""
+        if not self.stop_event.is_set():
+            self._deliver()
 
     # --- signals and the main loop -------------------------------------------------------
 

@@ -24,6 +24,7 @@ import datetime as dt
 import hashlib
 import logging
 import random
+import threading
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 
@@ -218,6 +219,8 @@ class Deliverer:
         self.worker = worker
         self.lease = lease
         self.clock = clock
+        # One round at a time: a round starts by giving back what this worker holds.
+        self._round = threading.Lock()
         # (rows, delivery) sent but not recorded: the database failed right after the send.
         self._unmarked: list[tuple[list[ClaimedAlert], tuple[str, str, str]]] = []
         self.rand = rand
@@ -228,7 +231,12 @@ class Deliverer:
         self.channels, self.renderer, self.settings, self.policies = channels, renderer, settings, policies
 
     def deliver(self) -> DeliveryReport:
-        """Send everything that is due now; returns what happened."""
+        """Send everything that is due now; returns what happened (one round at a time:
+        a second caller waits for the first round to end)."""
+        with self._round:
+            return self._deliver_round()
+
+    def _deliver_round(self) -> DeliveryReport:
         # Sends the targets accepted but the database did not record (its connection
         # dropped): recorded first, so they are not sent again.
         self._record_unmarked()

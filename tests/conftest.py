@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -48,13 +49,51 @@ def pg_schema() -> Iterator[tuple[str, str]]:
         yield made
 
 
+@pytest.fixture(scope="session")
+def sqlite_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """An empty SQLite database with every migration applied, made once per session:
+    each test starts from a copy (migrating a new file costs 0.2 s, a copy 1 ms)."""
+    path = tmp_path_factory.mktemp("template") / "monitor.db"
+    Store(f"sqlite:///{path}").close()  # the last connection closed: the WAL is folded in
+    return path
+
+
+@pytest.fixture(scope="session")
+def pg_shared() -> Iterator[tuple[str, str]]:
+    """One migrated PostgreSQL schema for the session; :func:`db_backend` empties it for
+    each test (a TRUNCATE costs 20 ms, a new schema migrated 0.3 s)."""
+    if not POSTGRES_URL:
+        pytest.skip(NO_POSTGRES)
+    with fresh_schema() as (url, schema):
+        Store(url, schema=schema).close()
+        yield url, schema
+
+
+def _emptied(url: str, schema: str) -> tuple[str, str]:
+    """Empty every table of *schema* but Alembic's, ids restarting at 1."""
+    engine = create_engine(url)
+    try:
+        with engine.begin() as conn:
+            conn.execute(text("SET LOCAL lock_timeout = '20s'"))
+            names = conn.execute(
+                text("SELECT tablename FROM pg_tables WHERE schemaname = :s AND tablename <> 'alembic_version'"),
+                {"s": schema},
+            ).scalars()
+            tables = ", ".join(f'"{schema}"."{n}"' for n in names)
+            conn.execute(text(f"TRUNCATE {tables} RESTART IDENTITY CASCADE"))
+    finally:
+        engine.dispose()
+    return url, schema
+
+
 @pytest.fixture(params=["sqlite", "postgresql"])
 def db_backend(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[tuple[str, str | None]]:
-    """(url, schema) of an empty database, once per backend."""
+    """(url, schema) of an empty, migrated database, once per backend."""
     if request.param == "sqlite":
+        shutil.copyfile(request.getfixturevalue("sqlite_template"), tmp_path / "monitor.db")
         yield f"sqlite:///{tmp_path / 'monitor.db'}", None
     else:
-        yield request.getfixturevalue("pg_schema")
+        yield _emptied(*request.getfixturevalue("pg_shared"))
 
 
 @pytest.fixture

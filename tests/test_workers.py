@@ -55,14 +55,14 @@ def test_heartbeat_renews_live_claims_on_the_databases_clock(store: Store) -> No
 def test_a_silent_workers_claims_run_out_and_are_taken_over(store: Store) -> None:
     add_feeds(store, {"a": "h1", "b": "h2"})
     register(store, "dead")
-    held = store.claim_due_feeds(worker="dead", lease=0.5)
+    held = store.claim_due_feeds(worker="dead", lease=60)
     register(store, "live")
     assert sorted(f.name for f in held) == ["a", "b"]
     assert store.claim_due_feeds(worker="live", lease=60) == []  # held: not yet
-    time.sleep(0.7)  # no heartbeat from "dead": its leases run out
-    with store.transaction() as conn:  # and it is not counted among the live workers
-        long_ago = dt.datetime(2020, 1, 1, tzinfo=dt.UTC)
-        conn.execute(update(Worker).where(Worker.id == "dead").values(heartbeat_at=long_ago))
+    with store.transaction() as conn:  # "dead" stops beating: a minute later, its leases have run out
+        a_minute_ago = store.db_now(conn) - dt.timedelta(minutes=1)
+        conn.execute(update(Worker).where(Worker.id == "dead").values(heartbeat_at=a_minute_ago))
+        conn.execute(update(Feed).where(Feed.claimed_by == "dead").values(claim_until=a_minute_ago))
     before = store.claim_stats()["takeovers"]
     taken = store.claim_due_feeds(worker="live", lease=60)
     assert sorted(f.name for f in taken) == ["a", "b"]

@@ -289,6 +289,10 @@ class Pipeline:
         feeds = claims.first()
         if not feeds:
             return report
+        if any(not (f.etag or f.last_modified or f.body_hash) for f in feeds):
+            # Feeds never read (a first cycle): their bodies will need parsing, so the
+            # workers start now, while the first fetches are on the network.
+            self.parser().warm()
         cycle = _Cycle(self, feeds, claims, self.watch, self.policy, catchup, report)
         try:
             cycle.run()

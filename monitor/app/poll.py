@@ -216,10 +216,10 @@ class Pipeline:
         self._pool: ParsePool | None = None
         self._lock = threading.Lock()
         self.stopping = threading.Event()
-        # The parse workers start with the first body to parse, not here: a daemon whose
-        # feeds are not due, or answer 304, never pays for them (measured: an idle daemon
-        # 118 MB of RSS instead of 175, a steady `poll --once` 123 MB instead of 180), and
-        # the first cycle waits about 0.2 s for them.
+        # The parse workers start with a cycle that has feeds never read, or with the
+        # first body to parse, not here: a daemon whose feeds are not due, or answer 304,
+        # never pays for them (measured: an idle daemon 118 MB of RSS instead of 175, a
+        # steady `poll --once` 123 MB instead of 180).
 
     # A reload swaps the whole Watch; a running cycle keeps the one it started with.
     @property

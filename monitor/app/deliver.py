@@ -223,6 +223,7 @@ class Deliverer:
         self._round = threading.Lock()
         # (rows, delivery) sent but not recorded: the database failed right after the send.
         self._unmarked: list[tuple[list[ClaimedAlert], tuple[str, str, str]]] = []
+        self._held_back = False  # a failed round's claims could not be given back
         self.rand = rand
 
     def reconfigure(
@@ -240,16 +241,19 @@ class Deliverer:
         # Sends the targets accepted but the database did not record (its connection
         # dropped): recorded first, so they are not sent again.
         self._record_unmarked()
-        # Rows a crashed earlier round left claimed (the heartbeat would renew them for
-        # ever): one round runs at a time, so none is in use.
-        self._give_back()
+        if self._held_back:
+            # An earlier round failed and could not give its claims back (the heartbeat
+            # would renew them for ever): one round runs at a time, so none is in use.
+            self._give_back()
+            self._held_back = False
         try:
             return self._rounds()
         except BaseException:
             try:  # give the claims back at once, for another worker or the next round
                 self._give_back()
             except Exception as exc:
-                log.error("could not give back the alerts of a failed round (their leases run out): %s", exc)
+                self._held_back = True
+                log.error("could not give back the alerts of a failed round (the next round does): %s", exc)
             raise
 
     def _give_back(self) -> None:

@@ -216,6 +216,7 @@ class Pipeline:
         self._pool: ParsePool | None = None
         self._lock = threading.Lock()
         self.stopping = threading.Event()
+        self.claims_left = False  # a cycle could not give back the claims it did not conclude
         # The parse workers start with a cycle that has feeds never read, or with the
         # first body to parse, not here: a daemon whose feeds are not due, or answer 304,
         # never pays for them (measured: an idle daemon 118 MB of RSS instead of 175, a
@@ -282,9 +283,11 @@ class Pipeline:
         """
         start = time.monotonic()
         report = CycleReport(started_at=now or utcnow())
-        # Claims a failed write of an earlier cycle could not give back (the heartbeat
-        # would renew them for ever): one cycle runs at a time, so none is in use.
-        self.store.release_feeds(worker=self.worker)
+        if self.claims_left:
+            # An earlier cycle could not give its claims back (the heartbeat would renew
+            # them for ever): one cycle runs at a time, so none is in use.
+            self.store.release_feeds(worker=self.worker)
+            self.claims_left = False
         claims = _Claims(self, now=now, force=force, names=names)
         feeds = claims.first()
         if not feeds:
@@ -432,7 +435,8 @@ class _Cycle:
                 try:
                     self.store.release_feeds(leftover, worker=self.p.worker)
                 except MonitorError as exc:
-                    log.error("could not release %d feed claims: %s", len(leftover), exc)
+                    self.p.claims_left = True
+                    log.error("could not release %d feed claims (the next cycle does): %s", len(leftover), exc)
 
     def _fetch_all(self) -> None:
         """Fetch stage (its own thread): fetch, hand bodies to the pool, report the rest."""
@@ -463,7 +467,10 @@ class _Cycle:
         """The fetch stage's source: the first claim, then the next ones as room frees
         (called from the fetcher's executor; the feeds join ``by_id`` before any of their
         outcomes can arrive)."""
-        feeds, self.first = (self.first, None) if self.first is not None else (self.claims.next(), None)
+        if self.first is not None:
+            feeds, self.first = self.first, None
+        else:
+            feeds = self.claims.next()
         for f in feeds:
             self.by_id[f.id] = f
         return [

@@ -7,9 +7,12 @@ Slack's host is fixed (hooks.slack.com), so its request is re-routed at the tran
 from __future__ import annotations
 
 import importlib
+import json
 import logging
 import re
 import socket
+import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from dataclasses import replace
@@ -19,6 +22,7 @@ from typing import Any
 import pytest
 
 import monitor.delivery.notify
+from monitor.delivery import plugins
 from monitor.delivery.channels import FLAVOURS, SendResult, send_or_raise
 from monitor.delivery.notify import AppriseChannel, load_channels
 from monitor.delivery.render import AlertStory, OtherReport, Renderer
@@ -501,3 +505,92 @@ def test_one_channel_per_target_in_config_order() -> None:
 def test_timeout_must_be_positive() -> None:
     with pytest.raises(ValueError, match="timeout must be positive"):
         load_channels({"c": "console://"}, timeout=0)
+
+
+# -- which Apprise plugins are imported ------------------------------------------------
+
+_PLUGINS_PROBE = """
+import json, sys
+from monitor.delivery.notify import load_channels
+from monitor.delivery import plugins
+first = dict(item.split("=", 1) for item in sys.argv[1].split(";"))
+later = dict(item.split("=", 1) for item in sys.argv[2].split(";") if item)
+result = {"flavours": {k: c.flavour for k, c in load_channels(first).items()}}
+result["loaded"] = sorted(m for m in sys.modules if m.startswith("apprise.plugins."))
+result["flavours"].update({k: c.flavour for k, c in load_channels(later).items()})
+result["later"] = sorted(m for m in sys.modules if m.startswith("apprise.plugins."))
+print(json.dumps(result))
+"""
+
+
+def _probe_plugins(first: dict[str, str], later: dict[str, str] | None = None) -> dict[str, Any]:
+    """Load ``first`` then ``later`` in a fresh interpreter; the plugin modules imported after each."""
+    arg = ";".join(f"{k}={v}" for k, v in first.items())
+    arg2 = ";".join(f"{k}={v}" for k, v in (later or {}).items())
+    done = subprocess.run(
+        [sys.executable, "-c", _PLUGINS_PROBE, arg, arg2], capture_output=True, text=True, timeout=60, check=True
+    )
+    result: dict[str, Any] = json.loads(done.stdout)
+    return result
+
+
+def _top(modules: list[str]) -> set[str]:
+    """Plugin modules by their entry in ``apprise/plugins``; ``base`` is imported by Apprise itself."""
+    return {m.split(".")[2] for m in modules} - {"base"}
+
+
+def test_only_the_plugins_of_the_targets_are_imported() -> None:
+    probe = _probe_plugins(
+        {"desk": "mailto://127.0.0.1:2525?from=a@example.org&to=b@example.org", "out": "console://", "s": SLACK_URL},
+        {"hook": "json://127.0.0.1:9/x", "chat": "discord://4174216298/JHMHI8qBe7bk2ZwO5U711o3dV_js"},
+    )
+    assert probe["flavours"] == {"desk": "email", "out": "text", "s": "slack", "hook": "text", "chat": "text"}
+    # Apprise's e-mail plugin is a package whose modules import each other.
+    assert _top(probe["loaded"]) == {"email", "slack"}
+    # A reload that adds targets imports their plugins, and only theirs.
+    assert _top(probe["later"]) == {"email", "slack", "custom_json", "discord"}
+
+
+@pytest.mark.parametrize(
+    ("url", "flavour"),
+    [
+        (SLACK_HOOK, "slack"),  # a native URL: only asking every plugin recognises it
+        ("bogusscheme://host/x", None),  # no plugin declares it: Apprise's full scan decides
+    ],
+)
+def test_a_url_no_plugin_declares_loads_every_plugin(url: str, flavour: str | None) -> None:
+    if flavour is None:
+        with pytest.raises(subprocess.CalledProcessError) as info:
+            _probe_plugins({"t": url})
+        assert "Apprise cannot use the URL" in info.value.stderr
+        return
+    probe = _probe_plugins({"t": url})
+    assert probe["flavours"] == {"t": flavour}
+    assert len(_top(probe["loaded"])) > 100
+
+
+def test_scheme_index_matches_what_apprise_maps_when_it_loads_everything() -> None:
+    mapped = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            "import json, apprise\n"
+            "from apprise.manager_plugins import NotificationManager as M\n"
+            "m = M(); m.load_modules()\n"
+            "print(json.dumps({s: m[s].__module__ for s in m.schemas()}))",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    apprise_map = {scheme: module.split(".")[2] for scheme, module in json.loads(mapped.stdout).items()}
+    index = plugins.scheme_index()
+    assert len(apprise_map) > 100
+    assert set(index) <= set(apprise_map)
+    for scheme, module in index.items():
+        assert apprise_map[scheme] in module, scheme
+    # A module with computed schemes (D-Bus) is left out whole: a URL using one loads everything.
+    left_out = {apprise_map[scheme] for scheme in set(apprise_map) - set(index)}
+    assert left_out.isdisjoint(set().union(*index.values()))
+    assert len(left_out) <= 3

@@ -37,6 +37,8 @@ objects, and the drain loop sees them only as channels. Choices:
   metadata marks private, the raw URL) with ``****``, before any handler sees it. An
   exception Apprise raises while sending is reduced to its type name for the same
   reason: its text can contain a URL with its tokens.
+* **Only the plugins the targets use are imported** (:mod:`monitor.delivery.plugins`):
+  Apprise on its own imports all ~190 of them at the first URL it reads.
 * **A ``console://`` target** prints alerts on standard output, so ``make run`` shows
   alerts with no credentials at all.
 """
@@ -55,6 +57,7 @@ import apprise
 from apprise.plugins.email import NotifyEmail
 from apprise.plugins.slack import NotifySlack
 
+from monitor.delivery import plugins
 from monitor.delivery.channels import Message, SendResult
 from monitor.delivery.masking import MASK, encoded_forms, mask_text, mask_url, url_secrets
 from monitor.errors import ConfigError
@@ -348,6 +351,10 @@ def load_channels(targets: Mapping[str, str], *, timeout: float = 30.0) -> dict[
     """
     if not timeout > 0:
         raise ValueError(f"timeout must be positive, not {timeout!r}")
+    plugins.load_for(
+        (url for url in targets.values() if isinstance(url, str)),
+        custom=(CONSOLE_SCHEME,),
+    )
     _register_console()
     asset = apprise.AppriseAsset(app_id="news-monitor", service_timeout=float(timeout))
     return {name: _load(name, url, asset, float(timeout)) for name, url in targets.items()}

@@ -15,3 +15,11 @@ database, network or scheduler code.
 """
 
 __version__ = "0.1.0"
+
+import sys as _sys
+
+# httpx imports its command-line client (rich, pygments and click: 5.3 MB resident, every
+# process) whenever those are installed, and they are: news-monitor's own CLI uses rich
+# and click. news-monitor never runs httpx's CLI; with this entry ``httpx/__init__``'s
+# ``from ._main import main`` raises ImportError and httpx defines its stub instead.
+_sys.modules.setdefault("httpx._main", None)  # type: ignore[arg-type]

@@ -126,7 +126,7 @@ def _worker_main() -> None:
         try:
             job = reader.recv()
             if job == _PROBE_MODULES:  # a diagnostic, not a parse: no body follows
-                writer.send(("ok", sorted(sys.modules), False))
+                writer.send(("ok", sorted(n for n, m in sys.modules.items() if m is not None), False))
                 continue
             body = reader.recv_bytes()
         except (EOFError, OSError, ValueError):

@@ -67,14 +67,20 @@ BATCH_FEEDS = 64
 each transaction costs a connection, a commit and (SQLite) a WAL checkpoint on close."""
 BATCH_STATES = 500
 """Most state-only changes (unchanged, failed, deferred feeds) written in one transaction."""
-BATCH_AGE = 0.5
-"""Longest a finished feed waits for its batch, in seconds (and 50 ms when idle)."""
+BATCH_AGE = 5.0
+"""Longest a finished feed waits for its batch, in seconds. A batch's new stories are
+clustered in publication order, so the longer a batch gathers, the less the clusters of
+a cycle depend on which server answered first: with a batch written whenever the stages
+fell idle for 50 ms, a loaded machine split a 19-feed cycle into several batches, and a
+story of the next day's event could be placed before the last tellings of the day's
+one and join their cluster. Five seconds hold a small cycle in one batch; a big one
+fills :data:`BATCH_FEEDS` first. Alerts are minutes apart anyway (feeds are polled every
+few minutes)."""
 CYCLE_FEEDS = 10_000
 """Most feeds one cycle claims (in claims of ``poll.claim``); the next tick goes on."""
 IN_FLIGHT = BATCH_FEEDS + 16
 """Most bodies and parsed feeds between the fetch stage and the store stage: the fetch
 stage waits when the store stage lags behind (a parsed feed is ~130 KB in memory)."""
-_IDLE = 0.05
 
 
 @dataclass(frozen=True, slots=True)
@@ -407,9 +413,10 @@ class _Cycle:
         parsed = 0
         while submitted is None or parsed < submitted:
             try:
-                kind, payload = self.events.get(timeout=_IDLE if self.writes else 1.0)
+                kind, payload = self.events.get(timeout=self._until_due())
             except queue.Empty:
-                self._flush()
+                if self._batch_due():
+                    self._flush()
                 continue
             if kind == "fetched":
                 self._on_fetched(payload)
@@ -615,6 +622,12 @@ class _Cycle:
             log.error("could not defer the other feeds of %s: %s", redact_url(feed.fetch_url), exc)
 
     # -- the store stage
+
+    def _until_due(self) -> float:
+        """Seconds until the pending batch is due by age (1 s when nothing is pending)."""
+        if self.oldest is None:
+            return 1.0
+        return max(0.01, BATCH_AGE - (time.monotonic() - self.oldest))
 
     def _batch_due(self) -> bool:
         if not self.writes:

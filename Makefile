@@ -27,8 +27,9 @@ run: $(VENV)/.installed
 demo: $(VENV)/.installed
 	$(BIN)/news-monitor demo
 
+# The suite runs in up to four processes (one per CPU), whole modules each.
 test: $(VENV)/.installed-test
-	$(BIN)/python -m pytest $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -n auto --maxprocesses=4 --dist loadfile $(PYTEST_ARGS)
 
 lint: $(VENV)/.installed-test
 	$(BIN)/ruff check monitor tests bench

@@ -104,3 +104,35 @@ def store(db_backend: tuple[str, str | None]) -> Iterator[Store]:
         yield s
     finally:
         s.close()
+
+
+# The modules that take longest (seconds of a whole run, measured), longest first. `make
+# test` spreads whole modules over processes (pytest-xdist, ``--dist loadfile``) in
+# collection order; starting the long ones first keeps one process from being handed a
+# 60-second module while the others have finished.
+SLOW_MODULES = (
+    "test_robustness",
+    "test_scaleout",
+    "test_security_app",
+    "test_web",
+    "test_setup",
+    "test_retention",
+    "test_first_run",
+    "test_end_to_end",
+    "test_faults",
+    "test_web_first_hour",
+    "test_parse",
+    "test_browser_pages",
+    "test_daemon",
+    "test_fetch",
+    "test_storage_ops",
+    "test_reload",
+    "test_delivery",
+    "test_cluster_end_to_end",
+)
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    rank = {name: i for i, name in enumerate(SLOW_MODULES)}
+    order = {id(item): i for i, item in enumerate(items)}
+    items.sort(key=lambda item: (rank.get(item.path.stem, len(rank)), order[id(item)]))

@@ -210,3 +210,77 @@ def test_load_from_file_reports_path(tmp_path: Path) -> None:
     with pytest.raises(ConfigError) as info:
         load_config(p, env=ENV)
     assert str(info.value).startswith(f"{p}:14: watchlists[0].notify[0]")
+
+
+# -- the fast reading (libyaml) and the round-trip one agree ----------------------------
+
+ANCHORS = BASE.replace(
+    "    url: http://127.0.0.1:8000/one.xml\n",
+    "    url: http://127.0.0.1:8000/one.xml\n    <<: &slow {interval: 2h, language: fr}\n",
+).replace("    interval: 30m\n", "    interval: 30m\n    <<: *slow\n")
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        BASE,
+        (ROOT / "config.yaml").read_text(encoding="utf-8"),
+        # YAML 1.2 scalars both readings must resolve alike: "on" and "09:30" stay text.
+        BASE.replace("query: 'Kursk OR Koursk'", "query: on")
+        + "    description: 09:30\n",
+        BASE.replace(
+            "console: console://", "console: {url: 'console://', quiet_hours: 22:00-07:00, rate_limit: 10/10m}"
+        ),
+        BASE.replace("interval: 30m", "interval: 1_800"),
+        BASE.replace("'Kursk OR Koursk'", '"Kursk OR \\u041a\\u0443\\u0440\\u0441\\u043a"'),
+        ANCHORS,
+        "",
+    ],
+    ids=[
+        "base", "shipped", "yaml-1.2-scalars", "flow-mapping", "underscored-int", "escaped-unicode", "anchors", "empty"
+    ],
+)
+def test_the_fast_reading_gives_the_same_config_as_the_round_trip_one(
+    text: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import monitor.config.model as model
+
+    assert model._HAS_LIBYAML, "ruamel.yaml.clib is a dependency on CPython"
+    try:
+        fast, _ = parse_config(text, env=ENV)
+    except ConfigError as exc:
+        fast_error: ConfigError | None = exc
+    else:
+        fast_error = None
+    monkeypatch.setattr(model, "_HAS_LIBYAML", False)
+    if fast_error is not None:
+        with pytest.raises(ConfigError) as info:
+            parse_config(text, env=ENV)
+        assert str(info.value) == str(fast_error)
+        return
+    slow, _ = parse_config(text, env=ENV)
+    assert fast == slow
+
+
+def test_a_valid_file_is_read_once_with_libyaml_and_an_invalid_one_again_with_lines(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import monitor.config.model as model
+
+    reads: list[str] = []
+    original = model._load_yaml_tree
+
+    def counted(text: str) -> object:
+        reads.append(text)
+        return original(text)
+
+    monkeypatch.setattr(model, "_load_yaml_tree", counted)
+    parse_config((ROOT / "config.yaml").read_text(encoding="utf-8"), env={}, for_sending=False)
+    assert reads == []
+    with pytest.raises(ConfigError) as info:
+        parse_config(BASE.replace("notify: [console]", "notify: [slak]"), file="cfg.yaml", env=ENV)
+    assert len(reads) == 1
+    assert info.value.line == 14
+    # Merge keys and anchors read alike too (the anchor scan runs first either way).
+    config, _ = parse_config(ANCHORS, env=ENV)
+    assert [(f.interval, f.language) for f in config.feeds] == [(7200, "fr"), (1800, "fr")]

@@ -730,7 +730,9 @@ class _Cycle:
     ) -> tuple[list[FeedIntent], list[RecordReport]]:
         """Look up, decide and write one batch; with clustering, under the keeper's lock
         (the clusters must not change between the decision and the write)."""
-        keeper = self.p.clusters
+        # A batch of state changes only (answers 304, failures) places no story: it needs
+        # neither the clusters (their first build reads the whole window) nor their lock.
+        keeper = self.p.clusters if polls else None
         now = utcnow()
         with keeper.deciding(now) if keeper is not None else nullcontext() as clusterer:
             decider = replace(decider, clusters=clusterer)

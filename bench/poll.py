@@ -531,8 +531,8 @@ def main() -> None:
     parser.add_argument("--hostile", action="store_true", help="one cycle over the robustness matrix")
     parser.add_argument("--parse-workers", type=int, default=0, help="poll.parse_workers (0: one per CPU)")
     parser.add_argument("--skip-feedparser", action="store_true")
-    parser.add_argument("--idle", type=float, default=0, metavar="SECONDS",
-                        help="only an idle daemon's memory, this many seconds after its start (20)")
+    parser.add_argument("--idle", default="", metavar="SECONDS[,SECONDS...]",
+                        help="only an idle daemon's memory, at these seconds after its start (20,135)")
     parser.add_argument(
         "--config-extra",
         default="{}",
@@ -540,7 +540,7 @@ def main() -> None:
     )
     args = parser.parse_args()
     if args.idle:
-        _idle(args.idle)
+        _idle([float(x) for x in args.idle.split(",")])
         return
 
     server, port, hostile = _server(args.feeds if not args.hostile else 50, args.hostile)
@@ -618,28 +618,45 @@ def _table(results: dict[str, dict[str, Any]]) -> None:
                   f"peak RSS / reader: {nm['peak_rss'] / rd['peak_rss']:.2f}")
 
 
-def measure_idle(seconds: float) -> dict[str, Any]:
-    """``news-monitor run`` on the bundled config.yaml (copied to a temporary directory,
-    so its SQLite file is a fresh one there), its tree's memory sampled from outside; the
-    figures ``seconds`` after the process started (on a machine without network every
-    feed fails at once, so the daemon is idle by then), then SIGTERM."""
+def measure_idle(moments: list[float]) -> list[dict[str, Any]]:
+    """``news-monitor run`` on the bundled config.yaml (copied to a temporary directory),
+    its tree's memory sampled from outside at each of ``moments`` seconds after the
+    process started (on a machine without network every feed fails at once, so the
+    daemon is idle by then), then SIGTERM. The database is created and migrated first by
+    ``news-monitor feeds``, so this is a daemon restarted on its database, as a service
+    spends its life (a first start also imports Alembic for the migration). The parse
+    workers started for the first cycle exit after ``WORKER_IDLE_EXIT`` (120 s) idle: a
+    moment past that shows the daemon between cycles without them."""
     import shutil
     import signal
 
+    results: list[dict[str, Any]] = []
     with tempfile.TemporaryDirectory() as tmpdir:
         config = Path(tmpdir) / "config.yaml"
         shutil.copy(ROOT / "config.yaml", config)
+        subprocess.run([PY, "-m", "monitor", "--config", str(config), "feeds"], cwd=tmpdir,
+                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=True)
         proc = subprocess.Popen(
             [PY, "-m", "monitor", "--config", str(config), "run"],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
             cwd=tmpdir,
         )
+        started = time.monotonic()
         sampler = TreeSampler(proc.pid)
-        time.sleep(seconds)
-        pids = _tree(proc.pid)
-        now = [_rss_pss(p) for p in pids]
-        main_rss = now[0][0]
+        for moment in sorted(moments):
+            time.sleep(max(0.0, started + moment - time.monotonic()))
+            pids = _tree(proc.pid)
+            now = [_rss_pss(p) for p in pids]
+            results.append({
+                "moment": moment,
+                "rss": sum(r for r, _ in now),
+                "pss": sum(s for _, s in now),
+                "main_rss": now[0][0],
+                "procs": len(pids),
+                "peak_rss": sampler.peak_rss,
+                "peak_pss": sampler.peak_pss,
+            })
         proc.send_signal(signal.SIGTERM)
         try:
             proc.wait(30)
@@ -647,21 +664,14 @@ def measure_idle(seconds: float) -> dict[str, Any]:
             proc.kill()
             proc.wait()
         sampler.stop()
-    return {
-        "rss": sum(r for r, _ in now),
-        "pss": sum(s for _, s in now),
-        "main_rss": main_rss,
-        "procs": len(pids),
-        "peak_rss": sampler.peak_rss,
-        "peak_pss": sampler.peak_pss,
-    }
+    return results
 
 
-def _idle(seconds: float) -> None:
-    r = measure_idle(seconds)
-    print(f"idle daemon (news-monitor run, bundled config), {seconds:g} s after start: RSS (tree) {_mb(r['rss'])}, "
-          f"PSS {_mb(r['pss'])}, main process {_mb(r['main_rss'])}, {r['procs'] - 1} children; "
-          f"peak until then RSS {_mb(r['peak_rss'])}, PSS {_mb(r['peak_pss'])}")
+def _idle(moments: list[float]) -> None:
+    for r in measure_idle(moments):
+        print(f"idle daemon (news-monitor run, bundled config, restarted on its database), {r['moment']:g} s after "
+              f"start: RSS (tree) {_mb(r['rss'])}, PSS {_mb(r['pss'])}, main process {_mb(r['main_rss'])}, "
+              f"{r['procs'] - 1} children; peak until then RSS {_mb(r['peak_rss'])}, PSS {_mb(r['peak_pss'])}")
 
 
 def _hostile(port: int, db: list[str], hostile: dict[str, str]) -> None:

@@ -880,11 +880,12 @@ def test_a_worker_that_grew_too_big_is_replaced_after_its_job() -> None:
         pool.close()
 
 
-def test_close_stops_a_running_parse_and_fails_queued_jobs() -> None:
+@pytest.mark.parametrize("after", [0.0, 0.3], ids=["while-the-worker-starts", "while-it-parses"])
+def test_close_stops_a_running_parse_and_fails_queued_jobs(after: float) -> None:
     pool = ParsePool(1, timeout=30.0, backlog=4)
     running = pool.submit(job(SLOW))
     queued = pool.submit(job(rss("")))
-    time.sleep(0.3)
+    time.sleep(after)
     started = time.monotonic()
     pool.close()
     assert time.monotonic() - started < 3

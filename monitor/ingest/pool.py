@@ -461,7 +461,13 @@ class ParsePool:
             if self._start_failing:
                 log.info("parser process started again (%s)", self.executable or sys.executable)
             self._start_failing = False
-            self._live[slot] = worker
+            closed = self._closed
+            if not closed:
+                self._live[slot] = worker
+        if closed:
+            # close() ran while this worker started: it could not kill what it did not see.
+            worker.kill()
+            raise ParseError("the parser pool was closed", reason="cancelled")
         return worker
 
     def _stopped(self, worker: _Worker, error: ParseError) -> tuple[None, ParseError]:

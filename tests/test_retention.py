@@ -14,9 +14,11 @@ from pydantic import ValidationError
 from ruamel.yaml import YAML
 from sqlalchemy import func, insert, select, update
 
+from monitor.app.services.retention import describe
 from monitor.config.model import Config
 from monitor.ingest.entries import Entry
 from monitor.ingest.schedule import FeedSnapshot
+from monitor.storage.engine import PRUNE_LOCK
 from monitor.storage.feeds import FeedConfigRow
 from monitor.storage.retention import CHUNK, Cutoffs, PruneReport, RetentionPolicy, cutoffs
 from monitor.storage.schema import Alert, Delivery, Match, PrunedStory, Story, StoryFeed
@@ -289,6 +291,29 @@ def test_a_dry_run_counts_what_a_prune_deletes_and_deletes_nothing(store: Store)
     real = prune(store)
     assert (real.stories, real.clusters, real.deliveries) == (dry.stories, dry.clusters, dry.deliveries)
     assert count(store, Story) == 1
+
+
+def test_a_prune_that_must_not_wait_skips_while_another_daemon_prunes(
+    store: Store, db_backend: tuple[str, str | None]
+) -> None:
+    snap = feed(store)
+    record(store, snap, [entry(1)], now=OLD)
+    cut = cutoffs(DEFAULT, NOW)
+    with store.exclusive(PRUNE_LOCK) as held:  # another daemon's prune, as far as the lock goes
+        assert held
+        if store.dialect == "postgresql":
+            # The lock is per session: the daemon's own prune is another session.
+            other = Store(db_backend[0], schema=db_backend[1])
+            try:
+                report = other.prune(cut, now=NOW, wait=False)
+            finally:
+                other.close()
+            assert report.skipped and report.stories == 0
+            assert describe(report) == "skipped: another daemon is pruning this database now"
+            assert count(store, Story) == 1
+    # Free again (and always on SQLite, one daemon per file): the prune runs.
+    report = store.prune(cut, now=NOW, wait=False)
+    assert not report.skipped and report.stories == 1
 
 
 # --- the command line and a real poll ---------------------------------------------------------

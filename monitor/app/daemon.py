@@ -282,7 +282,8 @@ class Daemon:
     def _prune(self) -> None:
         """The daily retention prune (monitor/storage/retention.py); a failure waits a day."""
         try:
-            log.info("retention: %s", describe_prune(prune(self.runtime.store, self.runtime.loaded.config)))
+            report = prune(self.runtime.store, self.runtime.loaded.config, wait=False)
+            log.info("retention: %s", describe_prune(report))
         except MonitorError as exc:
             log.error("retention prune failed: %s", exc)
 

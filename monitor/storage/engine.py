@@ -277,24 +277,34 @@ class Database:
         return stmt.with_for_update(skip_locked=True) if self.dialect == "postgresql" else stmt
 
     @contextmanager
-    def exclusive(self, key: int, *, wait: float = 300.0) -> Iterator[None]:
+    def exclusive(self, key: int, *, wait: float = 300.0, skip_if_held: bool = False) -> Iterator[bool]:
         """Hold a PostgreSQL advisory lock for the block: the same block of another daemon,
         on any host, waits (at most *wait* seconds, then a StoreError). It is a session
         lock on a connection of its own, so the block's transactions commit while it is
-        held. SQLite: nothing to do (one daemon per SQLite file; its writers are
-        serialised anyway)."""
+        held. ``skip_if_held``: do not wait; the block runs with False when another
+        session holds the lock (a job that any one daemon may do, like the daily prune).
+        SQLite: nothing to do (one daemon per SQLite file; its writers are serialised
+        anyway), the block runs with True."""
         if self.dialect != "postgresql":
-            yield
+            yield True
             return
         try:
             conn = self.engine.connect()
-            conn.execute(text(f"SET lock_timeout = '{int(wait * 1000)}ms'"))
-            conn.execute(text("SELECT pg_advisory_lock(:k)"), {"k": key})
+            if skip_if_held:
+                held = bool(conn.execute(text("SELECT pg_try_advisory_lock(:k)"), {"k": key}).scalar_one())
+            else:
+                conn.execute(text(f"SET lock_timeout = '{int(wait * 1000)}ms'"))
+                conn.execute(text("SELECT pg_advisory_lock(:k)"), {"k": key})
+                held = True
             conn.commit()
         except SQLAlchemyError as exc:
             raise StoreError(f"database {safe_url(self.url)}: {reason(exc)}") from exc
+        if not held:
+            conn.close()
+            yield False
+            return
         try:
-            yield
+            yield True
         finally:
             try:
                 conn.execute(text("SELECT pg_advisory_unlock(:k)"), {"k": key})

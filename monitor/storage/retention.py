@@ -5,7 +5,8 @@ without bound. :func:`cutoffs` (pure) turns the settings and ``now`` into the in
 before which rows go; :meth:`RetentionStore.prune` deletes them in chunks of
 :data:`CHUNK` stories (one transaction each, so a prune never holds the database for
 long, on SQLite or PostgreSQL), under the advisory lock :data:`~monitor.storage.engine.PRUNE_LOCK` so that of
-several daemons on one PostgreSQL one prunes at a time.
+several daemons on one PostgreSQL one prunes at a time (the daemons' daily prune skips
+its turn when another holds the lock; the ``prune`` command waits for it).
 
 What a prune keeps, whatever the settings (each is tested in tests/test_retention.py):
 
@@ -110,16 +111,23 @@ class PruneReport:
     outbox: int = 0
     keys_expired: int = 0
     dry_run: bool = False
+    skipped: bool = False  # another daemon was pruning (``prune(wait=False)``)
 
 
 class RetentionStore(Database):
     """The prune, and the pruned stories' dedupe keys."""
 
-    def prune(self, cut: Cutoffs, *, dry_run: bool = False, now: dt.datetime | None = None) -> PruneReport:
+    def prune(
+        self, cut: Cutoffs, *, dry_run: bool = False, now: dt.datetime | None = None, wait: bool = True
+    ) -> PruneReport:
         """Delete what is older than *cut*, in transactions of :data:`CHUNK` rows (see
-        the module docstring for what is kept). ``dry_run``: count, delete nothing."""
+        the module docstring for what is kept). ``dry_run``: count, delete nothing.
+        ``wait=False``: if another daemon is pruning, do nothing (``skipped``) instead of
+        waiting for it: its prune is this one."""
         now = now or utcnow()
-        with self.exclusive(PRUNE_LOCK):
+        with self.exclusive(PRUNE_LOCK, skip_if_held=not wait) as held:
+            if not held:
+                return PruneReport(dry_run=dry_run, skipped=True)
             clusters, stories = (0, 0) if cut.stories is None else self._prune_stories(cut.stories, now, dry_run)
             deliveries = outbox = 0
             if cut.deliveries is not None:

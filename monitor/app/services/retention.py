@@ -33,14 +33,19 @@ def retention_policy(config: Config) -> RetentionPolicy:
     )
 
 
-def prune(store: Store, config: Config, *, dry_run: bool = False, now: dt.datetime | None = None) -> PruneReport:
-    """Delete what *config*'s retention says is old (``dry_run``: count only)."""
+def prune(
+    store: Store, config: Config, *, dry_run: bool = False, now: dt.datetime | None = None, wait: bool = True
+) -> PruneReport:
+    """Delete what *config*'s retention says is old (``dry_run``: count only; ``wait=False``:
+    skip if another daemon is pruning)."""
     now = now or utcnow()
-    return store.prune(cutoffs(retention_policy(config), now), dry_run=dry_run, now=now)
+    return store.prune(cutoffs(retention_policy(config), now), dry_run=dry_run, now=now, wait=wait)
 
 
 def describe(report: PruneReport) -> str:
     """One line for the log and the command line."""
+    if report.skipped:
+        return "skipped: another daemon is pruning this database now"
     verb = "would delete" if report.dry_run else "deleted"
     return (
         f"{verb} {report.stories} stories ({report.clusters} clusters), {report.deliveries} delivery log rows, "

@@ -594,3 +594,24 @@ def test_scheme_index_matches_what_apprise_maps_when_it_loads_everything() -> No
     left_out = {apprise_map[scheme] for scheme in set(apprise_map) - set(index)}
     assert left_out.isdisjoint(set().union(*index.values()))
     assert len(left_out) <= 3
+
+
+def test_without_a_writable_temporary_directory_apprise_loads_everything_and_works() -> None:
+    code = (
+        "import json, sys, tempfile\n"
+        "def refuse(*a, **k):\n"
+        "    raise PermissionError(13, 'read-only')\n"
+        "tempfile.TemporaryDirectory = refuse\n"
+        "from monitor.delivery.notify import load_channels\n"
+        "channels = load_channels({'desk': sys.argv[1]})\n"
+        "loaded = [m for m in sys.modules if m.startswith('apprise.plugins.')]\n"
+        "print(json.dumps([channels['desk'].flavour, len(loaded)]))"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code, "mailto://127.0.0.1:2525?from=a@example.org&to=b@example.org"],
+        capture_output=True, text=True, timeout=60, check=True,
+    )
+    flavour, plugins_loaded = json.loads(done.stdout)
+    assert flavour == "email"
+    assert plugins_loaded > 100
+    assert "already loaded" not in done.stderr

@@ -71,7 +71,7 @@ def scheme_index() -> Mapping[str, frozenset[str]]:
     main loops it finds) is left out: its schemes are unknown here, and a URL using one
     loads everything. Empty if the plugin directory cannot be read.
     """
-    root = Path(apprise.plugins.__file__).parent
+    root = _plugin_root()
     index: dict[str, set[str]] = {}
     try:
         entries = sorted(os.listdir(root))
@@ -140,12 +140,18 @@ def load_for(urls: Iterable[str], *, custom: Collection[str] = ()) -> None:
         missing = sorted(needed - _loaded)
         if not missing and bool(manager):
             return
-        with tempfile.TemporaryDirectory(prefix="news-monitor-apprise-") as listing:
-            for module in missing:
-                Path(listing, module).touch()
-            # ``force``: the manager remembers directories by path, and a new temporary
-            # directory may reuse an old one's name.
-            manager.load_modules(path=listing, name=_PACKAGE, force=True)  # type: ignore[no-untyped-call]
+        try:
+            with tempfile.TemporaryDirectory(prefix="news-monitor-apprise-") as listing:
+                for module in missing:
+                    Path(listing, module).touch()
+                # ``force``: the manager remembers directories by path, and a new temporary
+                # directory may reuse an old one's name.
+                manager.load_modules(path=listing, name=_PACKAGE, force=True)  # type: ignore[no-untyped-call]
+        except OSError as exc:  # no writable temporary directory: Apprise's own way, everything
+            log.debug("Apprise plugins: no listing (%s); loading every plugin", exc)
+            _state["everything"] = True
+            manager.load_modules(path=_plugin_root(), name=_PACKAGE, force=True)  # type: ignore[no-untyped-call]
+            return
         _loaded.update(missing)
         log.debug("Apprise plugins loaded: %s", ", ".join(missing) or "none")
 
@@ -165,9 +171,12 @@ def _modules_for(urls: Iterable[str], custom: Collection[str]) -> set[str] | Non
     return needed
 
 
+def _plugin_root() -> Path:
+    return Path(apprise.plugins.__file__).parent
+
+
 def _all_entries() -> set[str]:
-    root = Path(apprise.plugins.__file__).parent
-    return {m.group("name") for m in map(_ENTRY.match, os.listdir(root)) if m is not None}
+    return {m.group("name") for m in map(_ENTRY.match, os.listdir(_plugin_root())) if m is not None}
 
 
 def loaded_modules() -> frozenset[str]:

@@ -235,9 +235,11 @@ ANCHORS = BASE.replace(
         BASE.replace("'Kursk OR Koursk'", '"Kursk OR \\u041a\\u0443\\u0440\\u0441\\u043a"'),
         ANCHORS,
         "",
+        BASE.replace("    interval: 30m", "    interval: 30m\n    interval: 1h"),  # an error either way
     ],
     ids=[
-        "base", "shipped", "yaml-1.2-scalars", "flow-mapping", "underscored-int", "escaped-unicode", "anchors", "empty"
+        "base", "shipped", "yaml-1.2-scalars", "flow-mapping", "underscored-int", "escaped-unicode", "anchors", "empty",
+        "duplicate-key",
     ],
 )
 def test_the_fast_reading_gives_the_same_config_as_the_round_trip_one(

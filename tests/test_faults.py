@@ -1,9 +1,12 @@
 """Fault tests of the delivery guarantee, with the real daemon in a subprocess.
 
-1. SIGKILL at random moments across 22 cycles, restarting each time, while new stories
+1. SIGKILL at random moments across 12 cycles, restarting each time, while new stories
    keep appearing: every expected alert arrives, and none arrives twice unless the
    kill fell in the documented window (after the SMTP server accepted the message,
-   before the daemon committed it as sent).
+   before the daemon committed it as sent): a duplicate's first copy must have been
+   sent by a daemon killed before it logged that alert as sent, which it does right
+   after the commit. (A bound in seconds on that window held on a quiet machine but
+   not on a loaded one, where the commit waits for the CPU.)
 2. The SMTP server is down for several cycles, then returns: every alert arrives once.
 """
 
@@ -28,7 +31,6 @@ from tests.support.httpserver import HTTPTestServer, Static
 from tests.support.smtpserver import SMTPTestServer
 
 KILL_CYCLES = 12
-DUPLICATE_WINDOW = 0.75  # seconds between an SMTP acceptance and the daemon's commit, generously
 
 
 @dataclass
@@ -129,12 +131,14 @@ def test_sigkill_at_random_moments_loses_nothing_and_duplicates_only_in_the_wind
     print(f"FAULT_SEED={seed}")  # rerun a failure with the same kill moments
     rng = random.Random(seed)
     kills: list[float] = []
+    lives: list[tuple[float, float, str]] = []  # start, kill, log of each killed daemon
     n = 0
     for cycle in range(KILL_CYCLES):
         for feed in rng.sample(sorted(farm.feeds), k=rng.randint(1, 2)):
             n += 1
             farm.publish(feed, n)
         farm.make_due()
+        born = time.time()
         daemon = DaemonProcess(farm.config)
         if cycle % 2:
             # Half the kills land at a random moment of the daemon's life from its very
@@ -150,6 +154,7 @@ def test_sigkill_at_random_moments_loses_nothing_and_duplicates_only_in_the_wind
         assert daemon.proc.returncode == -signal.SIGKILL, (
             f"cycle {cycle}: daemon died on its own:\n{daemon.log}"
         )
+        lives.append((born, kills[-1], daemon.log))
     # The kills did hit working daemons: alerts went out between kills, not only after.
     delivered_under_fire = len(farm.smtp.received)
     assert delivered_under_fire >= 1, (delivered_under_fire, len(farm.expected))
@@ -160,7 +165,10 @@ def test_sigkill_at_random_moments_loses_nothing_and_duplicates_only_in_the_wind
     assert missing == [], f"alerts lost (FAULT_SEED={seed}): {missing}"
     for title, count in counts.items():
         if count > 1:
-            excused = any(first_at[title] <= k <= first_at[title] + DUPLICATE_WINDOW for k in kills)
+            sender = [log for born, killed, log in lives if born <= first_at[title] <= killed]
+            excused = len(sender) == 1 and not any(
+                " sent target=" in line and title in line for line in sender[0].splitlines()
+            )
             assert excused and count == 2, (
                 f"{title!r} arrived {count} times, not explained by a kill right after its first delivery "
                 f"(FAULT_SEED={seed})"

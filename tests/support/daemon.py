@@ -78,4 +78,5 @@ class DaemonProcess:
         if self.proc.poll() is None:
             self.proc.kill()
         self.proc.wait(10)
+        self._reader.join(5)  # every line the daemon wrote before it died is in ``lines``
         self._reader.join(5)

@@ -334,13 +334,25 @@ def test_feed_updates_apply_each_feeds_own_changes_and_end_the_claim(store: Stor
         assert conn.execute(select(func.count()).where(Feed.claimed_by.is_not(None))).scalar_one() == 0
 
 
-def test_defer_feeds_only_ever_postpones(store: Store) -> None:
-    feeds = feeds_of(store, "a", "b")
+def test_defer_host_only_ever_postpones_and_only_that_host(store: Store) -> None:
+    store.sync_feeds(
+        [
+            FeedConfigRow("a", "http://127.0.0.1/a.xml", 600, "en"),
+            FeedConfigRow("b", "http://127.0.0.1/b.xml", 600, "en"),
+            FeedConfigRow("c", "http://127.0.0.1/c.xml", 600, "en"),
+            FeedConfigRow("other", "http://127.0.0.2/o.xml", 600, "en"),
+        ],
+        now=NOW,
+    )
+    feeds = {s.name: s for s in store.claim_due_feeds(worker="w", lease=60, now=NOW)}
     store.apply_poll([FeedIntent(feeds["b"].id, FeedUpdate(next_poll_at=NOW + dt.timedelta(hours=5)))])
-    assert store.defer_feeds([feeds["a"].id, feeds["b"].id], NOW + dt.timedelta(hours=1)) == 1
-    by_name = {f.name: f for f in store.feeds()}
-    assert by_name["a"].next_poll_at == NOW + dt.timedelta(hours=1)
-    assert by_name["b"].next_poll_at == NOW + dt.timedelta(hours=5)
+    later = NOW + dt.timedelta(hours=1)
+    # "c" is in the cycle that met the Retry-After: the fetcher defers it there.
+    assert store.defer_host("127.0.0.1:80", later, exclude=[feeds["c"].id]) == 1
+    by_name = {f.name: f.next_poll_at for f in store.feeds()}
+    assert by_name["a"] == later
+    assert by_name["b"] == NOW + dt.timedelta(hours=5)
+    assert by_name["c"] < later and by_name["other"] < later
 
 
 # ------------------------------------------------------------------ news-monitor feeds

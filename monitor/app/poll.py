@@ -608,10 +608,9 @@ class _Cycle:
             return
         self.deferred_hosts.add(key)
         try:
-            others = [f.id for f in self.store.feeds() if f.id not in self.by_id and host_key(f.fetch_url) == key]
-            if others:
-                until = utcnow() + dt.timedelta(seconds=wait)
-                moved = self.store.defer_feeds(others, until)
+            in_cycle = [fid for fid, f in self.by_id.items() if host_key(f.fetch_url) == key]
+            moved = self.store.defer_host(key, utcnow() + dt.timedelta(seconds=wait), exclude=in_cycle)
+            if moved:
                 log.info(
                     "host of %s asked us to wait %s: %d other feed(s) of that host deferred",
                     redact_url(feed.fetch_url),

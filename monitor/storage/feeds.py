@@ -16,7 +16,7 @@ on a fresh PostgreSQL database both see it missing), and a changed ``interval`` 
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, fields
 from typing import Any, cast
 
@@ -350,19 +350,17 @@ class FeedStore(WorkerStore):
                 stmt = stmt.where(Feed.enabled.is_(True))
             return [_snapshot(r) for r in conn.execute(stmt)]
 
-    def defer_feeds(self, feed_ids: Sequence[int], until: dt.datetime) -> int:
-        """Move the next poll of these feeds to ``until`` at the earliest (a host asked us to
-        wait with Retry-After: its other feeds wait too, also across restarts)."""
-        if not feed_ids:
-            return 0
-        n = 0
+    def defer_host(self, host: str, until: dt.datetime, *, exclude: Collection[int] = ()) -> int:
+        """Move the next poll of the feeds of ``host`` (``host:port``, as ``feeds.host``
+        holds it), but ``exclude``, to ``until`` at the earliest: the host asked us to wait
+        with Retry-After, and its other feeds wait too, also across restarts. One UPDATE
+        on the indexed ``host`` column; returns how many feeds moved."""
+        cond = [Feed.host == host, Feed.next_poll_at < until]
+        if exclude:
+            cond.append(Feed.id.not_in(sorted(exclude)))
         with self.transaction() as conn:
-            for chunk in chunks(list(feed_ids)):
-                res = conn.execute(
-                    update(Feed).where(Feed.id.in_(chunk), Feed.next_poll_at < until).values(next_poll_at=until)
-                )
-                n += int(res.rowcount or 0)
-        return n
+            res = conn.execute(update(Feed).where(*cond).values(next_poll_at=until))
+        return int(res.rowcount or 0)
 
     def feed_state_counts(self) -> dict[str, int]:
         """Enabled feeds by health state (new, ok, backoff, disabled), for /metrics."""

@@ -282,6 +282,15 @@ class Pair:
         assert wait_until(check, timeout, 0.02), "no daemon holds the claim"
         return found[0]
 
+    def sending(self, events: Sequence[str], delay: float) -> FleetDaemon:
+        """Two live daemons, ``events`` published, their first message arrived, every
+        answer of the target taking ``delay`` seconds: the daemon now in a send of them."""
+        self.two_live()
+        self.hook.delay = delay
+        self.publish(*events)
+        self.first_arrival(events)
+        return self.holder_of(self.fleet.sending_holders)
+
     def first_arrival(self, events: Sequence[str], timeout: float = 10.0) -> None:
         got = self.hook.wait(lambda r: any(e in x.title for x in r for e in events), timeout)
         assert any(e in x.title for x in got for e in events), "nothing was sent"
@@ -348,12 +357,8 @@ class TestPair:
         assert duplicates_recorded(pair.fleet) == 0
 
     def test_daemon_paused_past_its_lease_sends_nothing_after_resuming(self, pair: Pair) -> None:
-        pair.two_live()
-        pair.hook.delay = 1.5
         events = ("Iceland", "Marseille")
-        pair.publish(*events)
-        pair.first_arrival(events)
-        paused = pair.holder_of(pair.fleet.sending_holders)
+        paused = pair.sending(events, delay=1.5)
         paused.pause()
         try:
             # The other daemon takes the paused one's claims once its heartbeat is workers.lease old.
@@ -368,12 +373,8 @@ class TestPair:
         assert paused.alive
 
     def test_cut_database_connections_recover_without_a_duplicate(self, pair: Pair) -> None:
-        pair.two_live()
-        pair.hook.delay = 1.0
         events = ("Oslo",)
-        pair.publish(*events)
-        pair.first_arrival(events)
-        sender = pair.holder_of(pair.fleet.sending_holders)
+        sender = pair.sending(events, delay=1.0)
         mark = sender.mark()
         assert pair.fleet.cut_connections(pair.fleet.daemons.index(sender)) > 0
         pair.hook.delay = 0.0
@@ -385,12 +386,8 @@ class TestPair:
         assert wait_until(lambda: sender.pid in {p for _, p in live_workers(pair.fleet)}, LEASE), sender.lines[mark:]
 
     def test_killed_mid_send_its_alerts_are_sent_within_seconds(self, pair: Pair) -> None:
-        pair.two_live()
-        pair.hook.delay = 2.0
         events = ("Lagos", "Quito")
-        pair.publish(*events)
-        pair.first_arrival(events)
-        victim = pair.holder_of(pair.fleet.sending_holders)
+        victim = pair.sending(events, delay=2.0)
         victim.kill()
         killed_at = time.monotonic()
         pair.hook.delay = 0.0

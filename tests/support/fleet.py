@@ -18,7 +18,6 @@ Each daemon is identified in the database by its worker id, which carries its PI
 
 from __future__ import annotations
 
-import json
 import os
 import re
 import signal
@@ -28,7 +27,6 @@ import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -38,6 +36,7 @@ from sqlalchemy import Engine, create_engine, text
 from tests.support.daemon import DaemonProcess
 from tests.support.feeds import Item, rss
 from tests.support.httpserver import HTTPTestServer, LoggedRequest, Static
+from tests.support.webhook import Hook, WebhookReceiver
 
 FAKETIME_LIB = Path("/usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1")
 # "cycle: 12 feeds polled in 0.41s: 3 changed, 8 unchanged, 1 failed, 2 deferred; ..." (deferred: not contacted)
@@ -104,81 +103,31 @@ class Received:
     message: str
 
 
-class _HookServer(ThreadingHTTPServer):
-    daemon_threads = True
-    allow_reuse_address = True
-    hook: SlowHook
+def _received(hook: Hook) -> Received:
+    payload = hook.json if isinstance(hook.json, dict) else {}
+    return Received(hook.at, str(payload.get("title", "")), str(payload.get("message", "")))
 
 
-class _HookHandler(BaseHTTPRequestHandler):
-    server: _HookServer
-    protocol_version = "HTTP/1.1"
-
-    def do_POST(self) -> None:  # noqa: N802 - stdlib name
-        length = int(self.headers.get("Content-Length") or 0)
-        body = self.rfile.read(length) if length else b""
-        try:
-            payload = json.loads(body)
-        except ValueError:
-            payload = {}
-        hook = self.server.hook
-        hook.record(Received(time.monotonic(), str(payload.get("title", "")), str(payload.get("message", ""))))
-        hook.stop.wait(hook.delay)
-        self.send_response(200)
-        self.send_header("Content-Length", "2")
-        self.end_headers()
-        self.wfile.write(b"ok")
-
-    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - stdlib signature
-        """Quiet: :attr:`SlowHook.received` is the record."""
-
-
-class SlowHook:
-    """A JSON webhook on 127.0.0.1 that answers each POST after ``delay`` seconds."""
+class SlowHook(WebhookReceiver):
+    """The fleet's JSON webhook target: a :class:`WebhookReceiver`, started at once, that
+    answers each POST after ``delay`` seconds; its posts are read as :class:`Received`."""
 
     def __init__(self, delay: float = 0.0) -> None:
-        self.delay = delay
-        self.stop = threading.Event()
-        self._cond = threading.Condition()
-        self._received: list[Received] = []
-        self._server = _HookServer(("127.0.0.1", 0), _HookHandler)
-        self._server.hook = self
-        self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
-        self._thread.start()
+        super().__init__(delay=delay)
+        self.start()
 
     @property
     def url(self) -> str:
-        return f"json://127.0.0.1:{self._server.server_address[1]}/hook"
-
-    def record(self, r: Received) -> None:
-        with self._cond:
-            self._received.append(r)
-            self._cond.notify_all()
+        return self.apprise_json_url("/hook")
 
     @property
     def received(self) -> list[Received]:
-        with self._cond:
-            return list(self._received)
+        return [_received(h) for h in self.hooks]
 
     def wait(self, ready: Callable[[list[Received]], bool], timeout: float) -> list[Received]:
         """Wait until ``ready(received)``; the list either way (the caller asserts)."""
-        deadline = time.monotonic() + timeout
-        with self._cond:
-            while not ready(self._received) and (left := deadline - time.monotonic()) > 0:
-                self._cond.wait(min(left, 0.1))
-            return list(self._received)
-
-    def close(self) -> None:
-        self.stop.set()
-        self._server.shutdown()
-        self._server.server_close()
-        self._thread.join(5)
-
-    def __enter__(self) -> SlowHook:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
+        hooks = self.wait_until(lambda hooks: ready([_received(h) for h in hooks]), timeout)
+        return [_received(h) for h in hooks]
 
 
 def count_by_title(received: Sequence[Received], token: str) -> int:

@@ -20,12 +20,12 @@ from __future__ import annotations
 import json
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from types import TracebackType
-from typing import Any
+from typing import Any, Self
 from urllib.parse import parse_qsl, urlsplit, urlunsplit
 
 import pytest
@@ -47,6 +47,7 @@ class Hook:
     headers: dict[str, str]
     body: bytes
     json: Any  # the parsed body, or None when it is not JSON
+    at: float = 0.0  # time.monotonic() on arrival, before the answer
 
 
 class _Server(ThreadingHTTPServer):
@@ -76,8 +77,11 @@ class _Handler(BaseHTTPRequestHandler):
                 headers={k.lower(): v for k, v in self.headers.items()},
                 body=body,
                 json=parsed,
+                at=time.monotonic(),
             )
         )
+        if receiver.delay > 0:  # a slow target; stop() ends the wait
+            receiver._stopping.wait(receiver.delay)
         status, answer = receiver.status, receiver.response_body
         self.send_response(status)
         self.send_header("Content-Type", "text/plain; charset=utf-8")
@@ -95,12 +99,15 @@ class WebhookReceiver:
     """A threaded HTTP receiver on an ephemeral port; usable as a context manager.
 
     ``status`` and ``response_body`` are what every request gets (change them at any
-    time to simulate a failing endpoint).
+    time to simulate a failing endpoint); ``delay`` is how long each request is held
+    after it is recorded and before it is answered (a slow target).
     """
 
-    def __init__(self, *, status: int = 200, response_body: bytes = b"ok") -> None:
+    def __init__(self, *, status: int = 200, response_body: bytes = b"ok", delay: float = 0.0) -> None:
         self.status = status
         self.response_body = response_body
+        self.delay = delay
+        self._stopping = threading.Event()
         self._cond = threading.Condition()
         self._hooks: list[Hook] = []
         self._server: _Server | None = None
@@ -109,6 +116,7 @@ class WebhookReceiver:
     def start(self) -> None:
         if self._server is not None:
             return
+        self._stopping.clear()
         server = _Server((HOST, 0), _Handler)
         server.receiver = self
         self._server = server
@@ -120,6 +128,7 @@ class WebhookReceiver:
     def stop(self) -> None:
         if self._server is None:
             return
+        self._stopping.set()
         self._server.shutdown()
         self._server.server_close()
         if self._thread is not None:
@@ -127,7 +136,7 @@ class WebhookReceiver:
         self._server = None
         self._thread = None
 
-    def __enter__(self) -> WebhookReceiver:
+    def __enter__(self) -> Self:
         self.start()
         return self
 
@@ -164,6 +173,15 @@ class WebhookReceiver:
                     raise AssertionError(f"expected {count} request(s), got {len(self._hooks)}")
                 self._cond.wait(left)
             return self._hooks[:count]
+
+    def wait_until(self, ready: Callable[[list[Hook]], bool], timeout: float) -> list[Hook]:
+        """Wait until ``ready(requests so far)``, up to ``timeout`` seconds; the requests
+        either way (the caller asserts)."""
+        deadline = time.monotonic() + timeout
+        with self._cond:
+            while not ready(self._hooks) and (left := deadline - time.monotonic()) > 0:
+                self._cond.wait(min(left, 0.1))
+            return list(self._hooks)
 
     def clear(self) -> None:
         with self._cond:

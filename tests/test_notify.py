@@ -523,14 +523,16 @@ print(json.dumps(result))
 """
 
 
+def _fresh_python(code: str, *args: str) -> subprocess.CompletedProcess[str]:
+    """``code`` run by a fresh interpreter (Apprise's plugin registry is per process)."""
+    return subprocess.run([sys.executable, "-c", code, *args], capture_output=True, text=True, timeout=60, check=True)
+
+
 def _probe_plugins(first: dict[str, str], later: dict[str, str] | None = None) -> dict[str, Any]:
     """Load ``first`` then ``later`` in a fresh interpreter; the plugin modules imported after each."""
     arg = ";".join(f"{k}={v}" for k, v in first.items())
     arg2 = ";".join(f"{k}={v}" for k, v in (later or {}).items())
-    done = subprocess.run(
-        [sys.executable, "-c", _PLUGINS_PROBE, arg, arg2], capture_output=True, text=True, timeout=60, check=True
-    )
-    result: dict[str, Any] = json.loads(done.stdout)
+    result: dict[str, Any] = json.loads(_fresh_python(_PLUGINS_PROBE, arg, arg2).stdout)
     return result
 
 
@@ -570,19 +572,11 @@ def test_a_url_no_plugin_declares_loads_every_plugin(url: str, flavour: str | No
 
 
 def test_scheme_index_matches_what_apprise_maps_when_it_loads_everything() -> None:
-    mapped = subprocess.run(
-        [
-            sys.executable,
-            "-c",
-            "import json, apprise\n"
-            "from apprise.manager_plugins import NotificationManager as M\n"
-            "m = M(); m.load_modules()\n"
-            "print(json.dumps({s: m[s].__module__ for s in m.schemas()}))",
-        ],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=True,
+    mapped = _fresh_python(
+        "import json, apprise\n"
+        "from apprise.manager_plugins import NotificationManager as M\n"
+        "m = M(); m.load_modules()\n"
+        "print(json.dumps({s: m[s].__module__ for s in m.schemas()}))"
     )
     apprise_map = {scheme: module.split(".")[2] for scheme, module in json.loads(mapped.stdout).items()}
     index = plugins.scheme_index()
@@ -607,10 +601,7 @@ def test_without_a_writable_temporary_directory_apprise_loads_everything_and_wor
         "loaded = [m for m in sys.modules if m.startswith('apprise.plugins.')]\n"
         "print(json.dumps([channels['desk'].flavour, len(loaded)]))"
     )
-    done = subprocess.run(
-        [sys.executable, "-c", code, "mailto://127.0.0.1:2525?from=a@example.org&to=b@example.org"],
-        capture_output=True, text=True, timeout=60, check=True,
-    )
+    done = _fresh_python(code, "mailto://127.0.0.1:2525?from=a@example.org&to=b@example.org")
     flavour, plugins_loaded = json.loads(done.stdout)
     assert flavour == "email"
     assert plugins_loaded > 100

@@ -35,7 +35,7 @@ from pathlib import Path
 import apprise
 from apprise.manager_plugins import NotificationManager
 
-__all__ = ["load_for", "loaded_modules", "scheme_index", "scheme_of"]
+__all__ = ["load_for", "scheme_index", "scheme_of"]
 
 log = logging.getLogger("monitor.notify")
 
@@ -177,9 +177,3 @@ def _plugin_root() -> Path:
 
 def _all_entries() -> set[str]:
     return {m.group("name") for m in map(_ENTRY.match, os.listdir(_plugin_root())) if m is not None}
-
-
-def loaded_modules() -> frozenset[str]:
-    """The plugin modules :func:`load_for` loaded; empty once everything was loaded."""
-    with _lock:
-        return frozenset() if _state["everything"] else frozenset(_loaded)

@@ -16,6 +16,7 @@ from sqlalchemy import func, insert, select, update
 
 from monitor.app.services.retention import describe
 from monitor.config.model import Config
+from monitor.errors import StoreError
 from monitor.ingest.entries import Entry
 from monitor.ingest.schedule import FeedSnapshot
 from monitor.storage.engine import PRUNE_LOCK
@@ -314,6 +315,23 @@ def test_a_prune_that_must_not_wait_skips_while_another_daemon_prunes(
     # Free again (and always on SQLite, one daemon per file): the prune runs.
     report = store.prune(cut, now=NOW, wait=False)
     assert not report.skipped and report.stories == 1
+
+
+def test_a_lock_not_had_in_time_is_a_store_error_and_keeps_no_connection(
+    store: Store, db_backend: tuple[str, str | None]
+) -> None:
+    other = Store(db_backend[0], schema=db_backend[1])
+    try:
+        with store.exclusive(PRUNE_LOCK):
+            if store.dialect == "postgresql":
+                with pytest.raises(StoreError, match="lock timeout"), other.exclusive(PRUNE_LOCK, wait=0.2):
+                    pass
+                assert other.engine.pool.checkedout() == 0  # type: ignore[attr-defined]
+            else:  # one daemon per SQLite file: nothing to wait for
+                with other.exclusive(PRUNE_LOCK, wait=0.2) as held:
+                    assert held
+    finally:
+        other.close()
 
 
 # --- the command line and a real poll ---------------------------------------------------------

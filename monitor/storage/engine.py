@@ -290,6 +290,9 @@ class Database:
             return
         try:
             conn = self.engine.connect()
+        except SQLAlchemyError as exc:
+            raise StoreError(f"database {safe_url(self.url)}: {reason(exc)}") from exc
+        try:
             if skip_if_held:
                 held = bool(conn.execute(text("SELECT pg_try_advisory_lock(:k)"), {"k": key}).scalar_one())
             else:
@@ -298,6 +301,8 @@ class Database:
                 held = True
             conn.commit()
         except SQLAlchemyError as exc:
+            conn.invalidate()  # its session state is unknown: not back to the pool
+            conn.close()
             raise StoreError(f"database {safe_url(self.url)}: {reason(exc)}") from exc
         if not held:
             conn.close()
